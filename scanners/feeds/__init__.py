@@ -1,0 +1,66 @@
+"""Market feeds: one interface (`base.Feed`), three implementations.
+
+`replay` reads a recording, `exchanges` polls ccxt venues (public data only),
+`metatrader` reads MetaTrader 5 on Windows. `build_feed()` makes the one the
+settings name; scan workers keep one per process (`current_feed()`).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from .base import Feed, FeedError
+
+_lock = threading.Lock()
+_current: Feed | None = None
+
+
+def build_feed(kind: str | None = None) -> Feed:
+    from django.conf import settings
+
+    kind = kind or settings.TRIFECTA_FEED
+    if kind == "replay":
+        from .replay import ReplayClock, ReplayFeed, RecordingReader
+
+        if not settings.TRIFECTA_RECORDING:
+            raise FeedError("TRIFECTA_FEED=replay needs TRIFECTA_RECORDING, the path of a recording directory")
+        reader = RecordingReader(settings.TRIFECTA_RECORDING)
+        anchor = os.environ.get("TRIFECTA_REPLAY_ANCHOR_MS")
+        clock = ReplayClock.realtime(
+            start=reader.start,
+            end=reader.end,
+            speed=float(settings.TRIFECTA_REPLAY_SPEED),
+            anchor_wall_ms=int(anchor) if anchor else None,
+            loop=True,
+        )
+        return ReplayFeed(reader, clock)
+    if kind == "ccxt":
+        from .exchanges import CcxtFeed
+
+        return CcxtFeed(
+            venues=settings.TRIFECTA_VENUES,
+            symbols=settings.TRIFECTA_SYMBOLS,
+            timeout_ms=settings.CCXT_TIMEOUT_MS,
+        )
+    if kind == "mt5":
+        from .metatrader import MetaTraderFeed
+
+        return MetaTraderFeed(symbols=settings.MT5_SYMBOLS)
+    raise FeedError(f"unknown TRIFECTA_FEED {kind!r}: use replay, ccxt or mt5")
+
+
+def current_feed() -> Feed:
+    """The feed of this process, built once on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = build_feed()
+        return _current
+
+
+def reset_current_feed() -> None:
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.close()
+        _current = None

@@ -1,0 +1,214 @@
+"""The one interface every market feed implements.
+
+A feed answers quotes, order books and bars for (venue, symbol). Every value carries
+the time it was observed (`ts`, epoch milliseconds UTC), so a caller can always tell
+how old it is against `feed.now()`. Prices and sizes are `Decimal`; `None` means the
+venue did not say (never zero).
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+OK = "ok"
+DEGRADED = "degraded"
+DOWN = "down"
+UNAVAILABLE = "unavailable"  # the feed cannot run on this machine at all (mt5 off Windows)
+
+TIMEFRAME_MS = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "1h": 3_600_000,
+    "4h": 14_400_000,
+    "1d": 86_400_000,
+}
+
+
+class FeedError(Exception):
+    """A feed could not answer; the message says why."""
+
+
+class RecordingError(FeedError):
+    """A recording file is malformed; the message names the file and the line."""
+
+    def __init__(self, path, line: int | None, problem: str):
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Quote:
+    venue: str
+    symbol: str
+    ts: int
+    bid: Decimal | None
+    ask: Decimal | None
+    bid_size: Decimal | None = None
+    ask_size: Decimal | None = None
+
+    @property
+    def crossed(self) -> bool:
+        """Locked or crossed (bid >= ask): real feeds have these; they are not arbitrage."""
+        return self.bid is not None and self.ask is not None and self.bid >= self.ask
+
+    @property
+    def mid(self) -> Decimal | None:
+        if self.bid is None or self.ask is None:
+            return None
+        return (self.bid + self.ask) / 2
+
+
+@dataclass(frozen=True)
+class Book:
+    """A full depth snapshot: bids descending, asks ascending, levels as (price, size)."""
+
+    venue: str
+    symbol: str
+    ts: int
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+
+    def top(self) -> Quote:
+        bid = self.bids[0] if self.bids else (None, None)
+        ask = self.asks[0] if self.asks else (None, None)
+        return Quote(self.venue, self.symbol, self.ts, bid[0], ask[0], bid[1], ask[1])
+
+
+@dataclass(frozen=True)
+class Bar:
+    """OHLCV bar stamped at its open time; forex bars are bid bars with no volume."""
+
+    ts: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Instrument:
+    venue: str
+    symbol: str  # ccxt unified symbol, e.g. "BTC/USDT" or "BTC/USDT:USDT"
+    asset_class: str  # "crypto" or "forex"
+    has_quotes: bool = False
+    has_books: bool = False
+    timeframes: tuple[str, ...] = ()
+
+    @property
+    def base(self) -> str:
+        return self.symbol.split("/")[0]
+
+    @property
+    def quote_currency(self) -> str:
+        return self.symbol.split("/")[1].split(":")[0]
+
+
+@dataclass(frozen=True)
+class Venue:
+    name: str
+    asset_class: str
+    taker_fee: Decimal
+
+
+@dataclass
+class FeedStatus:
+    """Health of one venue as this feed sees it."""
+
+    venue: str
+    state: str = OK
+    detail: str = ""
+    last_error: str = ""
+    error_at: int | None = None  # epoch ms of the last error
+    last_ok_at: int | None = None  # epoch ms of the last good answer
+
+    def as_dict(self) -> dict:
+        return {
+            "venue": self.venue,
+            "state": self.state,
+            "detail": self.detail,
+            "last_error": self.last_error,
+            "error_at": self.error_at,
+            "last_ok_at": self.last_ok_at,
+        }
+
+
+@dataclass
+class FeedStatusBoard:
+    """Per-venue status kept by a feed; `mark_*` are called where answers arrive."""
+
+    statuses: dict[str, FeedStatus] = field(default_factory=dict)
+
+    def get(self, venue: str) -> FeedStatus:
+        return self.statuses.setdefault(venue, FeedStatus(venue))
+
+    def mark_ok(self, venue: str, detail: str = "") -> None:
+        status = self.get(venue)
+        status.state, status.detail, status.last_ok_at = OK, detail, wall_ms()
+
+    def mark_error(self, venue: str, state: str, error: str) -> None:
+        status = self.get(venue)
+        status.state, status.last_error, status.error_at = state, error, wall_ms()
+
+    def all(self) -> list[FeedStatus]:
+        return [self.statuses[v] for v in sorted(self.statuses)]
+
+
+class Feed(ABC):
+    """Market data for several venues. Implementations: replay, ccxt, mt5."""
+
+    name: str = ""
+
+    @abstractmethod
+    def venues(self) -> dict[str, Venue]:
+        """Venues this feed serves, with asset class and taker fee."""
+
+    @abstractmethod
+    def instruments(self) -> list[Instrument]:
+        """Every (venue, symbol) this feed can answer for."""
+
+    @abstractmethod
+    def now(self) -> int:
+        """The feed's clock in epoch ms (wall time live, the replay clock in replay)."""
+
+    @abstractmethod
+    def quote(self, venue: str, symbol: str) -> Quote | None:
+        """Latest top of book observed at or before `now()`, or None."""
+
+    @abstractmethod
+    def book(self, venue: str, symbol: str, depth: int | None = None) -> Book | None:
+        """Latest depth snapshot observed at or before `now()`, or None."""
+
+    @abstractmethod
+    def bars(self, venue: str, symbol: str, timeframe: str, limit: int = 100) -> list[Bar]:
+        """Up to `limit` most recent bars that opened at or before `now()`, oldest first."""
+
+    @abstractmethod
+    def status(self) -> list[FeedStatus]:
+        """Status per venue."""
+
+    def taker_fee(self, venue: str, symbol: str | None = None) -> Decimal:
+        return self.venues()[venue].taker_fee
+
+    def refresh(self, symbols: dict[str, list[str]] | None = None) -> None:
+        """Bring cached market state up to date (live feeds poll here; replay does nothing)."""
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

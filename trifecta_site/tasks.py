@@ -1,0 +1,11 @@
+import socket
+
+from celery import shared_task
+
+from .models import Heartbeat
+
+
+@shared_task(ignore_result=True, expires=30)
+def heartbeat():
+    """Proves a desk worker is consuming its queue (beat schedules it)."""
+    Heartbeat.record(process=Heartbeat.WORKER, hostname=socket.gethostname())
