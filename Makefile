@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
 .PHONY: run test test-sqlite test-postgres install clean-var
@@ -27,12 +28,15 @@ test: test-sqlite test-postgres
 test-sqlite: install
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The same suite on PostgreSQL, where one answers (CI and developer machines have one;
-# a fresh user machine may not, and then this pass says so and is skipped).
+# The same suite on PostgreSQL and the machine's Redis, where they answer (CI and
+# developer machines have them; a fresh user machine may not: then this pass says so and
+# is skipped, or runs on the bundled Redis).
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$(TEST_POSTGRES_URL)" 2>/dev/null; then \
-		echo "PostgreSQL pass: DATABASE_URL=$(TEST_POSTGRES_URL)"; \
-		env -u REDIS_URL DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/python -m pytest $(PYTEST_ARGS); \
+		if $(BIN)/python -c "import redis,sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=2).ping()" "$(TEST_REDIS_URL)" 2>/dev/null; \
+		then redis_url="$(TEST_REDIS_URL)"; else redis_url=""; fi; \
+		echo "PostgreSQL pass: DATABASE_URL=$(TEST_POSTGRES_URL) REDIS_URL=$${redis_url:-bundled}"; \
+		env -u REDIS_URL DATABASE_URL=$(TEST_POSTGRES_URL) $${redis_url:+REDIS_URL=$$redis_url} $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	else \
 		echo "PostgreSQL not reachable at $(TEST_POSTGRES_URL): PostgreSQL pass skipped"; \
 	fi

@@ -1,16 +1,36 @@
 from django.contrib import admin
 
-from .models import FeedState
+from .models import FeedState, Opportunity, ScanRun
 
 
-@admin.register(FeedState)
-class FeedStateAdmin(admin.ModelAdmin):
-    list_display = ("feed", "venue", "state", "detail", "last_error", "error_at", "updated_at")
-    list_filter = ("feed", "state")
-    search_fields = ("venue",)
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what happened: operators read and filter them, nobody edits them."""
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(FeedState)
+class FeedStateAdmin(ReadOnlyAdmin):
+    list_display = ("feed", "venue", "state", "detail", "last_error", "error_at", "updated_at")
+    list_filter = ("feed", "state")
+    search_fields = ("venue",)
+
+
+@admin.register(ScanRun)
+class ScanRunAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "started_at", "duration_ms", "instruments_seen", "opportunities_found", "opportunities_kept", "error")
+    list_filter = ("kind",)
+    date_hierarchy = "started_at"
+
+
+@admin.register(Opportunity)
+class OpportunityAdmin(ReadOnlyAdmin):
+    list_display = ("detected_at", "kind", "type", "symbol", "venues", "direction", "net_pct", "expected_profit_usd", "confidence", "probability", "risk_score", "status")
+    list_filter = ("kind", "type", "status")
+    search_fields = ("symbol", "route")
+    date_hierarchy = "detected_at"
+    list_select_related = ("scan_run",)

@@ -108,6 +108,7 @@ def start_redis(*, directory: Path, port: int, env: dict) -> subprocess.Popen:
         "--dir", str(directory),
         "--maxclients", "4000",
         "--protected-mode", "yes",
+        "--logfile", str(directory / "redis.log"),
     ]
     process = spawn(args, env=env, name="redis")
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)

@@ -218,7 +218,6 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes the DB connection around every task unless this is set
 # (about 5 ms a task on 2 cores); reuse the connection for this many tasks instead.
 CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
-os.environ.setdefault("CELERY_DB_REUSE_MAX", str(CELERY_DB_REUSE_MAX))
 
 # Market data.
 TRIFECTA_FEED = os.environ.get("TRIFECTA_FEED", "replay")

@@ -194,6 +194,10 @@ class Feed(ABC):
     def bars(self, venue: str, symbol: str, timeframe: str, limit: int = 100) -> list[Bar]:
         """Up to `limit` most recent bars that opened at or before `now()`, oldest first."""
 
+    def quote_history(self, venue: str, symbol: str, since: int) -> list[Quote]:
+        """Quotes observed in (since, now()], oldest first; live feeds keep what they polled."""
+        return []
+
     @abstractmethod
     def status(self) -> list[FeedStatus]:
         """Status per venue."""

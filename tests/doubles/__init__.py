@@ -1,0 +1,1 @@
+"""Stand-ins for what cannot run here (the MetaTrader 5 terminal)."""
