@@ -1,0 +1,79 @@
+"""An event published in a worker process reaches WebSocket clients of a web process,
+through the real channel layer (Redis pub/sub), with 200 clients connected at once."""
+import asyncio
+import json
+
+import pytest
+import websockets
+from django.contrib.auth import get_user_model
+
+from scanners.models import FeedState
+from scanners.tasks import poll_feeds
+from trifecta_site import embedded
+
+from . import processes
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CLIENTS = 200
+
+
+@pytest.fixture
+def desk(tmp_path):
+    env = processes.desk_env()
+    port = embedded.free_port()
+    web = worker = None
+    try:
+        web = processes.start_web(env, tmp_path / "web.log", port)
+        worker = processes.start_worker(env, tmp_path / "worker.log")
+        yield {"port": port, "logs": tmp_path}
+    finally:
+        processes.stop(web, worker)
+
+
+def session_cookie(client) -> str:
+    user = get_user_model().objects.create_user("watcher", password="pw-for-tests-1")
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+async def gather_events(port: int, cookie: str, clients: int, trigger) -> list[dict]:
+    url = f"ws://127.0.0.1:{port}/ws/stream/?kinds=feed"
+    headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+
+    async def open_client():
+        socket = await websockets.connect(url, additional_headers=headers, open_timeout=20)
+        subscribed = json.loads(await asyncio.wait_for(socket.recv(), 20))
+        assert subscribed["type"] == "subscribed"
+        return socket
+
+    sockets = await asyncio.gather(*(open_client() for _ in range(clients)))
+    try:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(trigger)
+        received = await asyncio.gather(*(asyncio.wait_for(s.recv(), 30) for s in sockets))
+    finally:
+        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+    return [json.loads(message) for message in received]
+
+
+def test_feed_event_from_worker_reaches_200_clients_on_the_web_process(desk, client):
+    cookie = session_cookie(client)
+    events = asyncio.run(gather_events(desk["port"], cookie, CLIENTS, poll_feeds.delay))
+    assert len(events) == CLIENTS
+    assert all(event["type"] == "feed" for event in events)
+    assert {event["data"]["venue"] for event in events} <= {"binance", "kraken"}
+    assert all(event["data"]["state"] == "ok" for event in events), events[0]
+    assert set(FeedState.objects.values_list("venue", "state")) == {("binance", "ok"), ("kraken", "ok")}
+
+
+def test_foreign_origin_is_refused_by_the_web_process(desk, client):
+    cookie = session_cookie(client)
+
+    async def attempt():
+        url = f"ws://127.0.0.1:{desk['port']}/ws/stream/"
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": "http://evil.example"})
+        return refused.value.response.status_code
+
+    assert asyncio.run(attempt()) == 403

@@ -1,0 +1,187 @@
+"""`manage.py run` end to end, as `make run` starts it: the whole desk comes up, health
+is green, admin logs in with the printed credentials, Ctrl-C leaves no process behind."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+
+from trifecta_site import embedded
+
+from . import processes
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class RunningDesk:
+    def __init__(self, env: dict, port: int):
+        self.port = port
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run", "--port", str(port)],
+            cwd=processes.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} in the run command's output:\n{self.output[-4000:]}")
+
+    def wait_healthy(self, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                response = requests.get(f"http://127.0.0.1:{self.port}/api/health/", timeout=3)
+                body = response.json()
+                if response.status_code == 200:
+                    return body
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise AssertionError(f"health never turned 200: {body}\n{self.output[-4000:]}")
+
+
+def exercise_desk(env: dict, expected_vendor: str):
+    port = embedded.free_port()
+    desk = RunningDesk(env, port)
+    try:
+        password = desk.wait_for(r"Log in as 'admin' with password: (\S+)", 120).group(1)
+        assert f"Dashboard: http://127.0.0.1:{port}/" in desk.output
+        assert f"Admin:     http://127.0.0.1:{port}/admin/" in desk.output
+        health = desk.wait_healthy(120)
+        checks = health["checks"]
+        assert checks["database"] == {"status": "ok", "vendor": expected_vendor}
+        assert checks["broker"]["status"] == "ok"
+        assert checks["worker"]["status"] == "ok" and checks["beat"]["status"] == "ok"
+        assert checks["feeds"]["feed"] == "replay"
+        assert set(checks["feeds"]["venues"]) == {"binance", "kraken"}
+
+        base = f"http://127.0.0.1:{port}"
+        session = requests.Session()
+        assert session.get(base + "/", allow_redirects=False).status_code == 302
+        login = session.get(base + "/admin/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        admin = session.post(
+            base + "/admin/login/?next=/admin/",
+            data={"username": "admin", "password": password, "csrfmiddlewaretoken": token},
+            headers={"Referer": base + "/admin/login/"},
+        )
+        assert admin.status_code == 200 and "Site administration" in admin.text
+        dashboard = session.get(base + "/")
+        assert dashboard.status_code == 200 and "Trifecta" in dashboard.text
+        assert session.get(base + "/static/trifecta/desk.js").status_code == 200
+
+        family = descendants(desk.process.pid)
+        assert len(family) >= 3, family  # web, worker (+ its pool), beat (+ redis when embedded)
+    finally:
+        desk.process.send_signal(signal.SIGINT)
+        try:
+            code = desk.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(desk.process.pid, signal.SIGKILL)
+            raise
+    assert code == 0, desk.output[-4000:]
+    assert "Desk stopped." in desk.output
+    time.sleep(0.5)
+    assert [pid for pid in family if alive(pid)] == []
+    return desk
+
+
+def base_env(tmp_path: Path) -> dict:
+    env = dict(os.environ)
+    for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SUPERUSER_PASSWORD", "DJANGO_SUPERUSER_USERNAME"):
+        env.pop(name, None)
+    env.update(
+        TRIFECTA_VAR_DIR=str(tmp_path / "var"),
+        TRIFECTA_FEED="replay",
+        TRIFECTA_RECORDING=str(processes.FIXTURE_RECORDING),
+        CELERY_CONCURRENCY="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def test_run_starts_the_embedded_desk_on_sqlite_and_bundled_redis(tmp_path):
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded default is exercised in the SQLite pass")
+    env = base_env(tmp_path)
+    desk = exercise_desk(env, "sqlite")
+    assert "Starting the bundled Redis" in desk.output
+    var = tmp_path / "var"
+    assert (var / "trifecta.sqlite3").exists()
+    secret = var / "secret_key"
+    assert secret.exists() and oct(secret.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.fixture
+def fresh_postgres_database():
+    if connection.vendor != "postgresql":
+        pytest.skip("the production layout is exercised in the PostgreSQL pass")
+    db = connection.settings_dict
+    admin_url = f"postgres://{db.get('USER') or 'postgres'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/postgres"
+    name = f"trifecta_run_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_run_uses_redis_url_and_database_url_when_given(tmp_path, fresh_postgres_database):
+    env = base_env(tmp_path)
+    env.update(DATABASE_URL=fresh_postgres_database, REDIS_URL=settings.REDIS_URL, DJANGO_SUPERUSER_PASSWORD="")
+    desk = exercise_desk(env, "postgresql")
+    assert "Starting the bundled Redis" not in desk.output
+    assert not (tmp_path / "var" / "trifecta.sqlite3").exists()
