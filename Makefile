@@ -43,3 +43,9 @@ test-postgres: install
 
 clean-var:
 	rm -rf var
+
+# Benchmarks print figures beside a baseline measured in the same run and write
+# bench/results/NAME.json; record each result with its command in bench/RESULTS.md.
+.PHONY: bench-replay-open
+bench-replay-open: install
+	cd bench && ../$(BIN)/python replay_open.py

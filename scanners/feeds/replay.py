@@ -11,7 +11,6 @@ Real quirks are served as recorded: locked or crossed quotes come back as they a
 from __future__ import annotations
 
 import bisect
-import csv
 import heapq
 import json
 import re
@@ -36,6 +35,11 @@ from .base import (
 from .recording import BAR_HEADER, FORMAT, QUOTE_HEADER, filename_to_symbol
 
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
+TIMESTAMP = re.compile(r"-?\d+")
+_VALUE = r"(?:\d+(?:\.\d+)?)"
+# A whole body of well-formed rows: ts, then values (empty = unknown; bars need OHLC).
+QUOTE_FILE = re.compile(rf"(?:-?\d+(?:,{_VALUE}?){{4}}\n)*(?:-?\d+(?:,{_VALUE}?){{4}}\n?)?")
+BAR_FILE = re.compile(rf"(?:-?\d+(?:,{_VALUE}){{4}},{_VALUE}?\n)*(?:-?\d+(?:,{_VALUE}){{4}},{_VALUE}?\n?)?")
 BOOK_TS = re.compile(rb'^\s*\{\s*"ts"\s*:\s*(-?\d+)')
 
 
@@ -60,55 +64,67 @@ class _Series:
         return self._ts
 
     def row(self, index: int) -> tuple[str, ...]:
+        """The raw values of one row, checked now: a bad value names its file and line."""
         if self._ts is None:
             self._load()
-        return self._rows[index]
+        fields = self._rows[index].split(",")
+        if len(fields) != len(self.header) or not all(NUMBER.fullmatch(v) for v in fields[1:] if v):
+            self._diagnose([self._rows[index]], first_line=index + 2)
+        return tuple(fields[1:])
 
     def index_at(self, when: int) -> int:
         """Index of the latest row with ts <= when, or -1."""
         return bisect.bisect_right(self.ts, when) - 1
 
     def _load(self) -> None:
-        ts: list[int] = []
-        rows: list[tuple[str, ...]] = []
-        width = len(self.header)
+        """Read the timestamps of every row (and check their order); values are checked when served or by `validate()`."""
         try:
-            handle = self.path.open(newline="", encoding="utf-8")
+            text = self.path.read_bytes().decode("utf-8")
         except OSError as exc:
             raise RecordingError(self.path, None, f"cannot open: {exc.strerror}") from exc
-        with handle:
-            reader = csv.reader(handle)
-            try:
-                first = next(reader, None)
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise RecordingError(self.path, 1, f"unreadable: {exc}") from exc
-            if first != self.header:
-                raise RecordingError(self.path, 1, f"header must be {','.join(self.header)}, found {','.join(first or [])!r}")
-            previous = None
-            line = 1
-            try:
-                for line, fields in enumerate(reader, start=2):
-                    if len(fields) != width:
-                        raise RecordingError(self.path, line, f"expected {width} columns, found {len(fields)}")
-                    try:
-                        stamp = int(fields[0])
-                    except ValueError:
-                        raise RecordingError(self.path, line, f"ts is not integer milliseconds: {fields[0]!r}") from None
-                    if previous is not None and stamp < previous:
-                        raise RecordingError(self.path, line, f"ts {stamp} is earlier than the row before ({previous})")
-                    for column, text in zip(self.header[1:], fields[1:]):
-                        _check_number(self.path, line, column, text)
-                    previous = stamp
-                    ts.append(stamp)
-                    rows.append(tuple(fields[1:]))
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise RecordingError(self.path, line + 1, f"unreadable: {exc}") from exc
-        if self.header is BAR_HEADER:
-            for index, (open_, high, low, close, _volume) in enumerate(rows):
-                if "" in (open_, high, low, close):
-                    raise RecordingError(self.path, index + 2, "a bar needs open, high, low and close")
-        self._rows = rows
+        except UnicodeDecodeError as exc:
+            raise RecordingError(self.path, None, f"not UTF-8 text: {exc}") from exc
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        header, _, body = text.partition("\n")
+        if header.split(",") != self.header:
+            raise RecordingError(self.path, 1, f"header must be {','.join(self.header)}, found {header!r}")
+        lines = body.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        try:
+            ts = [int(line[: line.index(",")]) for line in lines]
+        except ValueError:
+            self._diagnose(lines)
+        for index in range(1, len(ts)):
+            if ts[index] < ts[index - 1]:
+                raise RecordingError(self.path, index + 2, f"ts {ts[index]} is earlier than the row before ({ts[index - 1]})")
+        self._rows = lines
         self._ts = ts
+
+    def validate(self) -> int:
+        """Check every row now (one regular expression over the file; the bad line is found if it fails)."""
+        if self._ts is None:
+            self._load()
+        pattern = QUOTE_FILE if self.header is QUOTE_HEADER else BAR_FILE
+        body = "\n".join(self._rows)
+        if pattern.fullmatch(body + "\n" if body else body) is None:
+            self._diagnose(self._rows)
+        return len(self._ts)
+
+    def _diagnose(self, lines: list[str], first_line: int = 2) -> None:
+        width = len(self.header)
+        for line_no, line in enumerate(lines, start=first_line):
+            fields = line.split(",")
+            if len(fields) != width:
+                raise RecordingError(self.path, line_no, f"expected {width} columns, found {len(fields)}")
+            if not TIMESTAMP.fullmatch(fields[0]):
+                raise RecordingError(self.path, line_no, f"ts is not integer milliseconds: {fields[0]!r}")
+            for column, value in zip(self.header[1:], fields[1:]):
+                _check_number(self.path, line_no, column, value)
+            if self.header is BAR_HEADER and "" in fields[1:5]:
+                raise RecordingError(self.path, line_no, "a bar needs open, high, low and close")
+        raise RecordingError(self.path, None, "malformed (no single line to blame)")
 
 
 class _Books:
@@ -147,6 +163,12 @@ class _Books:
                 offset += len(raw)
         self._offsets = offsets
         self._ts = ts
+
+    def validate(self) -> int:
+        for index in range(len(self.ts)):
+            self.snapshot(index)
+        self._parsed.clear()
+        return len(self.ts)
 
     def snapshot(self, index: int) -> tuple[int, list, list]:
         if index not in self._parsed:
@@ -278,8 +300,9 @@ class RecordingReader:
         return result
 
     def load_all(self) -> int:
-        """Read and check every file now; returns the number of data rows."""
-        return sum(len(series.ts) for series in self._all_series())
+        """Read and check every file and row now; returns the number of data rows."""
+        rows = sum(series.validate() for series in [*self.quotes.values(), *self.bars.values()])
+        return rows + sum(books.validate() for books in self.books.values())
 
     def events(self, from_ts: int | None = None, to_ts: int | None = None) -> Iterator[tuple[int, str, str, str, str | None]]:
         """Every row as (ts, kind, venue, symbol, timeframe), merged in time order.

@@ -159,7 +159,10 @@ def test_malformed_quotes_name_file_and_line(tmp_path, text, line, problem):
     path = broken_copy(tmp_path, "quotes/alpha/BTC-USDT.csv", text)
     feed = ReplayFeed(RecordingReader(path), ReplayClock.stepped(10_000))
     with pytest.raises(RecordingError) as error:
-        feed.quote("alpha", "BTC/USDT")
+        feed.quote("alpha", "BTC/USDT")  # the last row at or before 10 s: checked when served
+    with pytest.raises(RecordingError) as whole:
+        RecordingReader(path).load_all()  # every row: checked up front
+    assert str(whole.value) == str(error.value)
     assert error.value.line == line and error.value.path.endswith("quotes/alpha/BTC-USDT.csv")
     assert problem in str(error.value) and f"BTC-USDT.csv:{line}:" in str(error.value)
 
@@ -201,8 +204,12 @@ def test_junk_lines_give_a_recording_error_with_a_line_or_are_valid(tmp_path_fac
     shutil.copytree(MINI, target / "rec")
     path = target / "rec" / "quotes" / "alpha" / "BTC-USDT.csv"
     path.write_text("ts,bid,ask,bid_size,ask_size\n1000,1,2,3,4\n" + "\n".join(junk) + "\n")
-    feed = ReplayFeed(RecordingReader(target / "rec"), ReplayClock.stepped(10**15))
+    reader = RecordingReader(target / "rec")
     try:
-        feed.quote("alpha", "BTC/USDT")
+        rows = reader.load_all()
     except RecordingError as error:
-        assert error.line is not None and error.line >= 2
+        assert error.line is not None and error.line >= 2, error
+    else:
+        assert rows >= 2
+        feed = ReplayFeed(reader, ReplayClock.stepped(10**15))
+        assert feed.quote("alpha", "BTC/USDT") is not None
