@@ -1,0 +1,40 @@
+"""Settings that matter for several processes sharing one desk."""
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from trifecta_site.celery import app
+
+
+def test_tasks_are_routed_to_their_queues():
+    router = app.amqp.router
+    assert router.route({}, "scanners.tasks.poll_feeds")["queue"].name == "scan"
+    assert router.route({}, "trifecta_site.tasks.heartbeat")["queue"].name == "desk"
+
+
+def test_workers_reuse_connections_and_are_recycled_by_memory():
+    assert app.conf.get("CELERY_DB_REUSE_MAX") == settings.CELERY_DB_REUSE_MAX > 0
+    assert app.conf.worker_max_memory_per_child > 0
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+
+
+def test_channel_layer_pool_is_sized_beyond_redis_py_default():
+    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert host["max_connections"] >= 400
+
+
+def test_api_is_closed_by_default():
+    assert settings.REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticated"]
+
+
+@pytest.mark.django_db
+def test_sqlite_is_set_up_for_several_writers():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite settings apply to the embedded default only")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] >= 5000
+    assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
