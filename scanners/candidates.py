@@ -55,6 +55,7 @@ class ScanResult:
     ts: int
     candidates: list[Candidate] = field(default_factory=list)  # every one at or above thresholds, best first
     instruments_seen: int = 0
+    evaluated: int = 0  # routes, cycles or signals the scanner computed this pass
     skipped: Counter = field(default_factory=Counter)  # reason -> count (stale_quote, crossed_quote, ...)
 
     def top(self, n: int) -> list[Candidate]:

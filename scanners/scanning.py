@@ -1,0 +1,87 @@
+"""The three scanners behind one shape, used by the scan task, the scan command and replay."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .candidates import ScanResult
+
+
+def scan_times(start: int, end: int, every_ms: int) -> list[int]:
+    """Every multiple of `every_ms` since the Unix epoch from `start` to `end`, inclusive."""
+    if every_ms <= 0:
+        raise ValueError("the scan interval must be positive")
+    first = -(-start // every_ms) * every_ms
+    return list(range(first, end + 1, every_ms))
+
+
+@dataclass(frozen=True)
+class Scanner:
+    kind: str
+    thresholds_type: Callable[[], Any]
+    run: Callable[..., ScanResult]  # run(feed, now=, thresholds=, state=) -> ScanResult
+    new_state: Callable[[], Any] = lambda: None
+
+    def thresholds_with(self, overrides: dict):
+        """Default thresholds with `overrides`; an override this kind has no field for is an error."""
+        names = {f.name for f in dataclasses.fields(self.thresholds_type)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} does not apply to {self.kind} scans")
+        return dataclasses.replace(self.thresholds_type(), **overrides)
+
+    def scan(self, feed, *, now: int, thresholds, state=None, **options) -> ScanResult:
+        return self.run(feed, now=now, thresholds=thresholds, state=state, **options)
+
+
+def _arbitrage() -> Scanner:
+    from . import arbitrage
+
+    def run(feed, *, now, thresholds, state, venue_status=None, withdrawal_fees=None, rebalance=False):
+        return arbitrage.scan_arbitrage(
+            feed, now=now, thresholds=thresholds, history=state, venue_status=venue_status,
+            withdrawal_fees=withdrawal_fees, rebalance=rebalance,
+        )
+
+    return Scanner("arbitrage", arbitrage.ArbitrageThresholds, run, arbitrage.RouteHistory)
+
+
+def _forex() -> Scanner:
+    from . import forex
+
+    def run(feed, *, now, thresholds, state):
+        return forex.scan_forex(feed, now=now, thresholds=thresholds)
+
+    return Scanner("forex", forex.ForexThresholds, run)
+
+
+def _binary() -> Scanner:
+    from . import binary
+
+    def run(feed, *, now, thresholds, state, payouts=None):
+        return binary.scan_binary(feed, now=now, thresholds=thresholds, payouts=payouts)
+
+    return Scanner("binary", binary.BinaryThresholds, run)
+
+
+class _Registry(dict):
+    """kind -> Scanner, built on first use so importing this module stays cheap."""
+
+    builders = {"arbitrage": _arbitrage, "forex": _forex, "binary": _binary}
+
+    def __missing__(self, kind):
+        self[kind] = scanner = self.builders[kind]()
+        return scanner
+
+    def __iter__(self):
+        return iter(self.builders)
+
+    def __contains__(self, kind):
+        return kind in self.builders
+
+    def keys(self):
+        return self.builders.keys()
+
+
+SCANNERS = _Registry()
