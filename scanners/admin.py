@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from .models import FeedState, Opportunity, ScanRun
+from .models import (
+    ArbitrageSettings,
+    BinaryPayout,
+    BinarySettings,
+    FeedState,
+    ForexSettings,
+    Opportunity,
+    ScanRun,
+    WithdrawalFee,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -34,3 +43,34 @@ class OpportunityAdmin(ReadOnlyAdmin):
     search_fields = ("symbol", "route")
     date_hierarchy = "detected_at"
     list_select_related = ("scan_run",)
+
+
+class SingletonAdmin(admin.ModelAdmin):
+    """One row of settings: it can be changed, never added twice or deleted."""
+
+    def has_add_permission(self, request):
+        return not self.model.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        from django.shortcuts import redirect
+
+        row = self.model.get_solo()
+        return redirect(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_change", row.pk)
+
+
+for settings_model in (ArbitrageSettings, ForexSettings, BinarySettings):
+    admin.site.register(settings_model, SingletonAdmin)
+
+
+@admin.register(WithdrawalFee)
+class WithdrawalFeeAdmin(admin.ModelAdmin):
+    list_display = ("venue", "currency", "fee")
+    list_filter = ("venue",)
+
+
+@admin.register(BinaryPayout)
+class BinaryPayoutAdmin(admin.ModelAdmin):
+    list_display = ("symbol", "payout")

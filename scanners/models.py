@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.db import models
 
 
@@ -23,3 +25,199 @@ class FeedState(models.Model):
 
     def __str__(self):
         return f"{self.feed}:{self.venue} {self.state}"
+
+
+class ScanRun(models.Model):
+    """One pass of one scanner: what it saw, what it found, what it skipped and why."""
+
+    kind = models.CharField(max_length=16, db_index=True)
+    started_at = models.DateTimeField(db_index=True)
+    market_ts = models.BigIntegerField(help_text="the feed clock the scan ran at, epoch ms")
+    duration_ms = models.DecimalField(max_digits=12, decimal_places=3)
+    instruments_seen = models.PositiveIntegerField(default=0)
+    opportunities_found = models.PositiveIntegerField(default=0, help_text="at or above the thresholds")
+    opportunities_kept = models.PositiveIntegerField(default=0, help_text="stored: the top N of this scan")
+    skipped = models.JSONField(default=dict, blank=True, help_text="reason -> count")
+    feed_status = models.JSONField(default=dict, blank=True, help_text="venue -> state at scan time")
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["kind", "-started_at"], name="scanrun_kind_recent")]
+
+    def __str__(self):
+        return f"{self.kind} scan at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Opportunity(models.Model):
+    """What a scanner found and kept, with the figures that justify it.
+
+    `figures` is the scan contract's line (decimal strings); the columns beside it are
+    the figures the dashboard, API and pipeline filter and sort on.
+    """
+
+    ARBITRAGE, FOREX, BINARY = "arbitrage", "forex", "binary"
+    KINDS = [(ARBITRAGE, "arbitrage"), (FOREX, "forex"), (BINARY, "binary")]
+
+    DETECTED, DECIDED, EXECUTED, REJECTED, EXPIRED = "detected", "decided", "executed", "rejected", "expired"
+    STATUSES = [(s, s) for s in (DETECTED, DECIDED, EXECUTED, REJECTED, EXPIRED)]
+
+    kind = models.CharField(max_length=16, choices=KINDS)
+    type = models.CharField(max_length=16, blank=True, help_text="cross_venue or triangular for arbitrage")
+    symbol = models.CharField(max_length=200)
+    venues = models.JSONField(default=list)
+    direction = models.CharField(max_length=16, blank=True, help_text="BUY/SELL, CALL/PUT, or blank for arbitrage")
+    route = models.CharField(max_length=300, help_text="what makes two opportunities the same exposure")
+    risk_score = models.DecimalField(max_digits=7, decimal_places=2)
+    net_pct = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    expected_profit = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    expected_profit_usd = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    confidence = models.DecimalField(max_digits=7, decimal_places=6, null=True, blank=True)
+    probability = models.DecimalField(max_digits=7, decimal_places=6, null=True, blank=True)
+    figures = models.JSONField(default=dict)
+    rank = models.PositiveSmallIntegerField(help_text="1 = best of its scan")
+    observed_at = models.DateTimeField(help_text="when the oldest market value behind it was observed")
+    market_ts = models.BigIntegerField(help_text="the feed clock at detection, epoch ms")
+    detected_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=STATUSES, default=DETECTED)
+    scan_run = models.ForeignKey(ScanRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="opportunities")
+
+    class Meta:
+        ordering = ["-detected_at", "rank"]
+        verbose_name_plural = "opportunities"
+        indexes = [
+            models.Index(fields=["-detected_at"], name="opp_recent"),
+            models.Index(fields=["kind", "-detected_at"], name="opp_kind_recent"),
+            models.Index(fields=["status", "-detected_at"], name="opp_status_recent"),
+            models.Index(fields=["symbol", "-detected_at"], name="opp_symbol_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.symbol} {' → '.join(self.venues)} ({self.status})"
+
+
+class SingletonSettings(models.Model):
+    """One row of settings, edited in admin at runtime; scans read it on every run."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def get_solo(cls):
+        row, _ = cls.objects.get_or_create(pk=1)
+        return row
+
+    def thresholds(self, thresholds_type):
+        """The scanner's thresholds dataclass, with every field this row has taken from the row."""
+        import dataclasses
+
+        names = [f.name for f in dataclasses.fields(thresholds_type)]
+        return thresholds_type(**{name: self.threshold_value(name) for name in names if hasattr(self, name)})
+
+    def threshold_value(self, name: str):
+        return getattr(self, name)
+
+
+def _pct(**kwargs):
+    from django.core.validators import MaxValueValidator, MinValueValidator
+
+    return models.DecimalField(
+        max_digits=9, decimal_places=4, validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))], **kwargs
+    )
+
+
+def _fraction(**kwargs):
+    from django.core.validators import MaxValueValidator, MinValueValidator
+
+    return models.DecimalField(
+        max_digits=7, decimal_places=4, validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))], **kwargs
+    )
+
+
+def _positive_int(default, **kwargs):
+    from django.core.validators import MinValueValidator
+
+    return models.PositiveIntegerField(default=default, validators=[MinValueValidator(1)], **kwargs)
+
+
+class ArbitrageSettings(SingletonSettings):
+    min_net_pct = _pct(default=Decimal("0.5"), help_text="keep opportunities at or above this net profit, percent")
+    max_risk_score = _pct(default=Decimal("75"), help_text="drop opportunities above this risk score (0-100)")
+    top_n = _positive_int(3, help_text="opportunities stored per scan")
+    max_quote_age_ms = _positive_int(5000, help_text="skip quotes older than this at scan time, ms")
+    notional_cap_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10000"), help_text="size cap where the venue gives no sizes, USD")
+    rebalance = models.BooleanField(default=False, help_text="include the share of moving inventory back (withdrawal fees)")
+    auto_min_net_pct = _pct(default=Decimal("0.5"), help_text="auto-execute only above this net profit, percent")
+    auto_min_profit_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("50"), help_text="auto-execute only above this expected profit, USD")
+    auto_max_risk = _pct(default=Decimal("30"), help_text="auto-execute only below this risk score")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "arbitrage thresholds"
+
+
+class ForexSettings(SingletonSettings):
+    timeframe = models.CharField(max_length=4, default="1m", choices=[(t, t) for t in ("1m", "5m", "15m", "1h", "4h", "1d")])
+    min_confidence = _fraction(default=Decimal("0.60"))
+    min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("1.5"))
+    top_n = _positive_int(2)
+    auto_min_confidence = _fraction(default=Decimal("0.70"))
+    auto_min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("2.0"))
+
+    class Meta:
+        verbose_name = verbose_name_plural = "forex thresholds"
+
+
+class BinarySettings(SingletonSettings):
+    expiries = models.CharField(max_length=100, default="60,120,300", help_text="expiries in seconds, comma-separated")
+    min_probability = _fraction(default=Decimal("0.75"))
+    top_n = _positive_int(1)
+    auto_expiry_s = _positive_int(60)
+    auto_min_probability = _fraction(default=Decimal("0.75"))
+    default_payout = _fraction(default=Decimal("0.85"), help_text="payout per unit stake where no per-underlying payout is set")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "binary thresholds"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        try:
+            expiries = self.expiry_seconds()
+        except ValueError:
+            raise ValidationError({"expiries": "whole seconds, comma-separated, e.g. 60,120,300"})
+        if not expiries or min(expiries) <= 0:
+            raise ValidationError({"expiries": "at least one positive expiry"})
+
+    def expiry_seconds(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self.expiries.split(",") if x.strip())
+
+    def threshold_value(self, name: str):
+        return self.expiry_seconds() if name == "expiries" else getattr(self, name)
+
+
+class WithdrawalFee(models.Model):
+    """What moving a currency off a venue costs, for transfer-aware arbitrage."""
+
+    venue = models.CharField(max_length=64)
+    currency = models.CharField(max_length=16)
+    fee = models.DecimalField(max_digits=28, decimal_places=12, help_text="in the currency itself")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["venue", "currency"], name="one_fee_per_venue_currency")]
+
+    def __str__(self):
+        return f"{self.venue} {self.currency}: {self.fee}"
+
+
+class BinaryPayout(models.Model):
+    """Payout per unit stake on a win, per underlying (Pocket-Option-style 0.80-0.92)."""
+
+    symbol = models.CharField(max_length=64, unique=True)
+    payout = _fraction()
+
+    def __str__(self):
+        return f"{self.symbol}: {self.payout}"

@@ -107,3 +107,140 @@ def poll_configured_feed() -> list[FeedState]:
         status = FeedStatus(venue="*", state=DOWN, last_error=f"{type(exc).__name__}: {exc}")
         return record_feed_status(feed_name=settings.TRIFECTA_FEED, statuses=[status])
     return poll_feed(feed=feed)
+
+
+def route_of(candidate) -> str:
+    """What makes two opportunities the same exposure (the governor refuses duplicates)."""
+    f = candidate.figures
+    if candidate.kind == "arbitrage" and f.get("type") == "triangular":
+        return "tri:{}:{}".format(f["venue"], ">".join(f"{leg['side']}:{leg['symbol']}" for leg in f["path"]))
+    if candidate.kind == "arbitrage":
+        return f"xv:{f['symbol']}:{f['buy_venue']}>{f['sell_venue']}"
+    if candidate.kind == "forex":
+        return f"fx:{f['venue']}:{f['symbol']}"
+    return f"bin:{f['venue']}:{f['symbol']}:{f['direction']}:{f['expiry_s']}"
+
+
+def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_status: dict, error: str = ""):
+    """Store a scan run and its top N candidates in one transaction; announce them after commit."""
+    from decimal import Decimal
+
+    from .models import Opportunity, ScanRun
+
+    kept = result.top(top_n)
+    with transaction.atomic():
+        run = ScanRun.objects.create(
+            kind=result.kind,
+            started_at=started_at,
+            market_ts=result.ts,
+            duration_ms=Decimal(str(round(duration_ms, 3))),
+            instruments_seen=result.instruments_seen,
+            opportunities_found=len(result.candidates),
+            opportunities_kept=len(kept),
+            skipped=dict(result.skipped),
+            feed_status=feed_status,
+            error=error[:500],
+        )
+        rows = []
+        for rank, candidate in enumerate(kept, start=1):
+            f = candidate.figures
+            rows.append(
+                Opportunity(
+                    kind=candidate.kind,
+                    type=f.get("type", ""),
+                    symbol=candidate.symbol[:200],
+                    venues=candidate.venues,
+                    direction=f.get("signal") or f.get("direction") or "",
+                    route=route_of(candidate)[:300],
+                    risk_score=candidate.risk_score,
+                    net_pct=f.get("net_pct"),
+                    expected_profit=f.get("expected_profit"),
+                    expected_profit_usd=f.get("expected_profit_usd"),
+                    confidence=f.get("confidence"),
+                    probability=f.get("probability"),
+                    figures=candidate.as_json(),
+                    rank=rank,
+                    observed_at=ms_to_datetime(candidate.observed_at),
+                    market_ts=candidate.ts,
+                    detected_at=started_at,
+                    scan_run=run,
+                )
+            )
+        stored = Opportunity.objects.bulk_create(rows)
+        for opportunity in stored:
+            transaction.on_commit(lambda o=opportunity: events.publish("opportunity", opportunity_event(o)))
+    return run, stored
+
+
+def opportunity_event(opportunity) -> dict:
+    return {
+        "id": opportunity.pk,
+        "kind": opportunity.kind,
+        "symbol": opportunity.symbol,
+        "venues": opportunity.venues,
+        "status": opportunity.status,
+        "rank": opportunity.rank,
+        "detected_at": opportunity.detected_at.isoformat(),
+        "figures": opportunity.figures,
+    }
+
+
+def prune_history(*, older_than_days: int) -> dict:
+    """Delete scan runs and opportunities older than the retention (trades keep their own copy)."""
+    from datetime import timedelta
+
+    from .models import Opportunity, ScanRun
+
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    opportunities, _ = Opportunity.objects.filter(detected_at__lt=cutoff).delete()
+    runs, _ = ScanRun.objects.filter(started_at__lt=cutoff).delete()
+    return {"opportunities": opportunities, "scan_runs": runs}
+
+
+SETTINGS_MODELS = {"arbitrage": "ArbitrageSettings", "forex": "ForexSettings", "binary": "BinarySettings"}
+_scanner_state: dict[str, object] = {}  # per process: e.g. arbitrage route history across scans
+
+
+def scan_options(kind: str, row) -> dict:
+    """What a scan reads from the database besides its thresholds."""
+    from .models import BinaryPayout, WithdrawalFee
+
+    if kind == "arbitrage":
+        return {
+            "withdrawal_fees": {(f.venue, f.currency): f.fee for f in WithdrawalFee.objects.all()},
+            "rebalance": row.rebalance,
+        }
+    if kind == "binary":
+        return {"payouts": dict(BinaryPayout.objects.values_list("symbol", "payout"))}
+    return {}
+
+
+def run_scan(*, kind: str, feed: Feed):
+    """Scan the feed as it is now with the thresholds in the database; store the top N."""
+    import time
+
+    from . import models
+    from .scanning import SCANNERS
+
+    scanner = SCANNERS[kind]
+    row = getattr(models, SETTINGS_MODELS[kind]).get_solo()
+    thresholds = row.thresholds(scanner.thresholds_type)
+    state = _scanner_state.setdefault(kind, scanner.new_state())
+    statuses = feed.status()
+    options = scan_options(kind, row)
+    if kind == "arbitrage":
+        options["venue_status"] = {s.venue: s.state for s in statuses}
+    started_at = timezone.now()
+    began = time.perf_counter()
+    result = scanner.scan(feed, now=feed.now(), thresholds=thresholds, state=state, **options)
+    duration_ms = (time.perf_counter() - began) * 1000
+    return store_scan(
+        result=result, started_at=started_at, duration_ms=duration_ms, top_n=row.top_n,
+        feed_status={s.venue: s.state for s in statuses},
+    )
+
+
+def run_configured_scan(kind: str):
+    from .feeds import current_feed
+
+    return run_scan(kind=kind, feed=current_feed())

@@ -9,6 +9,10 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 DEFAULT_SCHEDULE = {
     "desk heartbeat": ("trifecta_site.tasks.heartbeat", 10),
     "poll feeds": ("scanners.tasks.poll_feeds", 5),
+    "scan arbitrage": ("scanners.tasks.scan_arbitrage", 5),
+    "scan forex": ("scanners.tasks.scan_forex", 10),
+    "scan binary": ("scanners.tasks.scan_binary", 5),
+    "prune history": ("scanners.tasks.prune_history", 3600),
 }
 
 

@@ -228,6 +228,9 @@ TRIFECTA_SYMBOLS = env_list("TRIFECTA_SYMBOLS", "BTC/USDT,ETH/USDT")
 CCXT_TIMEOUT_MS = int(os.environ.get("CCXT_TIMEOUT_MS", "10000"))
 MT5_SYMBOLS = env_list("MT5_SYMBOLS", "EURUSD,GBPUSD,USDJPY")
 
+# Opportunities and scan runs older than this are pruned (hourly).
+TRIFECTA_RETENTION_DAYS = int(os.environ.get("TRIFECTA_RETENTION_DAYS", "30"))
+
 # Controls: initial value of the display-only / auto-execute switch.
 AUTO_EXECUTE = env_bool("AUTO_EXECUTE", False)
 

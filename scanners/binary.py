@@ -1,0 +1,167 @@
+"""Binary options: the chance that the price is above (CALL) or below (PUT) today's at expiry.
+
+The estimate is calibrated on the recent history of the same underlying, never assumed:
+
+- Prices: closes of the underlying's finest bars at or below 1 minute (1s or 1m), else the
+  mid of its quotes sampled every second (last value carried). `series` says which.
+- Pattern at time t, for a horizon of h samples (the expiry): the sign of the change over
+  the last h samples and over the last max(1, h/4) samples (nine patterns).
+- For every past t in the lookback window whose outcome is known (t + h ≤ now) and whose
+  pattern equals today's, the outcome is up (price[t+h] > price[t]), down, or equal.
+- probability(CALL) = (prior_a + ups) / (prior_a + prior_b + samples), the posterior mean
+  of a Beta(prior_a, prior_b) prior (default Beta(2, 2)) updated with those outcomes;
+  PUT likewise with downs. Equal prices count against both (they refund in execution,
+  they never win). `samples` is how many past occurrences stand behind the figure;
+  fewer than `min_samples` and no estimate is made (`insufficient_history`).
+
+expected_value per unit stake = p × payout − (1 − p), with the underlying's payout from
+the database (default 0.85). Risk score = 100 × (1 − the 10th percentile of the Beta
+posterior, by its normal approximation): a thin sample raises it. Ranking: expected value.
+
+Skipped and counted: crossed quotes, data older than `max_quote_age_ms` (plus one bar
+period for bars), and forex underlyings while the forex market is closed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from .candidates import BINARY, Candidate, ScanResult
+from .feeds.base import TIMEFRAME_MS, Feed
+from .forex import market_closed
+
+FOUR = Decimal("0.0001")
+
+
+@dataclass(frozen=True)
+class BinaryThresholds:
+    expiries: tuple[int, ...] = (60, 120, 300)
+    min_probability: Decimal = Decimal("0.75")
+    top_n: int = 1
+    auto_expiry_s: int = 60
+    auto_min_probability: Decimal = Decimal("0.75")
+    default_payout: Decimal = Decimal("0.85")
+    lookback_ms: int = 6 * 3_600_000
+    prior_a: int = 2
+    prior_b: int = 2
+    min_samples: int = 30
+    max_quote_age_ms: int = 10_000
+
+
+def price_series(feed: Feed, instrument, *, now: int, lookback_ms: int):
+    """(time of the last observation, prices on a regular grid, step ms, source) or None."""
+    fine = [tf for tf in instrument.timeframes if TIMEFRAME_MS[tf] <= 60_000]
+    if fine:
+        timeframe = fine[0]
+        step = TIMEFRAME_MS[timeframe]
+        bars = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=max(1, lookback_ms // step))
+        if not bars:
+            return None
+        stamps = np.array([b.ts + step for b in bars], dtype=np.int64)  # a close is known when its bar ends
+        values = np.array([float(b.close) for b in bars])
+        source = f"{timeframe} closes"
+    else:
+        quotes = [q for q in feed.quote_history(instrument.venue, instrument.symbol, since=now - lookback_ms)
+                  if q.bid is not None and q.ask is not None and not q.crossed]
+        if not quotes:
+            return None
+        stamps = np.array([q.ts for q in quotes], dtype=np.int64)
+        values = np.array([float(q.mid) for q in quotes])
+        step, source = 1000, "quote mids every 1 s"
+    # A regular time grid, last value carried: a missing bar or a quiet second is no change,
+    # and h samples are always h × step of time.
+    first = -(-int(stamps[0]) // step) * step
+    grid = np.arange(first, now + 1, step, dtype=np.int64)
+    if len(grid) == 0:
+        return None
+    positions = np.searchsorted(stamps, grid, side="right") - 1
+    return stamps[-1], values[positions], step, source
+
+
+def pattern_outcomes(prices: np.ndarray, horizon: int):
+    """Today's pattern and, for past samples with the same pattern, the outcomes (+1, −1, 0)."""
+    short = max(1, horizon // 4)
+    n = len(prices)
+    if n < 2 * horizon + 2:
+        return None, np.empty(0)
+    t = np.arange(horizon, n - horizon)
+    long_sign = np.sign(prices[t] - prices[t - horizon])
+    short_sign = np.sign(prices[t] - prices[t - short])
+    outcome = np.sign(prices[t + horizon] - prices[t])
+    today = (np.sign(prices[-1] - prices[-1 - horizon]), np.sign(prices[-1] - prices[-1 - short]))
+    same = (long_sign == today[0]) & (short_sign == today[1])
+    return today, outcome[same]
+
+
+def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: dict | None = None) -> ScanResult:
+    """Every CALL or PUT with probability at or above the threshold, best expected value first."""
+    result = ScanResult(kind=BINARY, ts=now)
+    payouts = payouts or {}
+    venues = feed.venues()
+    for instrument in feed.instruments():
+        result.instruments_seen += 1
+        if venues[instrument.venue].asset_class == "forex" and market_closed(now):
+            result.skipped["market_closed"] += 1
+            continue
+        quote = feed.quote(instrument.venue, instrument.symbol)
+        if quote is not None and quote.crossed:
+            result.skipped["crossed_quote"] += 1
+            continue
+        series = price_series(feed, instrument, now=now, lookback_ms=thresholds.lookback_ms)
+        if series is None:
+            result.skipped["insufficient_history"] += 1
+            continue
+        last_seen, prices, step, source = series
+        allowed_age = thresholds.max_quote_age_ms + (step if source.endswith("closes") else 0)
+        latest = max(int(last_seen), quote.ts if quote else 0)
+        if now - latest > allowed_age:
+            result.skipped["stale_quote"] += 1
+            continue
+        if quote is not None and quote.mid is not None:
+            entry, observed = quote.mid, quote.ts
+        else:
+            entry, observed = Decimal(repr(float(prices[-1]))), int(last_seen)
+        payout = Decimal(str(payouts.get(instrument.symbol, thresholds.default_payout)))
+        for expiry in thresholds.expiries:
+            horizon = expiry * 1000 // step
+            if horizon < 1 or (expiry * 1000) % step:
+                continue
+            today, outcomes = pattern_outcomes(prices, horizon)
+            result.evaluated += 1
+            samples = len(outcomes)
+            if samples < thresholds.min_samples:
+                result.skipped["insufficient_history"] += 1
+                continue
+            for direction, wins in (("CALL", int((outcomes > 0).sum())), ("PUT", int((outcomes < 0).sum()))):
+                candidate = _candidate(
+                    instrument, direction, wins, samples, expiry, entry, payout, now=now, observed=observed,
+                    thresholds=thresholds, pattern=f"{int(today[0]):+d}/{int(today[1]):+d}", source=source,
+                )
+                if candidate is not None:
+                    result.candidates.append(candidate)
+    result.candidates.sort(key=lambda c: c.rank, reverse=True)
+    return result
+
+
+def _candidate(instrument, direction, wins, samples, expiry, entry, payout, *, now, observed, thresholds, pattern, source):
+    a = thresholds.prior_a + wins
+    b = thresholds.prior_b + samples - wins
+    mean = a / (a + b)
+    probability = Decimal(repr(mean)).quantize(FOUR)
+    if probability < thresholds.min_probability:
+        return None
+    spread = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    lower = max(0.0, mean - 1.2816 * spread)
+    expected_value = (probability * payout - (1 - probability)).quantize(FOUR)
+    risk = Decimal(repr(100 * (1 - lower))).quantize(Decimal("0.01"))
+    return Candidate(
+        BINARY, now, observed, risk, expected_value,
+        {
+            "symbol": instrument.symbol, "venue": instrument.venue, "direction": direction, "expiry_s": expiry,
+            "probability": probability, "samples": samples, "payout": payout, "expected_value": expected_value,
+            "entry_price": entry, "pattern": pattern, "series": source,
+        },
+    )

@@ -1,0 +1,205 @@
+"""Forex signals from bid bars: BUY / SELL / HOLD with a confidence, entry, stop and target.
+
+Indicators (computed in float over the completed bars, as MetaTrader shows them):
+- trend: EMA(12) against EMA(26) (the MACD line), scored by its size in ATRs;
+- momentum: RSI(14) around 50, and the MACD histogram (MACD − its 9-period EMA);
+- volatility: ATR(14), which sizes the stop-loss and take-profit.
+
+Each of the three votes in [−1, +1] (positive = up):
+    trend    = clip(macd / (0.5 × ATR), −1, 1)
+    rsi      = clip((RSI − 50) / 20, −1, 1)
+    histogram = clip(hist / (0.25 × ATR), −1, 1)
+score = 0.5 × trend + 0.25 × rsi + 0.25 × histogram, in [−1, 1]. The signal is BUY when
+score > 0.2, SELL when score < −0.2, else HOLD, and
+
+    confidence = |score|, except that an RSI beyond 70 (for BUY) or below 30 (for SELL)
+                 halves it: the move is stretched.
+
+Confidence is therefore the strength of agreement between trend and momentum, in
+[0, 1]. It is *not* a calibrated probability of the trade winning; how often signals of
+each confidence really won is measured by the backtest report's calibration.
+
+Entry is the current ask for BUY and bid for SELL (the quote at scan time; where the
+instrument has no quote, the last close and the recorded spread are unknown, so the
+close is used and `entry_from` says so). Stop-loss = entry ∓ 1.5 ATR, take-profit =
+entry ± 3 ATR, risk_reward = |take-profit − entry| / |entry − stop-loss|. Ranking:
+confidence × min(risk_reward, 3). Risk score: 100 × (1 − confidence).
+
+Bars are those of the configured timeframe (default 1m) where the pair has them, else
+of the pair's finest recorded timeframe (`timeframe` in the figures says which).
+
+Forex is closed from Friday 21:00 UTC to Sunday 21:00 UTC (the later of the winter and
+summer opens, 22:00 UTC in winter); no signal is made then, nor from bars whose last one
+closed more than three bar periods before the scan (`stale_bars`): a gap over the weekend
+is not a signal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import numpy as np
+
+from .candidates import FOREX, Candidate, ScanResult
+from .feeds.base import TIMEFRAME_MS, Feed
+
+FOUR = Decimal("0.0001")
+
+
+@dataclass(frozen=True)
+class ForexThresholds:
+    timeframe: str = "1m"
+    min_confidence: Decimal = Decimal("0.60")
+    min_risk_reward: Decimal = Decimal("1.5")
+    top_n: int = 2
+    auto_min_confidence: Decimal = Decimal("0.70")
+    auto_min_risk_reward: Decimal = Decimal("2.0")
+    stop_atr: Decimal = Decimal("1.5")
+    target_atr: Decimal = Decimal("3")
+    max_bar_periods: int = 3
+    bars_needed: int = 60
+
+
+def market_closed(ms: int) -> bool:
+    """Friday 21:00 UTC to Sunday 21:00 UTC."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    weekday, hour = moment.weekday(), moment.hour
+    return (weekday == 4 and hour >= 21) or weekday == 5 or (weekday == 6 and hour < 21)
+
+
+def ema(values: np.ndarray, period: int) -> np.ndarray:
+    alpha = 2.0 / (period + 1)
+    out = np.empty_like(values)
+    out[0] = values[0]
+    for i in range(1, len(values)):
+        out[i] = alpha * values[i] + (1 - alpha) * out[i - 1]
+    return out
+
+
+def rsi(closes: np.ndarray, period: int = 14) -> float:
+    """Wilder's RSI of the last bar."""
+    changes = np.diff(closes)
+    gains, losses = np.clip(changes, 0, None), np.clip(-changes, 0, None)
+    avg_gain, avg_loss = gains[:period].mean(), losses[:period].mean()
+    for gain, loss in zip(gains[period:], losses[period:]):
+        avg_gain = (avg_gain * (period - 1) + gain) / period
+        avg_loss = (avg_loss * (period - 1) + loss) / period
+    if avg_loss == 0:
+        return 100.0 if avg_gain > 0 else 50.0
+    return 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+
+
+def atr(highs: np.ndarray, lows: np.ndarray, closes: np.ndarray, period: int = 14) -> float:
+    """Wilder's average true range of the last bar."""
+    previous = closes[:-1]
+    true_range = np.maximum(highs[1:] - lows[1:], np.maximum(abs(highs[1:] - previous), abs(lows[1:] - previous)))
+    value = true_range[:period].mean()
+    for tr in true_range[period:]:
+        value = (value * (period - 1) + tr) / period
+    return float(value)
+
+
+def signal_from(closes, highs, lows) -> dict:
+    """The indicator votes and the resulting signal for one series of bars."""
+    fast, slow = ema(closes, 12), ema(closes, 26)
+    macd = fast - slow
+    histogram = macd - ema(macd, 9)
+    volatility = atr(highs, lows, closes)
+    strength = rsi(closes)
+    if volatility <= 0:
+        return {"signal": "HOLD", "confidence": 0.0, "atr": 0.0, "rsi": strength, "macd": 0.0, "histogram": 0.0}
+    trend = float(np.clip(macd[-1] / (0.5 * volatility), -1, 1))
+    momentum = float(np.clip((strength - 50) / 20, -1, 1))
+    push = float(np.clip(histogram[-1] / (0.25 * volatility), -1, 1))
+    score = 0.5 * trend + 0.25 * momentum + 0.25 * push
+    signal = "BUY" if score > 0.2 else "SELL" if score < -0.2 else "HOLD"
+    confidence = abs(score)
+    if (signal == "BUY" and strength > 70) or (signal == "SELL" and strength < 30):
+        confidence /= 2
+    return {"signal": signal, "confidence": confidence, "atr": volatility, "rsi": strength,
+            "macd": float(macd[-1]), "histogram": float(histogram[-1]), "score": score}
+
+
+def _decimal(value: float, places: int = 8) -> Decimal:
+    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places))
+
+
+def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds) -> ScanResult:
+    """Every BUY or SELL at or above the thresholds on the forex pairs of the feed, best first."""
+    result = ScanResult(kind=FOREX, ts=now)
+    venues = feed.venues()
+    for instrument in feed.instruments():
+        if venues[instrument.venue].asset_class != "forex":
+            continue
+        result.instruments_seen += 1
+        if market_closed(now):
+            result.skipped["market_closed"] += 1
+            continue
+        timeframe = timeframe_for(instrument.timeframes, thresholds.timeframe)
+        if timeframe is None:
+            result.skipped["no_bars"] += 1
+            continue
+        span = TIMEFRAME_MS[timeframe]
+        bars = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=max(thresholds.bars_needed, 60))
+        if len(bars) < 40:
+            result.skipped["insufficient_history"] += 1
+            continue
+        last_close_at = bars[-1].ts + span
+        if now - last_close_at > thresholds.max_bar_periods * span:
+            result.skipped["stale_bars"] += 1
+            continue
+        closes = np.array([float(b.close) for b in bars])
+        figures = signal_from(closes, np.array([float(b.high) for b in bars]), np.array([float(b.low) for b in bars]))
+        result.evaluated += 1
+        if figures["signal"] == "HOLD":
+            continue
+        candidate = _candidate(feed, instrument, bars, figures, now=now, thresholds=thresholds,
+                               last_close_at=last_close_at, timeframe=timeframe)
+        if candidate is not None:
+            result.candidates.append(candidate)
+    result.candidates.sort(key=lambda c: c.rank, reverse=True)
+    return result
+
+
+def timeframe_for(available: tuple[str, ...], configured: str) -> str | None:
+    """The configured timeframe where the pair has it, else the pair's finest one."""
+    if configured in available:
+        return configured
+    return available[0] if available else None
+
+
+def _candidate(feed, instrument, bars, figures, *, now, thresholds, last_close_at, timeframe) -> Candidate | None:
+    confidence = _decimal(figures["confidence"], 4)
+    if confidence < thresholds.min_confidence:
+        return None
+    quote = feed.quote(instrument.venue, instrument.symbol)
+    buy = figures["signal"] == "BUY"
+    if quote is not None and quote.bid is not None and quote.ask is not None and not quote.crossed and quote.ts <= now:
+        entry, entry_from, observed = (quote.ask if buy else quote.bid), "quote", min(quote.ts, last_close_at)
+    else:
+        entry, entry_from, observed = bars[-1].close, "last close (no usable quote)", last_close_at
+    places = max(5, -entry.as_tuple().exponent)
+    atr_value = _decimal(figures["atr"], places + 2)
+    stop_distance = (atr_value * thresholds.stop_atr).quantize(Decimal(1).scaleb(-places))
+    target_distance = (atr_value * thresholds.target_atr).quantize(Decimal(1).scaleb(-places))
+    if stop_distance <= 0:
+        return None
+    stop = entry - stop_distance if buy else entry + stop_distance
+    target = entry + target_distance if buy else entry - target_distance
+    risk_reward = (abs(target - entry) / abs(entry - stop)).quantize(Decimal("0.001"))
+    if risk_reward < thresholds.min_risk_reward:
+        return None
+    risk = (Decimal(100) * (1 - confidence)).quantize(Decimal("0.01"))
+    return Candidate(
+        FOREX, now, observed, risk, confidence * min(risk_reward, Decimal(3)),
+        {
+            "symbol": instrument.symbol, "venue": instrument.venue, "signal": figures["signal"],
+            "confidence": confidence, "entry": entry, "stop_loss": stop, "take_profit": target,
+            "risk_reward": risk_reward, "timeframe": timeframe, "entry_from": entry_from,
+            "indicators": {
+                "atr": atr_value, "rsi": _decimal(figures["rsi"], 2), "macd": _decimal(figures["macd"], places + 2),
+                "histogram": _decimal(figures["histogram"], places + 2), "score": _decimal(figures["score"], 4),
+            },
+        },
+    )

@@ -1,0 +1,94 @@
+"""Binary probabilities: Beta posterior by hand, expected value, honesty on real data."""
+import dataclasses
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from scanners.binary import BinaryThresholds, pattern_outcomes, scan_binary
+from scanners.feeds.base import Bar, Instrument
+from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
+from tests.conftest import shared_recording
+
+from .market import D, MemoryMarket
+
+NOW = 1_700_000_400_000 - 1_700_000_400_000 % 60_000  # a Tuesday, 2023-11-14
+
+
+def test_pattern_outcomes_on_a_known_series():
+    # a staircase up: every change over any horizon is up, so the pattern (+1/+1) was always followed by up
+    prices = np.arange(100, dtype=float)
+    today, outcomes = pattern_outcomes(prices, 5)
+    assert today == (1.0, 1.0)
+    assert len(outcomes) == 100 - 2 * 5 and (outcomes > 0).all()
+
+
+def market_with_closes(closes, step_ms=1000):
+    market = MemoryMarket(NOW)
+    start = NOW - len(closes) * step_ms
+    market.bar_series[("v", "BTC/USD", "1s")] = [
+        Bar(start + i * step_ms, D(c), D(c), D(c), D(c)) for i, c in enumerate(closes)
+    ]
+    market.set_quote("v", "BTC/USD", str(closes[-1] - 0.5), str(closes[-1] + 0.5))
+    market.instruments = lambda: [Instrument("v", "BTC/USD", "crypto", has_quotes=True, timeframes=("1s",))]
+    return market
+
+
+def test_posterior_mean_and_expected_value_by_hand():
+    closes = [float(100 + i) for i in range(400)]  # always up
+    market = market_with_closes(closes)
+    thresholds = BinaryThresholds(expiries=(60,), min_probability=D("0"))
+    result = scan_binary(market, now=NOW, thresholds=thresholds, payouts={"BTC/USD": D("0.9")})
+    call = next(c for c in result.candidates if c.figures["direction"] == "CALL")
+    samples = call.figures["samples"]
+    assert samples == 400 - 2 * 60
+    # Beta(2, 2) prior, every sample up: (2 + n) / (4 + n)
+    expected = Decimal(2 + samples) / Decimal(4 + samples)
+    assert call.figures["probability"] == expected.quantize(D("0.0001"))
+    assert call.figures["expected_value"] == (call.figures["probability"] * D("0.9") - (1 - call.figures["probability"])).quantize(D("0.0001"))
+    put = next(c for c in result.candidates if c.figures["direction"] == "PUT")
+    assert put.figures["probability"] == (Decimal(2) / Decimal(4 + samples)).quantize(D("0.0001"))
+    assert call.figures["entry_price"] == D(str(closes[-1]))
+
+
+def test_thin_history_gives_no_estimate_and_ties_never_win():
+    market = market_with_closes([100.0] * 30)
+    result = scan_binary(market, now=NOW, thresholds=BinaryThresholds(min_probability=D("0")))
+    assert result.candidates == [] and result.skipped["insufficient_history"] >= 1
+    flat = market_with_closes([100.0] * 400)
+    result = scan_binary(flat, now=NOW, thresholds=BinaryThresholds(expiries=(60,), min_probability=D("0")))
+    for candidate in result.candidates:  # every outcome a tie: both sides at the prior's pull towards 0
+        assert candidate.figures["probability"] == (Decimal(2) / Decimal(4 + candidate.figures["samples"])).quantize(D("0.0001"))
+
+
+def test_crossed_and_stale_quotes_are_skipped():
+    market = market_with_closes([float(100 + i) for i in range(400)])
+    market.set_quote("v", "BTC/USD", "101", "100")
+    assert scan_binary(market, now=NOW, thresholds=BinaryThresholds()).skipped["crossed_quote"] == 1
+    market = market_with_closes([float(100 + i) for i in range(400)])
+    later = NOW + 120_000
+    assert scan_binary(market, now=later, thresholds=BinaryThresholds()).skipped["stale_quote"] == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=90, max_value=110), min_size=200, max_size=400))
+def test_probability_is_a_probability(closes):
+    market = market_with_closes([float(c) for c in closes])
+    result = scan_binary(market, now=NOW, thresholds=BinaryThresholds(expiries=(60,), min_probability=D("0")))
+    for candidate in result.candidates:
+        assert D(0) <= candidate.figures["probability"] <= 1 and candidate.figures["samples"] >= 0
+        assert D(0) <= candidate.risk_score <= 100
+
+
+def test_one_second_bitcoin_gives_honest_estimates_with_samples():
+    reader = RecordingReader(shared_recording("coinbase-1s-2016-10"))
+    feed = ReplayFeed(reader, ReplayClock.stepped(reader.start))
+    thresholds = dataclasses.replace(BinaryThresholds(), min_probability=D("0"))
+    estimates = []
+    for hour in range(2, 40, 3):
+        now = reader.start + hour * 3_600_000
+        estimates += scan_binary(feed.at(now), now=now, thresholds=thresholds).candidates
+    assert estimates and all(c.figures["samples"] > 0 for c in estimates)
+    # a random-walk-like market: the calibrated estimates stay near a coin flip, never near certainty
+    assert max(c.figures["probability"] for c in estimates) < D("0.75")

@@ -1,0 +1,102 @@
+"""Scans stored: the run, the top N opportunities, thresholds read from the database each time."""
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from scanners import services, tasks
+from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
+from scanners.models import ArbitrageSettings, BinarySettings, Opportunity, ScanRun
+from tests.conftest import FIXTURES
+
+from .market import MemoryMarket
+
+pytestmark = pytest.mark.django_db
+NOW = 1_000_000
+
+
+def spread_market():
+    market = MemoryMarket(NOW, fees={"a": "0", "b": "0", "c": "0"})
+    market.set_quote("a", "BTC/USD", "99", "100", "1", "1")
+    market.set_quote("b", "BTC/USD", "101", "102", "1", "1")  # buy a, sell b: +1 %
+    market.set_quote("c", "BTC/USD", "102", "103", "1", "1")  # buy a, sell c: +2 %
+    return market
+
+
+def test_a_scan_stores_its_run_and_top_n(django_capture_on_commit_callbacks):
+    ArbitrageSettings.objects.create(top_n=1)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run, stored = services.run_scan(kind="arbitrage", feed=spread_market())
+    assert run.opportunities_found == 2 and run.opportunities_kept == 1  # a→b, a→c (b→c is 0 %)
+    [best] = Opportunity.objects.all()
+    assert best.figures["sell_venue"] == "c" and best.rank == 1 and best.status == "detected"
+    assert best.net_pct == Decimal("2.000000") and best.route == "xv:BTC/USD:a>c"
+    assert best.observed_at.timestamp() * 1000 == NOW
+    assert len(callbacks) == 1  # the opportunity event, published after commit
+
+
+def test_thresholds_changed_in_the_database_apply_to_the_next_scan():
+    market = spread_market()
+    services.run_scan(kind="arbitrage", feed=market)
+    settings_row = ArbitrageSettings.get_solo()
+    settings_row.min_net_pct = Decimal("1.5")
+    settings_row.save()
+    run, _ = services.run_scan(kind="arbitrage", feed=market)
+    assert run.opportunities_found == 1
+
+
+def test_binary_expiries_come_from_the_row():
+    row = BinarySettings.get_solo()
+    row.expiries = "60, 300"
+    from scanners.binary import BinaryThresholds
+
+    assert row.thresholds(BinaryThresholds).expiries == (60, 300)
+    row.expiries = "soon"
+    with pytest.raises(Exception):
+        row.full_clean()
+
+
+def test_an_overlapping_scan_is_skipped(settings):
+    with services.exclusive("scan_arbitrage", ttl_s=30) as mine:
+        assert mine
+        tasks._scan("arbitrage")  # the predecessor still runs: nothing happens
+    assert ScanRun.objects.count() == 0
+
+
+def test_prune_keeps_recent_history():
+    services.run_scan(kind="arbitrage", feed=spread_market())
+    assert services.prune_history(older_than_days=30) == {"opportunities": 0, "scan_runs": 0}
+    ScanRun.objects.update(started_at="2000-01-01T00:00:00Z")
+    Opportunity.objects.update(detected_at="2000-01-01T00:00:00Z")
+    pruned = services.prune_history(older_than_days=30)
+    assert pruned["scan_runs"] == 1 and Opportunity.objects.count() == 0
+
+
+def test_every_scanner_runs_against_a_replay_feed():
+    reader = RecordingReader(FIXTURES / "recordings" / "two-venues")
+    feed = ReplayFeed(reader, ReplayClock.stepped(1700000030000))
+    for kind, seen in (("arbitrage", 4), ("forex", 0), ("binary", 4)):  # forex reads forex pairs only
+        run, _ = services.run_scan(kind=kind, feed=feed)
+        assert run.kind == kind and run.instruments_seen == seen and run.error == ""
+
+
+def test_scan_command_prints_json_lines_and_writes_nothing(capsys):
+    call_command("scan", "arbitrage", "--recording", str(FIXTURES / "recordings" / "mini"), "--at", "3500",
+                 "--min-net-pct", "-5", "--max-quote-age", "10s", "--json")
+    lines = capsys.readouterr().out.strip().splitlines()
+    import json
+
+    rows = [json.loads(line) for line in lines]
+    assert rows and all(isinstance(r["net_pct"], str) and r["ts"] == 3500 and r["kind"] == "arbitrage" for r in rows)
+    assert ScanRun.objects.count() == 0 and Opportunity.objects.count() == 0
+
+
+def test_scan_command_rejects_bad_input():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="duration"):
+        call_command("scan", "arbitrage", "--recording", str(FIXTURES / "recordings" / "mini"), "--every", "5 minutes")
+    with pytest.raises(CommandError, match="does not apply"):
+        call_command("scan", "forex", "--recording", str(FIXTURES / "recordings" / "mini"), "--at", "1", "--min-net-pct", "1")
+    with pytest.raises(CommandError, match="manifest"):
+        call_command("scan", "forex", "--recording", "/nonexistent", "--at", "1")
