@@ -49,3 +49,7 @@ clean-var:
 .PHONY: bench-replay-open
 bench-replay-open: install
 	cd bench && ../$(BIN)/python replay_open.py
+
+.PHONY: bench-scan
+bench-scan: install
+	cd bench && ../$(BIN)/python scan.py

@@ -197,37 +197,56 @@ def _rebalance_cost(buy_venue, sell_venue, base, quote_ccy, size, sell_price, fe
     return (base_fee * sell_price + quote_fee) / max(1, trades)
 
 
+def cross_venue_net(bids: np.ndarray, asks: np.ndarray, fees: np.ndarray) -> np.ndarray:
+    """Net return of buying on venue i and selling on venue j, per symbol: shape (symbols, i, j).
+
+    `bids`/`asks` are (symbols, venues) with NaN where a venue does not quote a symbol;
+    `fees` is (venues,). The diagonal (same venue) and missing quotes are NaN.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        net = (bids[:, None, :] * (1 - fees)[None, None, :]) / (asks[:, :, None] * (1 + fees)[None, :, None]) - 1
+    net[:, np.arange(bids.shape[1]), np.arange(bids.shape[1])] = np.nan
+    return net
+
+
 def scan_cross_venue(quotes: list[Quote], feed: Feed, *, now, thresholds, history, venue_status, rates,
                      withdrawal_fees, rebalance, use_depth, result: ScanResult) -> list[Candidate]:
-    by_symbol: dict[str, list[Quote]] = defaultdict(list)
+    by_symbol: dict[str, dict[str, Quote]] = defaultdict(dict)
     for quote in quotes:
-        by_symbol[quote.symbol].append(quote)
-    quote_ccys_by_base: dict[str, set] = defaultdict(set)
+        by_symbol[quote.symbol][quote.venue] = quote
+    symbols_by_base: dict[str, set] = defaultdict(set)
     for symbol in by_symbol:
-        quote_ccys_by_base[symbol.split("/")[0]].add(symbol)
-    fees = {v: feed.taker_fee(v) for v in feed.venues()}
+        symbols_by_base[symbol.split("/")[0]].add(symbol)
+    paired = []
+    for symbol, venues in by_symbol.items():
+        if len(venues) >= 2:
+            paired.append(symbol)
+        elif len(symbols_by_base[symbol.split("/")[0]]) > 1:
+            result.skipped["quote_currency_mismatch"] += 1
+    if not paired:
+        return []
+    venue_names = sorted({v for s in paired for v in by_symbol[s]})
+    column = {v: i for i, v in enumerate(venue_names)}
+    bids = np.full((len(paired), len(venue_names)), np.nan)
+    asks = np.full_like(bids, np.nan)
+    for row, symbol in enumerate(paired):
+        for venue, quote in by_symbol[symbol].items():
+            bids[row, column[venue]], asks[row, column[venue]] = float(quote.bid), float(quote.ask)
+    fees = {v: feed.taker_fee(v) for v in venue_names}
+    net = cross_venue_net(bids, asks, np.array([float(fees[v]) for v in venue_names]))
+    result.evaluated += int(np.count_nonzero(~np.isnan(net)))
     candidates = []
-    min_net = thresholds.min_net_pct / HUNDRED
-    for symbol, group in by_symbol.items():
-        if len({q.venue for q in group}) < 2:
-            if len(quote_ccys_by_base[symbol.split("/")[0]]) > 1:
-                result.skipped["quote_currency_mismatch"] += 1
-            continue
-        # vectorised pre-filter over every ordered pair of venues
-        asks = np.array([float(q.ask) for q in group])
-        bids = np.array([float(q.bid) for q in group])
-        fee = np.array([float(fees[q.venue]) for q in group])
-        net = (bids[None, :] * (1 - fee[None, :])) / (asks[:, None] * (1 + fee[:, None])) - 1
-        np.fill_diagonal(net, -np.inf)
-        result.evaluated += len(group) * (len(group) - 1)
-        for a, b in zip(*np.nonzero(net >= float(min_net) - 1e-9)):
-            candidate = _cross_candidate(
-                group[a], group[b], feed, now=now, thresholds=thresholds, history=history, fees=fees,
-                venue_status=venue_status, rates=rates, withdrawal_fees=withdrawal_fees, rebalance=rebalance,
-                use_depth=use_depth,
-            )
-            if candidate is not None:
-                candidates.append(candidate)
+    with np.errstate(invalid="ignore"):
+        hits = np.argwhere(net >= float(thresholds.min_net_pct / HUNDRED) - 1e-9)
+    for row, a, b in hits:
+        symbol = paired[row]
+        candidate = _cross_candidate(
+            by_symbol[symbol][venue_names[a]], by_symbol[symbol][venue_names[b]], feed, now=now, thresholds=thresholds,
+            history=history, fees=fees, venue_status=venue_status, rates=rates, withdrawal_fees=withdrawal_fees,
+            rebalance=rebalance, use_depth=use_depth,
+        )
+        if candidate is not None:
+            candidates.append(candidate)
     return candidates
 
 
@@ -303,7 +322,8 @@ class TriangleIndex:
     legs: np.ndarray  # (cycles, 3) market index per leg
     sells: np.ndarray  # (cycles, 3) True where the leg sells the market's base
     starts: list[str]  # start currency per cycle
-    touching: dict[int, np.ndarray]
+    touching: dict[int, tuple[np.ndarray, np.ndarray]]  # market -> (cycles, their legs' table indexes)
+    flat: np.ndarray  # per leg, its index in the table [buy rates | sell rates] of every market
 
     @classmethod
     def build(cls, symbols: list[str]) -> TriangleIndex:
@@ -333,32 +353,45 @@ class TriangleIndex:
                         sells.append([symbols[m].split("/")[0] == src for m, src in zip(markets, path)])
                         starts.append(start)
         legs_array = np.array(legs, dtype=np.int64).reshape(-1, 3)
+        sells_array = np.array(sells, dtype=bool).reshape(-1, 3)
         touching = defaultdict(list)
         for cycle, markets in enumerate(legs):
             for market in set(markets):
                 touching[market].append(cycle)
-        return cls(symbols, legs_array, np.array(sells, dtype=bool).reshape(-1, 3), starts,
-                   {m: np.array(c, dtype=np.int64) for m, c in touching.items()})
+        flat = legs_array + sells_array * len(symbols)
+        touching_arrays = {}
+        for market, cycles in touching.items():
+            cycles = np.array(cycles, dtype=np.int64)
+            touching_arrays[market] = (cycles, flat[cycles])
+        return cls(symbols, legs_array, sells_array, starts, touching_arrays, flat)
 
     def __len__(self) -> int:
         return len(self.legs)
 
     def cycles_touching(self, market: int) -> np.ndarray:
-        return self.touching.get(market, np.empty(0, dtype=np.int64))
+        return self.touching[market][0] if market in self.touching else np.empty(0, dtype=np.int64)
 
-    def rates(self, bids, asks, fees, with_fees=True):
-        """Per market: conversion rate of a sell leg and of a buy leg."""
-        keep = (1 - fees) if with_fees else 1.0
+    def reevaluate(self, bids, asks, fees, market: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cycles, net return) of only the cycles a book update of `market` can change."""
+        if market not in self.touching:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        cycles, flat = self.touching[market]
+        return cycles, self._table(bids, asks, fees)[flat].prod(axis=1) - 1
+
+    @staticmethod
+    def _table(bids, asks, fees) -> np.ndarray:
+        keep = 1 - fees
         with np.errstate(divide="ignore", invalid="ignore"):
-            return bids * keep, np.where(asks > 0, keep / asks, 0.0)
+            return np.concatenate((keep / asks, bids * keep))
 
     def evaluate(self, bids, asks, fees, cycles: np.ndarray | None = None) -> np.ndarray:
-        """Net return (fraction) of each cycle, or of the `cycles` given; NaN where a quote is missing."""
-        sell_rate, buy_rate = self.rates(bids, asks, fees)
-        legs = self.legs if cycles is None else self.legs[cycles]
-        sells = self.sells if cycles is None else self.sells[cycles]
-        rate = np.where(sells, sell_rate[legs], buy_rate[legs])
-        return rate.prod(axis=1) - 1
+        """Net return (fraction) of each cycle, or of the `cycles` given; NaN where a quote is missing.
+
+        Each market's buy and sell rate is computed once, then gathered into the cycles
+        in one step.
+        """
+        flat = self.flat if cycles is None else self.flat[cycles]
+        return self._table(bids, asks, fees)[flat].prod(axis=1) - 1
 
 
 _index_cache: dict[tuple, TriangleIndex] = {}
