@@ -28,7 +28,7 @@ from decimal import Decimal
 import numpy as np
 from common import metric, write_results
 
-from scanners.arbitrage import TriangleIndex, cross_venue_net, walk_books
+from scanners.arbitrage import TriangleIndex, cross_venue_net, walk_books, walk_triangle
 from scanners.feeds.base import Book
 
 SEED = 20261124
@@ -101,6 +101,33 @@ def ranked_triangles(index, symbols, bids, asks, fees, threshold):
             rate *= bid * (1 - fee) if sell else (1 - fee) / ask
         ranked.append((rate - 1, int(cycle)))
     return ranked
+
+
+def exchange_books(rng, symbols, bids, asks, levels=20):
+    books = []
+    for i, symbol in enumerate(symbols):
+        tick = float(asks[i] - bids[i]) / 4
+        books.append(Book(
+            "binance", symbol, 0,
+            tuple((Decimal(repr(float(bids[i] - k * tick))), Decimal(repr(round(rng.uniform(0.5, 50), 3)))) for k in range(levels)),
+            tuple((Decimal(repr(float(asks[i] + k * tick))), Decimal(repr(round(rng.uniform(0.5, 50), 3)))) for k in range(levels)),
+        ))
+    return books
+
+
+def ranked_triangles_with_depth(index, bids, asks, fees, threshold, books, limit=None):
+    """End to end with depth: kernel, threshold, rank, and a 20-level walk of every survivor in Decimal."""
+    net = index.evaluate(bids, asks, fees)
+    hits = np.nonzero(net >= threshold)[0]
+    fee = Decimal(str(FEE))
+    walked = []
+    for cycle in hits[np.argsort(-net[hits])][:limit]:
+        legs = index.legs[cycle].tolist()
+        result = walk_triangle([books[m] for m in legs], index.sells[cycle].tolist(), fee)
+        if result:
+            walked.append((result["returned"] / result["size"], int(cycle)))
+    walked.sort(reverse=True)
+    return walked
 
 
 def percentile(samples, q):
@@ -195,6 +222,11 @@ def main():
     search = statistics.median(timings(lambda: path_search_triangles(symbols, bids.tolist(), asks.tolist()), 5))
     busiest = int(np.argmax([len(index.cycles_touching(m)) for m in range(len(symbols))]))
     incremental = timings(lambda: index.reevaluate(bids, asks, fees, busiest), 2000)
+    books = exchange_books(random.Random(SEED + 2), symbols, bids, asks)
+    with_depth = timings(lambda: ranked_triangles_with_depth(index, bids, asks, fees, threshold, books), 200)
+    survivors = int(np.count_nonzero(index.evaluate(bids, asks, fees) >= threshold))
+    hundred = timings(lambda: ranked_triangles_with_depth(index, bids, asks, fees, -1.0, books, limit=100), 20)
+    print(f"{survivors} directed cycles at or above 0.5 % walked through 20-level books per scan")
     print(f"one book update of {symbols[busiest]} touches {len(index.cycles_touching(busiest))} cycles")
     same_cycles = {frozenset(m) for _, m in path_search_triangles(symbols, bids.tolist(), asks.tolist())}
     assert same_cycles == {frozenset(legs) for legs in index.legs.tolist()}, "baseline (b) must find the same triangles"
@@ -220,6 +252,11 @@ def main():
         "triangular_end_to_end_median": metric(statistics.median(end_to_end) * ms, "ms", search * ms,
                                                ">= 100x baseline (b) per-scan path search", search / statistics.median(end_to_end) >= 100),
         "triangular_end_to_end_p99": metric(percentile(end_to_end, 99) * ms, "ms", search * ms, "<= 5 ms", percentile(end_to_end, 99) * ms <= 5),
+        "triangular_end_to_end_depth_p99": metric(percentile(with_depth, 99) * ms, "ms", search * ms,
+                                                  "<= 25 ms walking 20-level depth", percentile(with_depth, 99) * ms <= 25),
+        "triangular_depth_walk_100_cycles_p99": metric(
+            percentile(hundred, 99) * ms, "ms", search * ms,
+            "none (stress: the best 100 cycles walked through 20 levels whatever their net)", True),
         "triangular_incremental_p99": metric(percentile(incremental, 99) * ms, "ms", statistics.median(end_to_end) * ms,
                                              "<= 0.1 ms for one book update", percentile(incremental, 99) * ms <= 0.1),
         "cross_venue_median": metric(statistics.median(vector) * ms, "ms", python * ms, ">= 20x baseline (a) python loop",

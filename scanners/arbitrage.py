@@ -191,6 +191,65 @@ def walk_books(buy_book: Book, sell_book: Book, buy_fee: Decimal, sell_fee: Deci
     }
 
 
+def walk_triangle(books: list[Book], sells: list[bool], fee: Decimal, cap: Decimal | None = None):
+    """Walk three books together: the start amount that maximises the cycle's profit.
+
+    Start currency flows through the legs; at each step the marginal rate is the product
+    of each leg's current level (after fees). The step is as large as the first level to
+    run out allows; the walk stops when the marginal cycle no longer pays (rate <= 1).
+    Returns the size in start currency, what comes back, and each leg's average price.
+    """
+    levels = [list(book.bids if sell else book.asks) for book, sell in zip(books, sells)]
+    position = [0, 0, 0]
+    left = [lv[0][1] if lv else Decimal(0) for lv in levels]
+    keep = ONE - fee
+    size = returned = Decimal(0)
+    base_traded, quote_traded = [Decimal(0)] * 3, [Decimal(0)] * 3
+    touched = [0, 0, 0]
+    while all(position[k] < len(levels[k]) for k in range(3)):
+        prices = [levels[k][position[k]][0] for k in range(3)]
+        rates = [prices[k] * keep if sells[k] else keep / prices[k] for k in range(3)]
+        if rates[0] * rates[1] * rates[2] <= ONE:
+            break
+        # the most start currency each leg's current level can take
+        room, carried = [], ONE
+        for k in range(3):
+            leg_input = left[k] if sells[k] else left[k] * prices[k]
+            room.append(leg_input / carried)
+            carried *= rates[k]
+        step = min(room)
+        capped = cap is not None and cap - size < step
+        if capped:
+            step = cap - size
+        if step <= 0:
+            break
+        amount = step
+        for k in range(3):
+            base = amount if sells[k] else amount / prices[k]  # what this leg takes from the book
+            base_traded[k] += base
+            quote_traded[k] += base * prices[k]
+            touched[k] = position[k] + 1
+            left[k] -= base
+            # the leg that limited the step has used its level up (whatever rounding leaves over)
+            if left[k] <= 0 or (room[k] == step and not capped):
+                position[k] += 1
+                left[k] = levels[k][position[k]][1] if position[k] < len(levels[k]) else Decimal(0)
+            amount *= rates[k]
+        size += step
+        returned += amount
+        if cap is not None and size >= cap:
+            break
+    if size == 0:
+        return None
+    return {
+        "size": size,
+        "returned": returned,
+        "prices": [quote_traded[k] / base_traded[k] for k in range(3)],
+        "levels": touched,
+        "depth_used": max(base_traded[k] / sum(size for _, size in levels[k]) for k in range(3)),
+    }
+
+
 def _rebalance_cost(buy_venue, sell_venue, base, quote_ccy, size, sell_price, fees, trades) -> Decimal:
     base_fee = fees.get((buy_venue, base), Decimal(0))
     quote_fee = fees.get((sell_venue, quote_ccy), Decimal(0))
@@ -407,7 +466,7 @@ def triangle_index(venue: str, symbols: list[str]) -> TriangleIndex:
 
 
 def scan_triangles(quotes: list[Quote], feed: Feed, *, now, thresholds, history, venue_status, rates,
-                   result: ScanResult) -> list[Candidate]:
+                   result: ScanResult, use_depth: bool = True) -> list[Candidate]:
     by_venue: dict[str, dict[str, Quote]] = defaultdict(dict)
     for quote in quotes:
         by_venue[quote.venue][quote.symbol] = quote
@@ -430,14 +489,15 @@ def scan_triangles(quotes: list[Quote], feed: Feed, *, now, thresholds, history,
         result.evaluated += int(np.count_nonzero(~np.isnan(net)))
         for cycle in np.nonzero(net >= min_net - 1e-9)[0]:
             candidate = _triangle_candidate(index, int(cycle), venue_quotes, venue, fee, now=now, thresholds=thresholds,
-                                            history=history, venue_status=venue_status, rates=rates)
+                                            history=history, venue_status=venue_status, rates=rates, feed=feed,
+                                            use_depth=use_depth)
             if candidate is not None:
                 candidates.append(candidate)
     return candidates
 
 
 def _triangle_candidate(index: TriangleIndex, cycle: int, quotes: dict, venue: str, fee: Decimal, *, now,
-                        thresholds, history, venue_status, rates) -> Candidate | None:
+                        thresholds, history, venue_status, rates, feed=None, use_depth=False) -> Candidate | None:
     start = index.starts[cycle]
     amount_rate, gross_rate = ONE, ONE
     capacity = None  # in start currency
@@ -466,13 +526,27 @@ def _triangle_candidate(index: TriangleIndex, cycle: int, quotes: dict, venue: s
     history.record(route, pct(net))
     if pct(net) < thresholds.min_net_pct:
         return None
-    if capacity is None:
+    walked = None
+    if use_depth and feed is not None:
+        books = [feed.book(venue, leg["symbol"]) for leg in path]
+        if all(books):
+            walked = walk_triangle(books, [leg["side"] == "sell" for leg in path], fee)
+            if walked is None:
+                return None
+    if walked is not None:
+        size, depth_used = walked["size"], walked["depth_used"]
+        net = walked["returned"] / walked["size"] - ONE
+        for leg, price, count in zip(path, walked["prices"], walked["levels"]):
+            leg["price"], leg["levels_used"] = price, count
+    elif capacity is None:
         per_usd = rates.to_usd(ONE, start)
         if not per_usd:
             return None
         size, depth_used = thresholds.notional_cap_usd / per_usd, Decimal(0)
     else:
         size, depth_used = capacity, ONE
+    if pct(net) < thresholds.min_net_pct:
+        return None
     size = size.quantize(UNIT, rounding=ROUND_DOWN)
     profit = size * net
     oldest = min(q.ts for q in used)
@@ -507,7 +581,7 @@ def scan_arbitrage(feed: Feed, *, now: int, thresholds: ArbitrageThresholds, his
         withdrawal_fees=withdrawal_fees or {}, rebalance=rebalance, use_depth=use_depth, result=result,
     )
     candidates += scan_triangles(quotes, feed, now=now, thresholds=thresholds, history=history,
-                                 venue_status=venue_status, rates=rates, result=result)
+                                 venue_status=venue_status, rates=rates, result=result, use_depth=use_depth)
     candidates.sort(key=lambda c: (c.figures["expected_profit_usd"] is not None, c.rank, c.figures["net_pct"]), reverse=True)
     result.candidates = candidates
     return result

@@ -193,3 +193,19 @@ def test_eur_usd_between_the_two_brokers_is_scanned_every_minute():
         result = scan_arbitrage(feed, now=minute, thresholds=thresholds, history=history)
         scanned += result.evaluated == 2 or sum(result.skipped.values()) > 0
     assert both_quoted > 600 and scanned == both_quoted
+
+
+def test_a_triangle_walks_its_three_books_until_the_cycle_stops_paying():
+    market = MemoryMarket(NOW, fees={"v": "0"})
+    market.set_book("v", "BTC/USD", bids=[("99", "5")], asks=[("100", "1"), ("110", "5")])
+    market.set_book("v", "ETH/BTC", bids=[("0.049", "100")], asks=[("0.05", "100")])
+    market.set_book("v", "ETH/USD", bids=[("5.2", "100")], asks=[("5.3", "100")])
+    result = scan_arbitrage(market, now=NOW, thresholds=ArbitrageThresholds(min_net_pct=D("1")))
+    [best] = result.candidates
+    f = best.figures
+    # USD → BTC at 100 (1 BTC on the first level), → ETH at 0.05, → USD at 5.2: 1/100 × 1/0.05 × 5.2 = 1.04.
+    # The first BTC level holds 100 USD worth; at the next level (110) the cycle returns 0.945: stop.
+    assert [leg["symbol"] for leg in f["path"]] == ["BTC/USD", "ETH/BTC", "ETH/USD"]
+    assert f["size"] == D("100") and f["expected_profit"] == D("4") and f["net_pct"] == D("4.000000")
+    assert [leg["price"] for leg in f["path"]] == [D("100"), D("0.05"), D("5.2")]
+    assert [leg["levels_used"] for leg in f["path"]] == [1, 1, 1]
