@@ -57,19 +57,14 @@ def price_series(feed: Feed, instrument, *, now: int, lookback_ms: int):
     if fine:
         timeframe = fine[0]
         step = TIMEFRAME_MS[timeframe]
-        bars = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=max(1, lookback_ms // step))
-        if not bars:
+        stamps, values = feed.close_history(instrument.venue, instrument.symbol, timeframe, since=now - lookback_ms)
+        if len(stamps) == 0:
             return None
-        stamps = np.array([b.ts + step for b in bars], dtype=np.int64)  # a close is known when its bar ends
-        values = np.array([float(b.close) for b in bars])
         source = f"{timeframe} closes"
     else:
-        quotes = [q for q in feed.quote_history(instrument.venue, instrument.symbol, since=now - lookback_ms)
-                  if q.bid is not None and q.ask is not None and not q.crossed]
-        if not quotes:
+        stamps, values = feed.mid_history(instrument.venue, instrument.symbol, since=now - lookback_ms)
+        if len(stamps) == 0:
             return None
-        stamps = np.array([q.ts for q in quotes], dtype=np.int64)
-        values = np.array([float(q.mid) for q in quotes])
         step, source = 1000, "quote mids every 1 s"
     # A regular time grid, last value carried: a missing bar or a quiet second is no change,
     # and h samples are always h × step of time.

@@ -198,6 +198,22 @@ class Feed(ABC):
         """Quotes observed in (since, now()], oldest first; live feeds keep what they polled."""
         return []
 
+    def mid_history(self, venue: str, symbol: str, since: int):
+        """(ts, mid) arrays of the two-sided, uncrossed quotes in (since, now]: floats, for scanning math only."""
+        import numpy as np
+
+        usable = [q for q in self.quote_history(venue, symbol, since) if q.mid is not None and not q.crossed]
+        return np.array([q.ts for q in usable], dtype=np.int64), np.array([float(q.mid) for q in usable])
+
+    def close_history(self, venue: str, symbol: str, timeframe: str, since: int):
+        """(close time, close) arrays of the completed bars that closed in (since, now]: floats, for scanning math."""
+        import numpy as np
+
+        span = TIMEFRAME_MS[timeframe]
+        bars = [b for b in self.bars(venue, symbol, timeframe, limit=max(1, (self.now() - since) // span + 1))
+                if b.ts + span > since]
+        return np.array([b.ts + span for b in bars], dtype=np.int64), np.array([float(b.close) for b in bars])
+
     @abstractmethod
     def status(self) -> list[FeedStatus]:
         """Status per venue."""

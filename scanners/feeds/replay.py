@@ -55,7 +55,9 @@ class _Series:
         self.path = path
         self.header = header
         self._ts: list[int] | None = None
-        self._rows: list[tuple[str, ...]] = []
+        self._rows: list[str] = []
+        self._mids = None
+        self._closes = None
 
     @property
     def ts(self) -> list[int]:
@@ -101,6 +103,45 @@ class _Series:
                 raise RecordingError(self.path, index + 2, f"ts {ts[index]} is earlier than the row before ({ts[index - 1]})")
         self._rows = lines
         self._ts = ts
+
+    def mid_arrays(self):
+        """(ts, mid, usable) as numpy arrays, built once: usable rows have both sides and are not crossed."""
+        if self._mids is None:
+            import numpy as np
+
+            if self._ts is None:
+                self._load()
+            bids = np.full(len(self._rows), np.nan)
+            asks = np.full(len(self._rows), np.nan)
+            for index, line in enumerate(self._rows):
+                try:
+                    _, bid, ask, _ = line.split(",", 3)
+                    if bid and ask:
+                        bids[index], asks[index] = float(bid), float(ask)
+                except ValueError:
+                    self.row(index)  # raises the RecordingError that names the line
+                    raise
+            with np.errstate(invalid="ignore"):
+                usable = (bids < asks) & ~np.isnan(bids)
+            self._mids = (np.array(self._ts, dtype=np.int64), (bids + asks) / 2, usable)
+        return self._mids
+
+    def close_arrays(self):
+        """(open ts, close) of a bars file as numpy arrays, built once."""
+        if self._closes is None:
+            import numpy as np
+
+            if self._ts is None:
+                self._load()
+            closes = np.empty(len(self._rows))
+            for index, line in enumerate(self._rows):
+                try:
+                    closes[index] = float(line.split(",", 5)[4])
+                except (ValueError, IndexError):
+                    self.row(index)  # raises the RecordingError that names the line
+                    raise
+            self._closes = (np.array(self._ts, dtype=np.int64), closes)
+        return self._closes
 
     def validate(self) -> int:
         """Check every row now (one regular expression over the file; the bad line is found if it fails)."""
@@ -470,6 +511,32 @@ class ReplayFeed(Feed):
         first = bisect.bisect_right(series.ts, since - shift)
         last = series.index_at(when)
         return [self._quote_at(series, index, venue, symbol, shift) for index in range(first, last + 1)]
+
+    def close_history(self, venue: str, symbol: str, timeframe: str, since: int):
+        import numpy as np
+
+        series = self.reader.bars.get((venue, symbol, timeframe))
+        if series is None:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        when, shift = self.clock.position()
+        span = TIMEFRAME_MS[timeframe]
+        opens, closes = series.close_arrays()
+        low = np.searchsorted(opens, since - shift - span, side="right")
+        high = np.searchsorted(opens, when - span, side="right")
+        return opens[low:high] + span + shift, closes[low:high]
+
+    def mid_history(self, venue: str, symbol: str, since: int):
+        import numpy as np
+
+        series = self.reader.quotes.get((venue, symbol))
+        if series is None:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        when, shift = self.clock.position()
+        stamps, mids, usable = series.mid_arrays()
+        low = np.searchsorted(stamps, since - shift, side="right")
+        high = np.searchsorted(stamps, when, side="right")
+        keep = usable[low:high]
+        return stamps[low:high][keep] + shift, mids[low:high][keep]
 
     def status(self) -> list[FeedStatus]:
         when, shift = self.clock.position()

@@ -213,3 +213,18 @@ def test_junk_lines_give_a_recording_error_with_a_line_or_are_valid(tmp_path_fac
         assert rows >= 2
         feed = ReplayFeed(reader, ReplayClock.stepped(10**15))
         assert feed.quote("alpha", "BTC/USDT") is not None
+
+
+def test_array_histories_equal_the_generic_ones(feed):
+    from scanners.feeds.base import Feed
+
+    feed.at(240_000)
+    fast_ts, fast_mid = feed.mid_history("alpha", "BTC/USDT", since=0)
+    slow_ts, slow_mid = Feed.mid_history(feed, "alpha", "BTC/USDT", since=0)
+    assert fast_ts.tolist() == slow_ts.tolist() == [1000, 2000, 2000]  # the crossed row at 5000 is left out
+    assert fast_mid.tolist() == slow_mid.tolist()
+    for since in (0, 60_000, 119_999, 120_000):
+        fast = feed.close_history("alpha", "BTC/USDT", "1m", since=since)
+        slow = Feed.close_history(feed, "alpha", "BTC/USDT", "1m", since=since)
+        assert fast[0].tolist() == slow[0].tolist() and fast[1].tolist() == slow[1].tolist()
+    assert feed.close_history("alpha", "BTC/USDT", "1m", since=0)[0].tolist() == [60_000, 120_000, 240_000]
