@@ -345,6 +345,14 @@ class RecordingReader:
         rows = sum(series.validate() for series in [*self.quotes.values(), *self.bars.values()])
         return rows + sum(books.validate() for books in self.books.values())
 
+    def event_times(self):
+        """Sorted times of every quote, book and bar close (an int64 array)."""
+        import numpy as np
+
+        parts = [np.asarray(s.ts, dtype=np.int64) for s in [*self.quotes.values(), *self.books.values()]]
+        parts += [np.asarray(s.ts, dtype=np.int64) + TIMEFRAME_MS[tf] for (_, _, tf), s in self.bars.items()]
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+
     def events(self, from_ts: int | None = None, to_ts: int | None = None) -> Iterator[tuple[int, str, str, str, str | None]]:
         """Every row as (ts, kind, venue, symbol, timeframe), merged in time order.
 

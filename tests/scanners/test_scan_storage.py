@@ -100,3 +100,27 @@ def test_scan_command_rejects_bad_input():
         call_command("scan", "forex", "--recording", str(FIXTURES / "recordings" / "mini"), "--at", "1", "--min-net-pct", "1")
     with pytest.raises(CommandError, match="manifest"):
         call_command("scan", "forex", "--recording", "/nonexistent", "--at", "1")
+
+
+@pytest.mark.parametrize("kind", ["arbitrage", "binary"])
+def test_skipping_times_without_fresh_data_changes_no_output(kind, capsys):
+    """The command skips scan times with no market event inside the freshness window: exact."""
+    import json
+
+    from scanners.scanning import SCANNERS, scan_times
+
+    recording = FIXTURES / "recordings" / "two-venues"
+    loose = ["--min-net-pct", "-5"] if kind == "arbitrage" else []
+    call_command("scan", kind, "--recording", str(recording), "--every", "500ms", *loose, "--json")
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    reader = RecordingReader(recording)
+    feed = ReplayFeed(reader, ReplayClock.stepped(reader.start))
+    scanner = SCANNERS[kind]
+    thresholds = scanner.thresholds_with({"min_net_pct": Decimal("-5")} if kind == "arbitrage" else {})
+    state = scanner.new_state()
+    brute = []
+    for ts in scan_times(reader.start, reader.end, 500).tolist():
+        brute += [c.as_json() for c in scanner.scan(feed.at(ts), now=ts, thresholds=thresholds, state=state).candidates]
+    assert printed == json.loads(json.dumps(brute))
+    if kind == "arbitrage":
+        assert printed  # the two venues' BTC/USDT and ETH/USDT routes at every fresh time

@@ -4,7 +4,6 @@ The scan contract acceptance checks use (README, "Scan contract"): prints every
 opportunity at or above the thresholds, not only the top N, as JSON lines, and writes
 nothing to the database.
 """
-import dataclasses
 import json
 import sys
 from decimal import Decimal, InvalidOperation
@@ -13,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from scanners.durations import parse_duration
 from scanners.feeds.base import FeedError
-from scanners.scanning import SCANNERS, scan_times
+from scanners.scanning import SCANNERS, scan_times, times_with_fresh_data
 
 
 class Command(BaseCommand):
@@ -52,6 +51,7 @@ class Command(BaseCommand):
             reader = RecordingReader(recording)
             if every is not None:
                 times = scan_times(reader.start, reader.end, parse_duration(every))
+                times = times_with_fresh_data(times, reader.event_times(), scanner.fresh_window_ms(thresholds)).tolist()
             else:
                 times = [at]
             feed = ReplayFeed(reader, ReplayClock.stepped(times[0] if times else reader.start))
