@@ -25,6 +25,9 @@ close is used and `entry_from` says so). Stop-loss = entry ∓ 1.5 ATR, take-pro
 entry ± 3 ATR, risk_reward = |take-profit − entry| / |entry − stop-loss|. Ranking:
 confidence × min(risk_reward, 3). Risk score: 100 × (1 − confidence).
 
+With a `max_quote_age_ms` (the scan command's `--max-quote-age`), a signal also needs an
+entry quote at most that old (`stale_quote` otherwise).
+
 Bars are those of the configured timeframe (default 1m) where the pair has them, else
 of the pair's finest recorded timeframe (`timeframe` in the figures says which).
 
@@ -59,6 +62,7 @@ class ForexThresholds:
     target_atr: Decimal = Decimal("3")
     max_bar_periods: int = 3
     bars_needed: int = 60
+    max_quote_age_ms: int | None = None  # when set, a signal needs an entry quote at most this old
 
 
 def market_closed(ms: int) -> bool:
@@ -156,7 +160,9 @@ def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds) -> ScanResu
             continue
         candidate = _candidate(feed, instrument, bars, figures, now=now, thresholds=thresholds,
                                last_close_at=last_close_at, timeframe=timeframe)
-        if candidate is not None:
+        if isinstance(candidate, str):
+            result.skipped[candidate] += 1
+        elif candidate is not None:
             result.candidates.append(candidate)
     result.candidates.sort(key=lambda c: c.rank, reverse=True)
     return result
@@ -169,11 +175,14 @@ def timeframe_for(available: tuple[str, ...], configured: str) -> str | None:
     return available[0] if available else None
 
 
-def _candidate(feed, instrument, bars, figures, *, now, thresholds, last_close_at, timeframe) -> Candidate | None:
+def _candidate(feed, instrument, bars, figures, *, now, thresholds, last_close_at, timeframe) -> Candidate | str | None:
+    """The candidate, None when it misses a threshold, or the reason it was skipped."""
     confidence = _decimal(figures["confidence"], 4)
     if confidence < thresholds.min_confidence:
         return None
     quote = feed.quote(instrument.venue, instrument.symbol)
+    if thresholds.max_quote_age_ms is not None and (quote is None or now - quote.ts > thresholds.max_quote_age_ms):
+        return "stale_quote"
     buy = figures["signal"] == "BUY"
     if quote is not None and quote.bid is not None and quote.ask is not None and not quote.crossed and quote.ts <= now:
         entry, entry_from, observed = (quote.ask if buy else quote.bid), "quote", min(quote.ts, last_close_at)

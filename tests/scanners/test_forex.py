@@ -106,3 +106,12 @@ def test_hourly_eurusd_for_weeks_never_signals_at_weekends():
         for candidate in result.candidates:
             assert candidate.figures["timeframe"] == "1h" and candidate.figures["confidence"] >= D("0.6")
     assert signals > 0
+
+
+def test_max_quote_age_requires_a_fresh_entry_quote():
+    market = trending_market(1)
+    fresh = ForexThresholds(min_confidence=D("0"), max_quote_age_ms=5000)
+    assert len(scan_forex(market, now=TUESDAY_NOON, thresholds=fresh).candidates) == 1
+    later = TUESDAY_NOON + 30_000
+    result = scan_forex(market, now=later, thresholds=fresh)
+    assert result.candidates == [] and result.skipped["stale_quote"] == 1

@@ -5,6 +5,7 @@ opportunity at or above the thresholds, not only the top N, as JSON lines, and w
 nothing to the database.
 """
 import json
+import os
 import sys
 from decimal import Decimal, InvalidOperation
 
@@ -63,5 +64,7 @@ class Command(BaseCommand):
                 for candidate in result.candidates:
                     out.write(json.dumps(candidate.as_json(), separators=(",", ":")) + "\n")
             out.flush()
+        except BrokenPipeError:  # the reader stopped early (e.g. `| head`): nothing more to say
+            sys.stdout = open(os.devnull, "w")
         except (FeedError, ValueError) as exc:
             raise CommandError(str(exc))
