@@ -129,8 +129,12 @@ def _decimal(value: float, places: int = 8) -> Decimal:
     return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places))
 
 
-def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds) -> ScanResult:
-    """Every BUY or SELL at or above the thresholds on the forex pairs of the feed, best first."""
+def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds, cache: dict | None = None) -> ScanResult:
+    """Every BUY or SELL at or above the thresholds on the forex pairs of the feed, best first.
+
+    `cache` (kept by the caller across scans) holds each pair's indicators for its last
+    completed bar, so scanning more often than bars complete costs a lookup, not a recompute.
+    """
     result = ScanResult(kind=FOREX, ts=now)
     venues = feed.venues()
     for instrument in feed.instruments():
@@ -145,7 +149,13 @@ def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds) -> ScanResu
             result.skipped["no_bars"] += 1
             continue
         span = TIMEFRAME_MS[timeframe]
-        bars = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=max(thresholds.bars_needed, 60))
+        latest = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=1)
+        key = (instrument.venue, instrument.symbol, timeframe, latest[-1].ts if latest else None)
+        if cache is not None and key in cache:
+            bars, figures = cache[key]
+        else:
+            bars = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=max(thresholds.bars_needed, 60))
+            figures = None
         if len(bars) < 40:
             result.skipped["insufficient_history"] += 1
             continue
@@ -153,8 +163,14 @@ def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds) -> ScanResu
         if now - last_close_at > thresholds.max_bar_periods * span:
             result.skipped["stale_bars"] += 1
             continue
-        closes = np.array([float(b.close) for b in bars])
-        figures = signal_from(closes, np.array([float(b.high) for b in bars]), np.array([float(b.low) for b in bars]))
+        if figures is None:
+            closes = np.array([float(b.close) for b in bars])
+            highs, lows = np.array([float(b.high) for b in bars]), np.array([float(b.low) for b in bars])
+            figures = signal_from(closes, highs, lows)
+            if cache is not None:
+                if len(cache) > 10_000:
+                    cache.clear()
+                cache[key] = (bars, figures)
         result.evaluated += 1
         if figures["signal"] == "HOLD":
             continue

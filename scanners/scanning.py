@@ -71,9 +71,9 @@ def _forex() -> Scanner:
     from . import forex
 
     def run(feed, *, now, thresholds, state):
-        return forex.scan_forex(feed, now=now, thresholds=thresholds)
+        return forex.scan_forex(feed, now=now, thresholds=thresholds, cache=state)
 
-    return Scanner("forex", forex.ForexThresholds, run,
+    return Scanner("forex", forex.ForexThresholds, run, dict,
                    fresh_window_ms=lambda thresholds: (thresholds.max_bar_periods + 1) * 86_400_000)
 
 

@@ -115,3 +115,14 @@ def test_max_quote_age_requires_a_fresh_entry_quote():
     later = TUESDAY_NOON + 30_000
     result = scan_forex(market, now=later, thresholds=fresh)
     assert result.candidates == [] and result.skipped["stale_quote"] == 1
+
+
+def test_the_indicator_cache_changes_nothing_but_the_work():
+    market = trending_market(1)
+    thresholds = ForexThresholds(min_confidence=D("0"))
+    plain = scan_forex(market, now=TUESDAY_NOON, thresholds=thresholds)
+    cache = {}
+    first = scan_forex(market, now=TUESDAY_NOON, thresholds=thresholds, cache=cache)
+    second = scan_forex(market, now=TUESDAY_NOON, thresholds=thresholds, cache=cache)
+    assert len(cache) == 1
+    assert [c.as_json() for c in plain.candidates] == [c.as_json() for c in first.candidates] == [c.as_json() for c in second.candidates]
