@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import Decimal
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from trifecta_site import events
 
+from . import models
+from .feeds import current_feed
 from .feeds.base import DOWN, Feed, FeedStatus
-from .models import FeedState
+from .models import BinaryPayout, FeedState, Opportunity, ScanRun, WithdrawalFee
+from .scanning import SCANNERS
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +102,6 @@ def _known_venues(feed: Feed) -> list[str]:
 
 def poll_configured_feed() -> list[FeedState]:
     """Poll the feed the settings name; a feed that cannot even be built is recorded down."""
-    from django.conf import settings
-
-    from .feeds import current_feed
-
     try:
         feed = current_feed()
     except Exception as exc:
@@ -123,10 +125,6 @@ def route_of(candidate) -> str:
 
 def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_status: dict, error: str = ""):
     """Store a scan run and its top N candidates in one transaction; announce them after commit."""
-    from decimal import Decimal
-
-    from .models import Opportunity, ScanRun
-
     kept = result.top(top_n)
     with transaction.atomic():
         run = ScanRun.objects.create(
@@ -186,11 +184,7 @@ def opportunity_event(opportunity) -> dict:
 
 
 def prune_history(*, older_than_days: int) -> dict:
-    """Delete scan runs and opportunities older than the retention (trades keep their own copy)."""
-    from datetime import timedelta
-
-    from .models import Opportunity, ScanRun
-
+    """Delete scan runs and opportunities older than the retention."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
     opportunities, _ = Opportunity.objects.filter(detected_at__lt=cutoff).delete()
     runs, _ = ScanRun.objects.filter(started_at__lt=cutoff).delete()
@@ -203,8 +197,6 @@ _scanner_state: dict[str, object] = {}  # per process: e.g. arbitrage route hist
 
 def scan_options(kind: str, row) -> dict:
     """What a scan reads from the database besides its thresholds."""
-    from .models import BinaryPayout, WithdrawalFee
-
     if kind == "arbitrage":
         return {
             "withdrawal_fees": {(f.venue, f.currency): f.fee for f in WithdrawalFee.objects.all()},
@@ -217,15 +209,11 @@ def scan_options(kind: str, row) -> dict:
 
 def run_scan(*, kind: str, feed: Feed):
     """Scan the feed as it is now with the thresholds in the database; store the top N."""
-    import time
-
-    from . import models
-    from .scanning import SCANNERS
-
     scanner = SCANNERS[kind]
     row = getattr(models, SETTINGS_MODELS[kind]).get_solo()
     thresholds = row.thresholds(scanner.thresholds_type)
     state = _scanner_state.setdefault(kind, scanner.new_state())
+    feed.refresh()  # live feeds poll (at most once a second per process); replay does nothing
     statuses = feed.status()
     options = scan_options(kind, row)
     if kind == "arbitrage":
@@ -241,6 +229,4 @@ def run_scan(*, kind: str, feed: Feed):
 
 
 def run_configured_scan(kind: str):
-    from .feeds import current_feed
-
     return run_scan(kind=kind, feed=current_feed())

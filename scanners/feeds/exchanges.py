@@ -84,7 +84,8 @@ class CcxtFeed(Feed):
     name = "ccxt"
 
     def __init__(self, venues, symbols, timeout_ms: int = 10_000, urls: dict[str, str] | None = None,
-                 book_depth: int = 20, timeframes=("1m",), exchange_options: dict | None = None):
+                 book_depth: int = 20, timeframes=("1m",), exchange_options: dict | None = None,
+                 min_refresh_ms: int = 1000):
         import ccxt.async_support as ccxt_async
 
         self._ccxt = ccxt_async
@@ -94,6 +95,8 @@ class CcxtFeed(Feed):
         self.book_depth = book_depth
         self.timeframes = tuple(timeframes)
         self.board = FeedStatusBoard()
+        self.min_refresh_ms = min_refresh_ms
+        self._refreshed_at = None
         self._cache = {venue: _VenueCache() for venue in self.venue_names}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -138,7 +141,15 @@ class CcxtFeed(Feed):
 
     # polling ----------------------------------------------------------------
     def refresh(self, symbols: dict[str, list[str]] | None = None) -> None:
-        """Poll every venue at once; each venue's failure is recorded in its status only."""
+        """Poll every venue at once; each venue's failure is recorded in its status only.
+
+        Every task that reads the feed refreshes it first (each worker process has its own
+        feed); calls within `min_refresh_ms` of the last poll reuse what it brought.
+        """
+        started = wall_ms()
+        if self._refreshed_at is not None and started - self._refreshed_at < self.min_refresh_ms:
+            return
+        self._refreshed_at = started
         bound = self.timeout_ms / 1000 * 4 + 5
         try:
             self._call(self._refresh_all(), timeout=bound)

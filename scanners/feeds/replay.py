@@ -1,9 +1,13 @@
 """The replay feed: a recording (trifecta-recording/1) served as of a replay clock.
 
-Opening a recording reads only its manifest and lists its folders, so a large recording
-opens at once; each file is read and checked the first time something asks for it, and
-kept as timestamps plus the raw text of each value: a value becomes a `Decimal` only
-when it is returned. A malformed file raises `RecordingError` naming the file and line.
+Opening a recording reads only its manifest and lists its folders, so a recording of any
+size opens at once. A CSV file is read and checked completely the first time something
+asks for it (vectorised: a few milliseconds a megabyte), then kept compactly as its raw
+bytes, an `array('q')` of row offsets and an `array('q')` of timestamps; a value becomes a
+`Decimal` only when its row is returned, built from the text exactly as recorded. A books
+file is indexed the same way (timestamp and byte offset per line) and each snapshot's
+JSON is parsed only when that snapshot is asked for. A malformed file raises
+`RecordingError` naming the file and the 1-based line.
 
 Real quirks are served as recorded: locked or crossed quotes come back as they are
 (`Quote.crossed` says so), a missing bar is a gap, a partial day is partial.
@@ -14,10 +18,13 @@ import bisect
 import heapq
 import json
 import re
-import time
+from array import array
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
+
+import numpy as np
 
 from .base import (
     OK,
@@ -34,198 +41,315 @@ from .base import (
 )
 from .recording import BAR_HEADER, FORMAT, QUOTE_HEADER, filename_to_symbol
 
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
-TIMESTAMP = re.compile(r"-?\d+")
-_VALUE = r"(?:\d+(?:\.\d+)?)"
-# A whole body of well-formed rows: ts, then values (empty = unknown; bars need OHLC).
-QUOTE_FILE = re.compile(rf"(?:-?\d+(?:,{_VALUE}?){{4}}\n)*(?:-?\d+(?:,{_VALUE}?){{4}}\n?)?")
-BAR_FILE = re.compile(rf"(?:-?\d+(?:,{_VALUE}){{4}},{_VALUE}?\n)*(?:-?\d+(?:,{_VALUE}){{4}},{_VALUE}?\n?)?")
-BOOK_TS = re.compile(rb'^\s*\{\s*"ts"\s*:\s*(-?\d+)')
+# Grammar of a CSV data row: ts is `-?[0-9]{1,18}` (fits int64), every other field is
+# empty (unknown) or a plain non-negative decimal `[0-9]+(.[0-9]+)?`; bars need OHLC.
+MAX_TS_DIGITS = 18
+TS_TEXT = re.compile(rb"-?[0-9]{1,18}")
+NUMBER_BYTES = re.compile(rb"[0-9]+(?:\.[0-9]+)?")
+NUMBER_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+TWO_DOTS_IN_A_FIELD = re.compile(rb"\.[0-9]*\.")
+ROW_BYTES = b"0123456789.,-\n"
+BOOK_TS = re.compile(rb'[ \t]*\{[ \t]*"ts"[ \t]*:[ \t]*(-?[0-9]{1,18})[ \t]*[,}]')
+_NEWLINE, _COMMA, _MINUS, _DOT, _ZERO = 10, 44, 45, 46, 48
+_IS_DIGIT = np.zeros(256, dtype=bool)
+_IS_DIGIT[48:58] = True
+_TS_CHUNK_ROWS = 1 << 16
+_SNAPSHOT_CACHE_SIZE = 8
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _check_number(path: Path, line: int, column: str, text: str) -> None:
-    if text and not NUMBER.fullmatch(text):
-        raise RecordingError(path, line, f"{column} is not a plain non-negative decimal: {text!r}")
+def iso_ms(ts: int) -> str:
+    """Epoch ms as ISO 8601 UTC with milliseconds, computed without floats."""
+    moment = EPOCH + timedelta(milliseconds=ts)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ts % 1000:03d}Z"
+
+
+def _int64_view(values: array) -> np.ndarray:
+    """A numpy view of an `array('q')` without copying it."""
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.frombuffer(values, dtype=np.int64)
+
+
+def _scan_rows(body: bytes, width: int, required: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(row start offsets + end sentinel, ts) of a CSV body if every row is well formed, else None.
+
+    The same grammar as `_diagnose_rows`, checked with whole-file vector operations so a
+    2 MB file takes milliseconds; on None the caller runs `_diagnose_rows` for the line.
+    `body` is non-empty and ends with a newline.
+    """
+    if body.translate(None, ROW_BYTES):
+        return None
+    data = np.frombuffer(body, dtype=np.uint8)
+    newlines = np.flatnonzero(data == _NEWLINE)
+    rows = len(newlines)
+    starts = np.empty(rows + 1, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = newlines + 1
+    line_starts = starts[:-1]
+    commas = np.flatnonzero(data == _COMMA)
+    if len(commas) != rows * (width - 1):
+        return None
+    if not np.array_equal(np.searchsorted(commas, newlines), np.arange(1, rows + 1) * (width - 1)):
+        return None
+    commas = commas.reshape(rows, width - 1)
+    minus = np.flatnonzero(data == _MINUS)
+    if len(minus) and not ((minus == 0) | (data[minus - 1] == _NEWLINE)).all():
+        return None
+    negative = data[line_starts] == _MINUS
+    ts_end = commas[:, 0]
+    digits = ts_end - line_starts - negative
+    if digits.min() < 1 or digits.max() > MAX_TS_DIGITS:
+        return None
+    dots = np.flatnonzero(data == _DOT)
+    if len(dots):
+        if dots[0] == 0 or not (_IS_DIGIT[data[dots - 1]].all() and _IS_DIGIT[data[dots + 1]].all()):
+            return None
+        if TWO_DOTS_IN_A_FIELD.search(body):
+            return None
+    if required:
+        field_ends = np.column_stack([commas[:, 1:], newlines])
+        if (field_ends[:, :required] - commas[:, :required] == 1).any():
+            return None
+    ts = np.empty(rows, dtype=np.int64)
+    longest = int(digits.max())
+    for first in range(0, rows, _TS_CHUNK_ROWS):
+        chunk = slice(first, first + _TS_CHUNK_ROWS)
+        end, width_of_ts = ts_end[chunk], digits[chunk]
+        value = np.zeros(len(end), dtype=np.int64)
+        for place in range(longest):
+            in_field = place >= longest - width_of_ts
+            byte = data[np.maximum(end - longest + place, 0)]
+            if not _IS_DIGIT[byte][in_field].all():
+                return None
+            value *= 10
+            value += np.where(in_field, byte.astype(np.int64) - _ZERO, 0)
+        ts[chunk] = value
+    ts[negative] *= -1
+    if rows > 1 and (ts[1:] < ts[:-1]).any():
+        return None
+    return starts, ts
+
+
+def _diagnose_rows(path: Path, body: bytes, header: list[str], required: int) -> None:
+    """Raise the RecordingError of the first bad row, checking row by row (only run when a file is bad)."""
+    width = len(header)
+    previous = None
+    for line_no, raw in enumerate(body.split(b"\n")[:-1], start=2):
+        fields = raw.split(b",")
+        if len(fields) != width:
+            raise RecordingError(path, line_no, f"expected {width} columns ({','.join(header)}), found {len(fields)}")
+        if not TS_TEXT.fullmatch(fields[0]):
+            text = fields[0].decode("utf-8", "replace")
+            raise RecordingError(path, line_no, f"ts is not integer milliseconds (at most {MAX_TS_DIGITS} digits): {text!r}")
+        for position, (column, value) in enumerate(zip(header[1:], fields[1:]), start=1):
+            if not value:
+                if position <= required:
+                    raise RecordingError(path, line_no, f"{column} is empty: a bar needs open, high, low and close")
+                continue
+            if not NUMBER_BYTES.fullmatch(value):
+                text = value.decode("utf-8", "replace")
+                if value.startswith(b"-") and NUMBER_BYTES.fullmatch(value[1:]):
+                    raise RecordingError(path, line_no, f"{column} is negative: {text!r}")
+                raise RecordingError(path, line_no, f"{column} is not a plain decimal number: {text!r}")
+        stamp = int(fields[0])
+        if previous is not None and stamp < previous:
+            raise RecordingError(path, line_no, f"ts {stamp} is earlier than the row before ({previous})")
+        previous = stamp
+    raise RecordingError(path, None, "malformed, but no single line to blame (a reader bug: please report)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RecordingError(path, None, f"cannot read: {exc.strerror or exc}") from None
 
 
 class _Series:
-    """One quotes or bars CSV: timestamps and raw value strings, loaded on first use."""
+    """One quotes or bars CSV: checked and indexed on first use, values kept as raw bytes."""
 
     def __init__(self, path: Path, header: list[str]):
         self.path = path
         self.header = header
-        self._ts: list[int] | None = None
-        self._rows: list[str] = []
+        self.width = len(header)
+        self.required = 4 if header is BAR_HEADER else 0
+        self._body = b""
+        self._starts = array("q")
+        self._ts: array | None = None
         self._mids = None
         self._closes = None
 
+    def __len__(self) -> int:
+        return len(self.ts)
+
     @property
-    def ts(self) -> list[int]:
+    def ts(self) -> array:
+        """Timestamps of every row, ascending (an `array('q')`)."""
         if self._ts is None:
             self._load()
         return self._ts
 
-    def row(self, index: int) -> tuple[str, ...]:
-        """The raw values of one row, checked now: a bad value names its file and line."""
-        if self._ts is None:
-            self._load()
-        fields = self._rows[index].split(",")
-        if len(fields) != len(self.header) or not all(NUMBER.fullmatch(v) for v in fields[1:] if v):
-            self._diagnose([self._rows[index]], first_line=index + 2)
-        return tuple(fields[1:])
+    def ts_array(self) -> np.ndarray:
+        return _int64_view(self.ts)
 
     def index_at(self, when: int) -> int:
-        """Index of the latest row with ts <= when, or -1."""
+        """Index of the latest row with ts <= when (the last of equal ts), or -1."""
         return bisect.bisect_right(self.ts, when) - 1
 
+    def row(self, index: int) -> tuple[str, ...]:
+        """The raw value texts of one row (without ts), as recorded; '' is unknown."""
+        stamps = self.ts
+        if index < 0:
+            index += len(stamps)
+        text = self._body[self._starts[index]:self._starts[index + 1] - 1].decode("ascii")
+        return tuple(text.split(",")[1:])
+
+    def decimals(self, index: int) -> tuple[Decimal | None, ...]:
+        return tuple(Decimal(value) if value else None for value in self.row(index))
+
+    def validate(self) -> int:
+        """Every row is checked when the file is first read; returns the number of rows."""
+        return len(self.ts)
+
     def _load(self) -> None:
-        """Read the timestamps of every row (and check their order); values are checked when served or by `validate()`."""
-        try:
-            text = self.path.read_bytes().decode("utf-8")
-        except OSError as exc:
-            raise RecordingError(self.path, None, f"cannot open: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise RecordingError(self.path, None, f"not UTF-8 text: {exc}") from exc
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
-        header, _, body = text.partition("\n")
-        if header.split(",") != self.header:
-            raise RecordingError(self.path, 1, f"header must be {','.join(self.header)}, found {header!r}")
-        lines = body.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        try:
-            ts = [int(line[: line.index(",")]) for line in lines]
-        except ValueError:
-            self._diagnose(lines)
-        for index in range(1, len(ts)):
-            if ts[index] < ts[index - 1]:
-                raise RecordingError(self.path, index + 2, f"ts {ts[index]} is earlier than the row before ({ts[index - 1]})")
-        self._rows = lines
-        self._ts = ts
+        data = _read_bytes(self.path)
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        header, _, body = data.partition(b"\n")
+        expected = ",".join(self.header).encode()
+        if header != expected:
+            found = header.decode("utf-8", "replace")
+            raise RecordingError(self.path, 1, f"header must be {expected.decode()}, found {found!r}")
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+        if body:
+            scanned = _scan_rows(body, self.width, self.required)
+            if scanned is None:
+                _diagnose_rows(self.path, body, self.header, self.required)
+            starts, stamps = scanned
+        else:
+            starts, stamps = np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int64)
+        self._body = body
+        self._starts = array("q", starts.tobytes())
+        self._ts = array("q", stamps.tobytes())
+
+    def _column_floats(self, column: int) -> np.ndarray:
+        """One value column as float64 (NaN where unknown), for the scanners' array math only."""
+        stamps = self.ts
+        rows = len(stamps)
+        if rows == 0:
+            return np.empty(0)
+        data = np.frombuffer(self._body, dtype=np.uint8)
+        commas = np.flatnonzero(data == _COMMA).reshape(rows, self.width - 1)
+        begins = commas[:, column - 1] + 1
+        ends = commas[:, column] if column < self.width - 1 else _int64_view(self._starts)[1:] - 1
+        texts = np.array([self._body[b:e] for b, e in zip(begins.tolist(), ends.tolist())])
+        values = np.full(rows, np.nan)
+        known = texts != b""
+        values[known] = texts[known].astype(np.float64)
+        return values
 
     def mid_arrays(self):
         """(ts, mid, usable) as numpy arrays, built once: usable rows have both sides and are not crossed."""
         if self._mids is None:
-            import numpy as np
-
-            if self._ts is None:
-                self._load()
-            bids = np.full(len(self._rows), np.nan)
-            asks = np.full(len(self._rows), np.nan)
-            for index, line in enumerate(self._rows):
-                try:
-                    _, bid, ask, _ = line.split(",", 3)
-                    if bid and ask:
-                        bids[index], asks[index] = float(bid), float(ask)
-                except ValueError:
-                    self.row(index)  # raises the RecordingError that names the line
-                    raise
+            bids, asks = self._column_floats(1), self._column_floats(2)
             with np.errstate(invalid="ignore"):
-                usable = (bids < asks) & ~np.isnan(bids)
-            self._mids = (np.array(self._ts, dtype=np.int64), (bids + asks) / 2, usable)
+                usable = bids < asks
+            self._mids = (self.ts_array(), (bids + asks) / 2, usable)
         return self._mids
 
     def close_arrays(self):
         """(open ts, close) of a bars file as numpy arrays, built once."""
         if self._closes is None:
-            import numpy as np
-
-            if self._ts is None:
-                self._load()
-            closes = np.empty(len(self._rows))
-            for index, line in enumerate(self._rows):
-                try:
-                    closes[index] = float(line.split(",", 5)[4])
-                except (ValueError, IndexError):
-                    self.row(index)  # raises the RecordingError that names the line
-                    raise
-            self._closes = (np.array(self._ts, dtype=np.int64), closes)
+            self._closes = (self.ts_array(), self._column_floats(4))
         return self._closes
-
-    def validate(self) -> int:
-        """Check every row now (one regular expression over the file; the bad line is found if it fails)."""
-        if self._ts is None:
-            self._load()
-        pattern = QUOTE_FILE if self.header is QUOTE_HEADER else BAR_FILE
-        body = "\n".join(self._rows)
-        if pattern.fullmatch(body + "\n" if body else body) is None:
-            self._diagnose(self._rows)
-        return len(self._ts)
-
-    def _diagnose(self, lines: list[str], first_line: int = 2) -> None:
-        width = len(self.header)
-        for line_no, line in enumerate(lines, start=first_line):
-            fields = line.split(",")
-            if len(fields) != width:
-                raise RecordingError(self.path, line_no, f"expected {width} columns, found {len(fields)}")
-            if not TIMESTAMP.fullmatch(fields[0]):
-                raise RecordingError(self.path, line_no, f"ts is not integer milliseconds: {fields[0]!r}")
-            for column, value in zip(self.header[1:], fields[1:]):
-                _check_number(self.path, line_no, column, value)
-            if self.header is BAR_HEADER and "" in fields[1:5]:
-                raise RecordingError(self.path, line_no, "a bar needs open, high, low and close")
-        raise RecordingError(self.path, None, "malformed (no single line to blame)")
 
 
 class _Books:
-    """One books JSONL: the ts and byte offset of each snapshot; a line is parsed when asked for."""
+    """One books JSONL: ts and byte offset of each snapshot at first use; a snapshot's JSON when asked for."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._ts: list[int] | None = None
-        self._offsets: list[int] = []
-        self._parsed: dict[int, tuple] = {}
+        self._offsets = array("q")
+        self._ts: array | None = None
+        self._parsed: dict[int, tuple[int, tuple, tuple]] = {}
+
+    def __len__(self) -> int:
+        return len(self.ts)
 
     @property
-    def ts(self) -> list[int]:
+    def ts(self) -> array:
         if self._ts is None:
             self._index()
         return self._ts
+
+    def ts_array(self) -> np.ndarray:
+        return _int64_view(self.ts)
 
     def index_at(self, when: int) -> int:
         return bisect.bisect_right(self.ts, when) - 1
 
     def _index(self) -> None:
-        ts, offsets, previous, offset = [], [], None, 0
-        with self.path.open("rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                if raw.strip():
-                    match = BOOK_TS.match(raw)
-                    if match:
-                        stamp = int(match.group(1))
-                    else:
-                        stamp = self._parse_line(raw, line_no)[0]
-                    if previous is not None and stamp < previous:
-                        raise RecordingError(self.path, line_no, f"ts {stamp} is earlier than the line before ({previous})")
-                    previous = stamp
-                    ts.append(stamp)
-                    offsets.append((offset, line_no))
-                offset += len(raw)
+        data = _read_bytes(self.path)
+        stamps, offsets = array("q"), array("q")
+        position, line_no, previous = 0, 0, None
+        while position < len(data):
+            line_no += 1
+            end = data.find(b"\n", position)
+            end = len(data) if end < 0 else end + 1
+            match = BOOK_TS.match(data, position, end)
+            if match:
+                stamp = int(match.group(1))
+            elif not data[position:end].strip():
+                raise RecordingError(self.path, line_no, "blank line: one JSON snapshot a line")
+            else:
+                stamp = self._parse(data[position:end], line_no)[0]
+            if previous is not None and stamp < previous:
+                raise RecordingError(self.path, line_no, f"ts {stamp} is earlier than the line before ({previous})")
+            previous = stamp
+            stamps.append(stamp)
+            offsets.append(position)
+            position = end
+        offsets.append(len(data))
         self._offsets = offsets
-        self._ts = ts
+        self._ts = stamps
+
+    def snapshot(self, index: int) -> tuple[int, tuple, tuple]:
+        """(ts, bids, asks) of one line, parsed and checked now; the last few are kept."""
+        stamps = self.ts
+        if index < 0:
+            index += len(stamps)
+        parsed = self._parsed.get(index)
+        if parsed is None:
+            start, end = self._offsets[index], self._offsets[index + 1]
+            try:
+                with self.path.open("rb") as handle:
+                    handle.seek(start)
+                    raw = handle.read(end - start)
+            except OSError as exc:
+                raise RecordingError(self.path, index + 1, f"cannot read: {exc.strerror or exc}") from None
+            parsed = self._parse(raw, index + 1)
+            if parsed[0] != stamps[index]:
+                raise RecordingError(self.path, index + 1, f"ts {parsed[0]} differs from the ts {stamps[index]} read when the file was indexed (changed file, or a repeated ts key)")
+            if len(self._parsed) >= _SNAPSHOT_CACHE_SIZE:
+                self._parsed.clear()
+            self._parsed[index] = parsed
+        return parsed
 
     def validate(self) -> int:
+        """Parse and check every snapshot now; returns the number of snapshots."""
         for index in range(len(self.ts)):
             self.snapshot(index)
-        self._parsed.clear()
         return len(self.ts)
 
-    def snapshot(self, index: int) -> tuple[int, list, list]:
-        if index not in self._parsed:
-            offset, line_no = self._offsets[index]
-            with self.path.open("rb") as handle:
-                handle.seek(offset)
-                raw = handle.readline()
-            self._parsed[index] = self._parse_line(raw, line_no)
-        return self._parsed[index]
-
-    def _parse_line(self, raw: bytes, line_no: int) -> tuple[int, list, list]:
+    def _parse(self, raw: bytes, line_no: int) -> tuple[int, tuple, tuple]:
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise RecordingError(self.path, line_no, f"not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("ts"), int):
+        stamp = data.get("ts") if isinstance(data, dict) else None
+        if not isinstance(stamp, int) or isinstance(stamp, bool):
             raise RecordingError(self.path, line_no, 'a snapshot is {"ts": <int ms>, "bids": [...], "asks": [...]}')
         sides = []
         for side in ("bids", "asks"):
@@ -235,55 +359,107 @@ class _Books:
             parsed = []
             for level in levels:
                 if not (isinstance(level, list) and len(level) == 2 and all(isinstance(v, str) for v in level)):
-                    raise RecordingError(self.path, line_no, f"{side} level {level!r} must be [\"price\", \"size\"] strings")
+                    raise RecordingError(self.path, line_no, f'{side} level {level!r} must be ["price", "size"] strings')
                 for text in level:
-                    _check_number(self.path, line_no, side, text)
+                    if not NUMBER_TEXT.fullmatch(text):
+                        what = "negative" if text.startswith("-") and NUMBER_TEXT.fullmatch(text[1:]) else "not a plain decimal number"
+                        raise RecordingError(self.path, line_no, f"{side} level {level!r}: {text!r} is {what}")
                 parsed.append((Decimal(level[0]), Decimal(level[1])))
-            prices = [p for p, _ in parsed]
-            ordered = sorted(prices, reverse=(side == "bids"))
-            if prices != ordered:
-                raise RecordingError(
-                    self.path, line_no, "bids must descend by price" if side == "bids" else "asks must ascend by price"
-                )
+            for index in range(1, len(parsed)):
+                above, below = parsed[index - 1][0], parsed[index][0]
+                if (side == "bids" and below > above) or (side == "asks" and below < above):
+                    order = "bids must descend by price" if side == "bids" else "asks must ascend by price"
+                    raise RecordingError(self.path, line_no, f"{order}: level {index + 1} ({below}) after {above}")
             sides.append(tuple(parsed))
-        return data["ts"], sides[0], sides[1]
+        return stamp, sides[0], sides[1]
+
+
+class Event(NamedTuple):
+    """One row of a recording in the merged stream; a bar's ts is its close (open + timeframe)."""
+
+    ts: int
+    kind: str  # "quote", "book" or "bar"
+    venue: str
+    symbol: str
+    timeframe: str | None
+
+
+def _event_stream(stamps: array, kind: str, venue: str, symbol: str, timeframe: str | None, delay: int,
+                  from_ts: int | None, to_ts: int | None) -> Iterator[Event]:
+    first = 0 if from_ts is None else bisect.bisect_left(stamps, from_ts - delay)
+    for index in range(first, len(stamps)):
+        ts = stamps[index] + delay
+        if to_ts is not None and ts > to_ts:
+            return
+        yield Event(ts, kind, venue, symbol, timeframe)
 
 
 class RecordingReader:
-    """A recording directory: its manifest at once, its files on first use."""
+    """A recording directory: its manifest at once, each data file on first use."""
 
     def __init__(self, path):
         self.path = Path(path)
         manifest_path = self.path / "manifest.json"
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RecordingError(manifest_path, None, "missing: a recording directory needs manifest.json") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RecordingError(manifest_path, getattr(exc, "lineno", None), f"not valid JSON: {exc}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else None
-            raise RecordingError(manifest_path, None, f"format must be {FORMAT!r}, found {found!r}")
-        self.manifest = manifest
-        self.name = manifest.get("name") or self.path.name
-        self._venues = {}
-        for name, spec in (manifest.get("venues") or {}).items():
-            try:
-                fee = Decimal(str(spec.get("taker_fee", "0")))
-                asset_class = spec["asset_class"]
-            except (KeyError, ArithmeticError, AttributeError):
-                raise RecordingError(manifest_path, None, f"venue {name!r} needs asset_class and a decimal taker_fee") from None
-            if asset_class not in ("crypto", "forex"):
-                raise RecordingError(manifest_path, None, f"venue {name!r}: asset_class must be crypto or forex")
-            self._venues[name] = Venue(name=name, asset_class=asset_class, taker_fee=fee)
+        self.manifest = self._read_manifest(manifest_path)
+        self.name: str = str(self.manifest.get("name") or self.path.name)
+        self.description: str = str(self.manifest.get("description") or "")
+        self._venues = self._read_venues(manifest_path, self.manifest.get("venues"))
         self.quotes: dict[tuple[str, str], _Series] = {}
         self.bars: dict[tuple[str, str, str], _Series] = {}
         self.books: dict[tuple[str, str], _Books] = {}
         self._discover()
-        self.start = manifest.get("start")
-        self.end = manifest.get("end")
-        if not isinstance(self.start, int) or not isinstance(self.end, int):
+        start, end = self.manifest.get("start"), self.manifest.get("end")
+        if self._is_ms(start) and self._is_ms(end):
+            self.start, self.end = start, end
+        else:
             self.start, self.end = self._span_from_data()
+        if self.end < self.start:
+            raise RecordingError(manifest_path, None, f"end {self.end} is before start {self.start}")
+
+    @staticmethod
+    def _is_ms(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    @staticmethod
+    def _read_manifest(manifest_path: Path) -> dict:
+        try:
+            text = manifest_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RecordingError(manifest_path, None, "missing: a recording directory needs manifest.json") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecordingError(manifest_path, None, f"cannot read: {exc}") from None
+        try:
+            manifest = json.loads(text, parse_float=Decimal)
+        except ValueError as exc:
+            raise RecordingError(manifest_path, getattr(exc, "lineno", None), f"not valid JSON: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise RecordingError(manifest_path, None, "must be a JSON object")
+        if manifest.get("format") != FORMAT:
+            raise RecordingError(manifest_path, None, f"format must be {FORMAT!r}, found {manifest.get('format')!r}")
+        return manifest
+
+    @staticmethod
+    def _read_venues(manifest_path: Path, spec) -> dict[str, Venue]:
+        if not isinstance(spec, dict):
+            raise RecordingError(manifest_path, None, 'venues must be an object: {"<venue>": {"asset_class": ..., "taker_fee": ...}}')
+        venues = {}
+        for name, fields in spec.items():
+            if not isinstance(fields, dict):
+                raise RecordingError(manifest_path, None, f"venue {name!r} must be an object with asset_class and taker_fee")
+            asset_class = fields.get("asset_class")
+            if asset_class not in ("crypto", "forex"):
+                raise RecordingError(manifest_path, None, f"venue {name!r}: asset_class must be crypto or forex, found {asset_class!r}")
+            fee_text = fields.get("taker_fee")
+            if isinstance(fee_text, bool) or not isinstance(fee_text, (str, int, Decimal)):
+                raise RecordingError(manifest_path, None, f"venue {name!r}: taker_fee must be a decimal string, found {fee_text!r}")
+            try:
+                fee = Decimal(str(fee_text))
+            except ArithmeticError:
+                fee = None
+            if fee is None or not fee.is_finite() or fee < 0:
+                raise RecordingError(manifest_path, None, f"venue {name!r}: taker_fee must be a non-negative decimal, found {fee_text!r}")
+            venues[name] = Venue(name=name, asset_class=asset_class, taker_fee=fee)
+        return venues
 
     def _venue_dirs(self, folder: str) -> Iterator[tuple[str, Path]]:
         root = self.path / folder
@@ -291,119 +467,126 @@ class RecordingReader:
             return
         for venue_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             if venue_dir.name not in self._venues:
-                raise RecordingError(venue_dir, None, f"venue {venue_dir.name!r} is not in manifest.json's venues")
+                raise RecordingError(
+                    venue_dir, None,
+                    f"venue {venue_dir.name!r} has data but is not in manifest.json's venues ({', '.join(sorted(self._venues))})",
+                )
             yield venue_dir.name, venue_dir
+
+    @staticmethod
+    def _symbol(file: Path, stem: str) -> str:
+        base, _, quote = stem.partition("-")
+        if not base or not quote or quote.startswith("_"):
+            raise RecordingError(file, None, f"file name {file.name!r} is not BASE-QUOTE (BTC-USDT, BTC-USDT_USDT)")
+        return filename_to_symbol(stem)
 
     def _discover(self) -> None:
         for venue, folder in self._venue_dirs("quotes"):
             for file in sorted(folder.glob("*.csv")):
-                self.quotes[(venue, filename_to_symbol(file.stem))] = _Series(file, QUOTE_HEADER)
+                self.quotes[(venue, self._symbol(file, file.stem))] = _Series(file, QUOTE_HEADER)
         for venue, folder in self._venue_dirs("bars"):
             for file in sorted(folder.glob("*.csv")):
                 stem, _, timeframe = file.stem.rpartition("@")
-                if timeframe not in TIMEFRAME_MS:
-                    raise RecordingError(file, None, f"unknown timeframe {timeframe!r} in the file name")
-                self.bars[(venue, filename_to_symbol(stem), timeframe)] = _Series(file, BAR_HEADER)
+                if timeframe not in TIMEFRAME_MS or not stem:
+                    raise RecordingError(
+                        file, None, f"bars file names are BASE-QUOTE@TIMEFRAME with a timeframe of {', '.join(TIMEFRAME_MS)}",
+                    )
+                self.bars[(venue, self._symbol(file, stem), timeframe)] = _Series(file, BAR_HEADER)
         for venue, folder in self._venue_dirs("books"):
             for file in sorted(folder.glob("*.jsonl")):
-                self.books[(venue, filename_to_symbol(file.stem))] = _Books(file)
+                self.books[(venue, self._symbol(file, file.stem))] = _Books(file)
 
-    def _all_series(self):
+    def _all_files(self):
         yield from self.quotes.values()
         yield from self.bars.values()
         yield from self.books.values()
 
     def _span_from_data(self) -> tuple[int, int]:
-        stamps = [s.ts for s in self._all_series() if s.ts]
+        stamps = [f.ts for f in self._all_files() if len(f.ts)]
         if not stamps:
-            raise RecordingError(self.path / "manifest.json", None, "no start/end and no data rows")
+            raise RecordingError(self.path / "manifest.json", None, "no start/end and no data rows to take them from")
         return min(ts[0] for ts in stamps), max(ts[-1] for ts in stamps)
 
     def venues(self) -> dict[str, Venue]:
         return dict(self._venues)
 
     def instruments(self) -> list[Instrument]:
-        keys = {(v, s) for v, s in self.quotes} | {(v, s) for v, s in self.books} | {(v, s) for v, s, _ in self.bars}
-        result = []
-        for venue, symbol in sorted(keys):
-            result.append(
-                Instrument(
-                    venue=venue,
-                    symbol=symbol,
-                    asset_class=self._venues[venue].asset_class,
-                    has_quotes=(venue, symbol) in self.quotes,
-                    has_books=(venue, symbol) in self.books,
-                    timeframes=tuple(
-                        sorted((tf for v, s, tf in self.bars if (v, s) == (venue, symbol)), key=TIMEFRAME_MS.get)
-                    ),
-                )
+        """Every (venue, symbol) with a file, from the file names alone."""
+        timeframes: dict[tuple[str, str], list[str]] = {}
+        for venue, symbol, timeframe in self.bars:
+            timeframes.setdefault((venue, symbol), []).append(timeframe)
+        keys = set(self.quotes) | set(self.books) | set(timeframes)
+        return [
+            Instrument(
+                venue=venue,
+                symbol=symbol,
+                asset_class=self._venues[venue].asset_class,
+                has_quotes=(venue, symbol) in self.quotes,
+                has_books=(venue, symbol) in self.books,
+                timeframes=tuple(sorted(timeframes.get((venue, symbol), ()), key=TIMEFRAME_MS.__getitem__)),
             )
-        return result
+            for venue, symbol in sorted(keys)
+        ]
 
     def load_all(self) -> int:
-        """Read and check every file and row now; returns the number of data rows."""
-        rows = sum(series.validate() for series in [*self.quotes.values(), *self.bars.values()])
-        return rows + sum(books.validate() for books in self.books.values())
+        """Read and check every file, row and snapshot now; returns the number of data rows."""
+        return sum(file.validate() for file in self._all_files())
 
-    def event_times(self):
+    def event_times(self) -> np.ndarray:
         """Sorted times of every quote, book and bar close (an int64 array)."""
-        import numpy as np
-
-        parts = [np.asarray(s.ts, dtype=np.int64) for s in [*self.quotes.values(), *self.books.values()]]
-        parts += [np.asarray(s.ts, dtype=np.int64) + TIMEFRAME_MS[tf] for (_, _, tf), s in self.bars.items()]
+        parts = [f.ts_array() for f in [*self.quotes.values(), *self.books.values()]]
+        parts += [s.ts_array() + TIMEFRAME_MS[tf] for (_, _, tf), s in self.bars.items()]
         return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
-    def events(self, from_ts: int | None = None, to_ts: int | None = None) -> Iterator[tuple[int, str, str, str, str | None]]:
-        """Every row as (ts, kind, venue, symbol, timeframe), merged in time order.
+    def events(self, from_ts: int | None = None, to_ts: int | None = None) -> Iterator[Event]:
+        """Every row as an `Event` (ts, kind, venue, symbol, timeframe), merged in time order, within [from_ts, to_ts].
 
-        A bar is an event when it completes (open ts + timeframe), which is when a
-        live desk would see it.
+        A bar is an event when it completes (open ts + timeframe): that is when the
+        replay feed (and a live desk) first serves it. Equal times keep a stable order
+        (kind, venue, symbol, timeframe).
         """
-        def stream(stamps, kind, venue, symbol, timeframe, delay=0):
-            return ((ts + delay, kind, venue, symbol, timeframe) for ts in stamps)
-
-        streams = [stream(s.ts, "quote", v, sym, None) for (v, sym), s in self.quotes.items()]
-        streams += [stream(b.ts, "book", v, sym, None) for (v, sym), b in self.books.items()]
+        streams = [_event_stream(s.ts, "quote", v, sym, None, 0, from_ts, to_ts) for (v, sym), s in self.quotes.items()]
+        streams += [_event_stream(b.ts, "book", v, sym, None, 0, from_ts, to_ts) for (v, sym), b in self.books.items()]
         streams += [
-            stream(s.ts, "bar", v, sym, tf, TIMEFRAME_MS[tf]) for (v, sym, tf), s in self.bars.items()
+            _event_stream(s.ts, "bar", v, sym, tf, TIMEFRAME_MS[tf], from_ts, to_ts) for (v, sym, tf), s in self.bars.items()
         ]
-        for event in heapq.merge(*streams):
-            if from_ts is not None and event[0] < from_ts:
-                continue
-            if to_ts is not None and event[0] > to_ts:
-                break
-            yield event
+        return heapq.merge(*streams)
 
 
 class ReplayClock:
     """The replay's notion of now, in recording time.
 
-    `stepped` clocks move only when told (tests, backtests, the scan command).
-    `realtime` clocks run at `speed` times wall time from `anchor_wall_ms`; several
-    processes given the same anchor agree on the time. With `loop`, the recording
-    starts over after its end, and every timestamp the feed returns is shifted by
-    lap × (end − start + 1) ms so the desk's time never runs backwards.
+    `stepped` clocks move only when told (`set`, `advance`: tests, backtests, the scan
+    command). `realtime` clocks run at `speed` times wall time from `anchor_wall_ms`
+    (simulated = start + (wall − anchor) × speed); processes given the same anchor agree
+    on the time. Without `loop` a realtime clock stops at `end`. With `loop` it starts
+    over at `start` after `end`, and the feed adds lap × (end − start + 1) ms to every
+    timestamp it returns (its `now()` included), so the desk's time never runs backwards
+    and the same recorded row comes back on each lap later by exactly that shift.
     """
 
-    def __init__(self, *, start: int, end: int | None = None, speed: float | None = None,
-                 anchor_wall_ms: int | None = None, loop: bool = False):
+    def __init__(self, start: int, end: int | None = None, speed: float | None = None,
+                 anchor_wall_ms: int | None = None, loop: bool = False, wall_clock: Callable[[], int] = wall_ms):
         self.start = start
         self.end = end
         self.speed = speed
-        self.loop = loop and end is not None and end > start
-        self.anchor_wall_ms = anchor_wall_ms if anchor_wall_ms is not None else wall_ms()
+        self.loop = loop and end is not None
+        self.wall_clock = wall_clock
+        self.anchor_wall_ms = anchor_wall_ms if anchor_wall_ms is not None else wall_clock()
         self._position = start
 
     @classmethod
     def stepped(cls, start: int) -> ReplayClock:
-        return cls(start=start)
+        return cls(start)
 
     @classmethod
-    def realtime(cls, *, start: int, end: int, speed: float = 1.0, anchor_wall_ms: int | None = None,
-                 loop: bool = False) -> ReplayClock:
-        if speed <= 0:
-            raise ValueError("replay speed must be positive")
-        return cls(start=start, end=end, speed=speed, anchor_wall_ms=anchor_wall_ms, loop=loop)
+    def realtime(cls, start: int, end: int, speed: float = 1.0, anchor_wall_ms: int | None = None,
+                 loop: bool = False, wall_clock: Callable[[], int] = wall_ms) -> ReplayClock:
+        if not speed > 0:
+            raise ValueError(f"replay speed must be positive, not {speed!r}")
+        if end < start:
+            raise ValueError(f"replay end {end} is before start {start}")
+        return cls(start, end, speed, anchor_wall_ms, loop, wall_clock)
 
     @property
     def is_stepped(self) -> bool:
@@ -411,29 +594,33 @@ class ReplayClock:
 
     def set(self, ts: int) -> None:
         if not self.is_stepped:
-            raise ValueError("a realtime replay clock cannot be set")
+            raise ValueError("a realtime replay clock follows the wall clock: it cannot be set")
         self._position = ts
 
     def advance(self, ms: int) -> None:
         self.set(self._position + ms)
 
     def position(self) -> tuple[int, int]:
-        """(recording time, shift added to every timestamp served)."""
+        """(recording time, shift added to every timestamp served); the desk's now is their sum."""
         if self.is_stepped:
             return self._position, 0
-        elapsed = int((time.time_ns() // 1_000_000 - self.anchor_wall_ms) * self.speed)
-        recording_time = self.start + max(0, elapsed)
-        if self.end is None or recording_time <= self.end:
+        elapsed = max(0, int((self.wall_clock() - self.anchor_wall_ms) * self.speed))
+        recording_time = self.start + elapsed
+        if recording_time <= self.end:
             return recording_time, 0
         if not self.loop:
             return self.end, 0
         span = self.end - self.start + 1
-        lap, into = divmod(recording_time - self.start, span)
+        lap, into = divmod(elapsed, span)
         return self.start + into, lap * span
+
+    def now(self) -> int:
+        position, shift = self.position()
+        return position + shift
 
 
 class ReplayFeed(Feed):
-    """A recording served as of its clock: never a value from after `now()`."""
+    """A recording served as of its clock: never a value from after `now()`, never another instrument's."""
 
     name = "replay"
 
@@ -442,6 +629,7 @@ class ReplayFeed(Feed):
         self.clock = clock
 
     def at(self, ts: int) -> ReplayFeed:
+        """Move a stepped clock to `ts`; returns the feed so `feed.at(t).quote(...)` reads naturally."""
         self.clock.set(ts)
         return self
 
@@ -452,32 +640,21 @@ class ReplayFeed(Feed):
         return self.reader.instruments()
 
     def now(self) -> int:
-        position, shift = self.clock.position()
-        return position + shift
+        return self.clock.now()
+
+    @staticmethod
+    def _quote_at(series: _Series, index: int, venue: str, symbol: str, shift: int) -> Quote:
+        bid, ask, bid_size, ask_size = series.decimals(index)
+        return Quote(venue, symbol, series.ts[index] + shift, bid, ask, bid_size, ask_size)
 
     def _quote_row(self, venue: str, symbol: str, when: int, shift: int) -> Quote | None:
         series = self.reader.quotes.get((venue, symbol))
         if series is None:
             return None
         index = series.index_at(when)
-        if index < 0:
-            return None
-        return self._quote_at(series, index, venue, symbol, shift)
+        return None if index < 0 else self._quote_at(series, index, venue, symbol, shift)
 
-    @staticmethod
-    def _quote_at(series: _Series, index: int, venue: str, symbol: str, shift: int) -> Quote:
-        bid, ask, bid_size, ask_size = (Decimal(v) if v else None for v in series.row(index))
-        return Quote(venue, symbol, series.ts[index] + shift, bid, ask, bid_size, ask_size)
-
-    def quote(self, venue: str, symbol: str) -> Quote | None:
-        when, shift = self.clock.position()
-        quote = self._quote_row(venue, symbol, when, shift)
-        book = self._book(venue, symbol, when, shift, depth=1)
-        if book is not None and (quote is None or book.ts > quote.ts):
-            return book.top()
-        return quote
-
-    def _book(self, venue, symbol, when, shift, depth) -> Book | None:
+    def _book(self, venue: str, symbol: str, when: int, shift: int, depth: int | None) -> Book | None:
         books = self.reader.books.get((venue, symbol))
         if books is None:
             return None
@@ -486,15 +663,29 @@ class ReplayFeed(Feed):
             return None
         ts, bids, asks = books.snapshot(index)
         if depth is not None:
-            bids, asks = bids[:depth], asks[:depth]
+            bids, asks = bids[:max(depth, 0)], asks[:max(depth, 0)]
         return Book(venue, symbol, ts + shift, bids, asks)
 
+    def quote(self, venue: str, symbol: str) -> Quote | None:
+        """The latest quote row at or before now, or the top of the latest book snapshot if that is newer."""
+        when, shift = self.clock.position()
+        quote = self._quote_row(venue, symbol, when, shift)
+        book = self._book(venue, symbol, when, shift, depth=1)
+        if book is not None and (quote is None or book.ts > quote.ts):
+            return book.top()
+        return quote
+
     def book(self, venue: str, symbol: str, depth: int | None = None) -> Book | None:
+        """The latest snapshot at or before now, cut to `depth` levels a side."""
         when, shift = self.clock.position()
         return self._book(venue, symbol, when, shift, depth)
 
     def bars(self, venue: str, symbol: str, timeframe: str, limit: int = 100) -> list[Bar]:
-        """Completed bars only (open time + timeframe <= now), oldest first."""
+        """Up to `limit` completed bars (open ts + timeframe <= now), oldest first.
+
+        A bar still forming at now is left out: its recorded high/low/close lie in the
+        future, so serving it would leak future data.
+        """
         series = self.reader.bars.get((venue, symbol, timeframe))
         if series is None or limit <= 0:
             return []
@@ -502,16 +693,12 @@ class ReplayFeed(Feed):
         last = series.index_at(when - TIMEFRAME_MS[timeframe])
         result = []
         for index in range(max(0, last - limit + 1), last + 1):
-            open_, high, low, close, volume = series.row(index)
-            result.append(
-                Bar(
-                    series.ts[index] + shift, Decimal(open_), Decimal(high), Decimal(low), Decimal(close),
-                    Decimal(volume) if volume else None,
-                )
-            )
+            open_, high, low, close, volume = series.decimals(index)
+            result.append(Bar(series.ts[index] + shift, open_, high, low, close, volume))
         return result
 
     def quote_history(self, venue: str, symbol: str, since: int) -> list[Quote]:
+        """Quote rows in (since, now], oldest first (quotes files only; a looping replay only the current lap)."""
         series = self.reader.quotes.get((venue, symbol))
         if series is None:
             return []
@@ -520,22 +707,7 @@ class ReplayFeed(Feed):
         last = series.index_at(when)
         return [self._quote_at(series, index, venue, symbol, shift) for index in range(first, last + 1)]
 
-    def close_history(self, venue: str, symbol: str, timeframe: str, since: int):
-        import numpy as np
-
-        series = self.reader.bars.get((venue, symbol, timeframe))
-        if series is None:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        when, shift = self.clock.position()
-        span = TIMEFRAME_MS[timeframe]
-        opens, closes = series.close_arrays()
-        low = np.searchsorted(opens, since - shift - span, side="right")
-        high = np.searchsorted(opens, when - span, side="right")
-        return opens[low:high] + span + shift, closes[low:high]
-
     def mid_history(self, venue: str, symbol: str, since: int):
-        import numpy as np
-
         series = self.reader.quotes.get((venue, symbol))
         if series is None:
             return np.empty(0, dtype=np.int64), np.empty(0)
@@ -546,10 +718,25 @@ class ReplayFeed(Feed):
         keep = usable[low:high]
         return stamps[low:high][keep] + shift, mids[low:high][keep]
 
-    def status(self) -> list[FeedStatus]:
+    def close_history(self, venue: str, symbol: str, timeframe: str, since: int):
+        series = self.reader.bars.get((venue, symbol, timeframe))
+        if series is None:
+            return np.empty(0, dtype=np.int64), np.empty(0)
         when, shift = self.clock.position()
-        at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when / 1000))
-        finished = self.clock.end is not None and when >= self.clock.end and not self.clock.loop
-        detail = f"replay {self.reader.name} at {at} UTC" + (" (finished)" if finished else "")
+        span = TIMEFRAME_MS[timeframe]
+        opens, closes = series.close_arrays()
+        low = np.searchsorted(opens, since - shift - span, side="right")
+        high = np.searchsorted(opens, when - span, side="right")
+        return opens[low:high] + span + shift, closes[low:high]
+
+    def status(self) -> list[FeedStatus]:
+        """One OK status per venue; the detail says where in the recording the replay is."""
+        when, shift = self.clock.position()
+        clock = self.clock
+        detail = f"replay {self.reader.name} at {iso_ms(when)}"
+        if shift:
+            detail += f" (lap {shift // (clock.end - clock.start + 1) + 1})"
+        elif not clock.is_stepped and not clock.loop and when >= clock.end:
+            detail += " (finished)"
         now = wall_ms()
-        return [FeedStatus(venue=name, state=OK, detail=detail, last_ok_at=now) for name in sorted(self.venues())]
+        return [FeedStatus(venue=name, state=OK, detail=detail, last_ok_at=now) for name in sorted(self.reader.venues())]

@@ -24,7 +24,8 @@ def server():
 
 @pytest.fixture
 def feed(server):
-    feed = CcxtFeed(["binance", "kraken"], SYMBOLS, timeout_ms=1500, urls=server.urls(), book_depth=5, exchange_options=FAST)
+    feed = CcxtFeed(["binance", "kraken"], SYMBOLS, timeout_ms=1500, urls=server.urls(), book_depth=5,
+                    exchange_options=FAST, min_refresh_ms=0)
     yield feed
     feed.close()
 
@@ -107,7 +108,7 @@ def test_error_classes_are_named_in_the_status(feed, server):
 
 def test_repeated_failures_mark_a_venue_down_and_it_recovers_by_itself(server):
     server.fault("binance", "5xx")
-    feed = CcxtFeed(["binance", "kraken"], SYMBOLS, timeout_ms=1500, urls=server.urls(), exchange_options=FAST)
+    feed = CcxtFeed(["binance", "kraken"], SYMBOLS, timeout_ms=1500, urls=server.urls(), exchange_options=FAST, min_refresh_ms=0)
     try:
         for _ in range(3):
             feed.refresh()
@@ -121,7 +122,7 @@ def test_repeated_failures_mark_a_venue_down_and_it_recovers_by_itself(server):
 
 
 def test_unlisted_symbols_are_reported_and_unknown_venues_are_down(server):
-    feed = CcxtFeed(["binance", "nosuchvenue"], ["BTC/USDT", "DOGE/USDT"], timeout_ms=1500, urls=server.urls(), exchange_options=FAST)
+    feed = CcxtFeed(["binance", "nosuchvenue"], ["BTC/USDT", "DOGE/USDT"], timeout_ms=1500, urls=server.urls(), exchange_options=FAST, min_refresh_ms=0)
     try:
         feed.refresh()
         status = {s.venue: s for s in feed.status()}
@@ -148,3 +149,13 @@ def test_account_and_order_methods_raise_without_any_request(feed, server):
 def test_credentials_are_refused(server):
     with pytest.raises(PaperOnlyError):
         CcxtFeed(["binance"], SYMBOLS, urls=server.urls(), exchange_options={"binance": {"apiKey": "k", "secret": "s"}})
+
+
+def test_refreshes_within_the_minimum_interval_reuse_the_last_poll(server):
+    feed = CcxtFeed(["binance"], SYMBOLS, urls=server.urls(), exchange_options=FAST, min_refresh_ms=60_000)
+    try:
+        feed.refresh()
+        feed.refresh()
+        assert server.requests[("binance", "api/v3/ticker/24hr")] == 1
+    finally:
+        feed.close()

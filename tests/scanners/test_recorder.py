@@ -24,7 +24,8 @@ def test_parse_duration():
 
 def test_recorded_values_replay_identically(tmp_path):
     with VenueServer(RECORDING, clock=START) as server:
-        feed = CcxtFeed(["binance", "kraken"], ["BTC/USDT", "ETH/USDT"], urls=server.urls(), book_depth=5, exchange_options=FAST)
+        feed = CcxtFeed(["binance", "kraken"], ["BTC/USDT", "ETH/USDT"], urls=server.urls(), book_depth=5, exchange_options=FAST,
+                        min_refresh_ms=0)
         seen = []
 
         def advance(counts):

@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 from scanners.feeds.exchanges import CcxtFeed
 
                 source = CcxtFeed(venue_list, symbol_list, urls=overrides, book_depth=depth or 1,
-                                  timeframes=tuple(csv_list(timeframes)))
+                                  timeframes=tuple(csv_list(timeframes)), min_refresh_ms=0)
             else:
                 from scanners.feeds.metatrader import MetaTraderFeed
 
