@@ -1,0 +1,18 @@
+from django.contrib import admin
+
+from scanners.admin import ReadOnlyAdmin, SingletonAdmin
+
+from .models import RiskDay, RiskLimits, RiskState
+
+admin.site.register(RiskLimits, SingletonAdmin)
+
+
+@admin.register(RiskState)
+class RiskStateAdmin(ReadOnlyAdmin):
+    list_display = ("loss_streak", "cooldown_until", "peak_equity")
+
+
+@admin.register(RiskDay)
+class RiskDayAdmin(ReadOnlyAdmin):
+    list_display = ("date", "trades", "realized_pnl", "realized_loss", "limit_trips")
+    date_hierarchy = "date"

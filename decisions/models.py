@@ -1,0 +1,67 @@
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from scanners.models import SingletonSettings
+
+ZERO = Decimal("0")
+
+
+class RiskLimits(SingletonSettings):
+    """The risk manager's limits: one row, edited in admin, read on every approval."""
+
+    max_trades_per_day = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    max_daily_loss = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("100"),
+                                         validators=[MinValueValidator(ZERO)], help_text="USD of realized loss per day")
+    max_consecutive_losses = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
+    max_position_pct = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("25"),
+                                           validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+                                           help_text="largest position, percent of portfolio value")
+    cooldown_minutes = models.PositiveIntegerField(default=30, help_text="pause after the loss streak trips")
+    drawdown_halt_pct = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("10"),
+                                            validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+                                            help_text="halt when equity is this far below its peak, percent")
+    binary_max_stake_pct = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("2"),
+                                               validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))])
+    day_timezone = models.CharField(max_length=64, default="UTC", help_text="the calendar day the limits count in")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "risk limits"
+
+    def clean(self):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from django.core.exceptions import ValidationError
+
+        try:
+            ZoneInfo(self.day_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError({"day_timezone": f"unknown time zone {self.day_timezone!r}"})
+
+
+class RiskState(SingletonSettings):
+    """What outlives a day: the loss streak, its cooldown and the equity peak. Locked on every approval."""
+
+    loss_streak = models.PositiveIntegerField(default=0)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    peak_equity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "risk state"
+
+
+class RiskDay(models.Model):
+    """One calendar day's usage, in the limits' time zone."""
+
+    date = models.DateField(unique=True)
+    trades = models.PositiveIntegerField(default=0, help_text="approved trade slots")
+    realized_pnl = models.DecimalField(max_digits=20, decimal_places=8, default=ZERO)
+    realized_loss = models.DecimalField(max_digits=20, decimal_places=8, default=ZERO, help_text="sum of losing outcomes")
+    limit_trips = models.JSONField(default=dict, blank=True, help_text="reason code -> times it blocked")
+
+    class Meta:
+        ordering = ["-date"]
+
+    def __str__(self):
+        return f"{self.date}: {self.trades} trades, {self.realized_pnl} P&L"

@@ -1,0 +1,136 @@
+"""The risk manager: may this trade happen, how risky is the desk now, and why.
+
+`check_trade_approval` reads the limits, then locks the day's row and the risk state,
+checks every limit, and when it approves reserves the trade slot in the same
+transaction: N workers approving at once can never exceed the daily count or the loss
+budget (PostgreSQL: row locks; SQLite: IMMEDIATE transactions serialise writers).
+
+Risk level, from the highest usage of any limit (usage = used / limit):
+    LOW below 50 %, MEDIUM below 80 %, HIGH from 80 %, BLOCKED when a limit is reached.
+At HIGH the approved size is halved (`size_multiplier` 0.5). Binary stakes are only
+approved at LOW or MEDIUM.
+
+Reason codes: TRADE_COUNT, DAILY_LOSS, LOSS_STREAK, COOLDOWN, POSITION_SIZE,
+DRAWDOWN_HALT, BINARY_STAKE, BINARY_RISK_LEVEL.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import RiskDay, RiskLimits, RiskState
+
+LOW, MEDIUM, HIGH, BLOCKED = "LOW", "MEDIUM", "HIGH", "BLOCKED"
+HUNDRED = Decimal(100)
+
+
+@dataclass
+class RiskVerdict:
+    approved: bool
+    level: str
+    reasons: list[str]
+    checks: dict = field(default_factory=dict)  # check -> {"used", "limit", "usage"} as strings
+    size_multiplier: Decimal = Decimal(1)
+    day: str = ""
+
+
+def risk_day(moment: datetime, limits: RiskLimits):
+    """The calendar date of `moment` in the limits' time zone."""
+    return moment.astimezone(ZoneInfo(limits.day_timezone)).date()
+
+
+def _locked(model, **lookup):
+    model.objects.get_or_create(**lookup)
+    rows = model.objects.filter(**lookup).select_for_update(no_key=True, of=("self",))
+    return rows.get()
+
+
+def level_for(usage: Decimal) -> str:
+    if usage >= 1:
+        return BLOCKED
+    if usage >= Decimal("0.8"):
+        return HIGH
+    if usage >= Decimal("0.5"):
+        return MEDIUM
+    return LOW
+
+
+def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_value: Decimal, *,
+                         kind: str = "arbitrage", now: datetime | None = None, reserve: bool = True) -> RiskVerdict:
+    """Approve or block one trade of notional `size` (USD); reserve its slot when approved."""
+    now = now or timezone.now()
+    limits = RiskLimits.get_solo()
+    day = risk_day(now, limits)
+    with transaction.atomic():
+        state = _locked(RiskState, pk=1)
+        today = _locked(RiskDay, date=day)
+        if state.cooldown_until and state.cooldown_until <= now:
+            state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak
+            state.save(update_fields=["loss_streak", "cooldown_until"])
+        checks, reasons = {}, []
+
+        def check(name, used, limit, code, blocked=None):
+            usage = (used / limit) if limit else Decimal(1)
+            checks[name] = {"used": str(used), "limit": str(limit), "usage": str(usage.quantize(Decimal("0.0001")))}
+            if blocked if blocked is not None else usage >= 1:
+                reasons.append(code)
+            return usage
+
+        peak = max(state.peak_equity or portfolio_value, portfolio_value)
+        drawdown = (peak - portfolio_value) / peak * HUNDRED if peak else Decimal(0)
+        desk_usage = max(
+            check("trades_today", Decimal(today.trades), Decimal(limits.max_trades_per_day), "TRADE_COUNT"),
+            check("daily_loss", today.realized_loss, limits.max_daily_loss, "DAILY_LOSS"),
+            check("loss_streak", Decimal(state.loss_streak), Decimal(limits.max_consecutive_losses), "LOSS_STREAK"),
+            check("drawdown_pct", drawdown, limits.drawdown_halt_pct, "DRAWDOWN_HALT"),
+        )
+        position_limit = portfolio_value * limits.max_position_pct / HUNDRED
+        check("position", size, position_limit, "POSITION_SIZE", blocked=size > position_limit)
+        if state.cooldown_until and state.cooldown_until > now:
+            reasons.append("COOLDOWN")
+            checks["cooldown_until"] = {"used": state.cooldown_until.isoformat(), "limit": "", "usage": "1"}
+        level = BLOCKED if reasons else level_for(desk_usage)
+        if kind == "binary" and not reasons:
+            stake_limit = portfolio_value * limits.binary_max_stake_pct / HUNDRED
+            check("binary_stake", size, stake_limit, "BINARY_STAKE", blocked=size > stake_limit)
+            if level not in (LOW, MEDIUM):
+                reasons.append("BINARY_RISK_LEVEL")
+        approved = not reasons
+        if approved and reserve:
+            today.trades += 1
+            today.save(update_fields=["trades"])
+        elif not approved:
+            for code in reasons:
+                today.limit_trips[code] = today.limit_trips.get(code, 0) + 1
+            today.save(update_fields=["limit_trips"])
+        if state.peak_equity is None or portfolio_value > state.peak_equity:
+            state.peak_equity = portfolio_value
+            state.save(update_fields=["peak_equity"])
+    return RiskVerdict(
+        approved=approved, level=BLOCKED if not approved else level, reasons=reasons, checks=checks,
+        size_multiplier=Decimal("0.5") if level == HIGH else Decimal(1), day=day.isoformat(),
+    )
+
+
+def record_outcome(*, realized_pnl: Decimal, at: datetime | None = None) -> None:
+    """A closed position's realized P&L: the day's loss budget, the loss streak and its cooldown."""
+    at = at or timezone.now()
+    limits = RiskLimits.get_solo()
+    with transaction.atomic():
+        state = _locked(RiskState, pk=1)
+        today = _locked(RiskDay, date=risk_day(at, limits))
+        today.realized_pnl += realized_pnl
+        if realized_pnl < 0:
+            today.realized_loss += -realized_pnl
+            state.loss_streak += 1
+            if state.loss_streak >= limits.max_consecutive_losses:
+                state.cooldown_until = at + timedelta(minutes=limits.cooldown_minutes)
+        elif realized_pnl > 0:
+            state.loss_streak = 0
+        today.save(update_fields=["realized_pnl", "realized_loss"])
+        state.save(update_fields=["loss_streak", "cooldown_until"])
