@@ -1,9 +1,10 @@
 from django.contrib import admin
 
-from scanners.admin import ReadOnlyAdmin, SingletonAdmin
+from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
-from .models import RiskDay, RiskLimits, RiskState
+from .models import Controls, RiskDay, RiskLimits, RiskState
 
+admin.site.register(Controls, SingletonAdmin)
 admin.site.register(RiskLimits, SingletonAdmin)
 
 

@@ -3,9 +3,35 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from scanners.models import SingletonSettings
+from django.conf import settings
+
+from trifecta_site.models import SingletonSettings
 
 ZERO = Decimal("0")
+
+
+def initial_auto_execute() -> bool:
+    return settings.AUTO_EXECUTE
+
+
+class Controls(SingletonSettings):
+    """The operator's switches; a change applies to the next decision on every worker."""
+
+    auto_execute = models.BooleanField(default=initial_auto_execute,
+                                       help_text="off = display only: opportunities are evaluated, nothing executes")
+    kill_switch = models.BooleanField(default=False, help_text="halts all new execution")
+    arbitrage_enabled = models.BooleanField(default=True)
+    forex_enabled = models.BooleanField(default=True)
+    binary_enabled = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "controls"
+
+    @property
+    def mode(self) -> str:
+        if self.kill_switch:
+            return "HALTED"
+        return "AUTO-EXECUTE" if self.auto_execute else "DISPLAY ONLY"
 
 
 class RiskLimits(SingletonSettings):
@@ -42,6 +68,8 @@ class RiskLimits(SingletonSettings):
 
 class RiskState(SingletonSettings):
     """What outlives a day: the loss streak, its cooldown and the equity peak. Locked on every approval."""
+
+    audited = False  # runtime state, not configuration
 
     loss_streak = models.PositiveIntegerField(default=0)
     cooldown_until = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
+
 from .models import (
     ArbitrageSettings,
     BinaryPayout,
@@ -10,16 +12,6 @@ from .models import (
     ScanRun,
     WithdrawalFee,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what happened: operators read and filter them, nobody edits them."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(FeedState)
@@ -43,22 +35,6 @@ class OpportunityAdmin(ReadOnlyAdmin):
     search_fields = ("symbol", "route")
     date_hierarchy = "detected_at"
     list_select_related = ("scan_run",)
-
-
-class SingletonAdmin(admin.ModelAdmin):
-    """One row of settings: it can be changed, never added twice or deleted."""
-
-    def has_add_permission(self, request):
-        return not self.model.objects.exists()
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        from django.shortcuts import redirect
-
-        row = self.model.get_solo()
-        return redirect(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_change", row.pk)
 
 
 for settings_model in (ArbitrageSettings, ForexSettings, BinarySettings):

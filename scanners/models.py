@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from django.db import models
 
+from trifecta_site.models import SingletonSettings
+
 
 class FeedState(models.Model):
     """Status of one venue of one feed, as the scan worker last saw it.
@@ -94,32 +96,6 @@ class Opportunity(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.symbol} {' → '.join(self.venues)} ({self.status})"
-
-
-class SingletonSettings(models.Model):
-    """One row of settings, edited in admin at runtime; scans read it on every run."""
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        self.pk = 1
-        super().save(*args, **kwargs)
-
-    @classmethod
-    def get_solo(cls):
-        row, _ = cls.objects.get_or_create(pk=1)
-        return row
-
-    def thresholds(self, thresholds_type):
-        """The scanner's thresholds dataclass, with every field this row has taken from the row."""
-        import dataclasses
-
-        names = [f.name for f in dataclasses.fields(thresholds_type)]
-        return thresholds_type(**{name: self.threshold_value(name) for name in names if hasattr(self, name)})
-
-    def threshold_value(self, name: str):
-        return getattr(self, name)
 
 
 def _pct(**kwargs):

@@ -30,3 +30,59 @@ class Heartbeat(models.Model):
     @classmethod
     def latest(cls, process: str):
         return cls.objects.filter(process=process).order_by("-seen_at").values_list("seen_at", flat=True).first()
+
+
+class ConfigChange(models.Model):
+    """One changed field of the desk's configuration: who, when, old value, new value."""
+
+    setting = models.CharField(max_length=100, help_text="which settings row")
+    field = models.CharField(max_length=100)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    changed_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    changed_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self):
+        return f"{self.setting}.{self.field}: {self.old_value} → {self.new_value}"
+
+
+class SingletonSettings(models.Model):
+    """One row of settings, edited at runtime; every change of a field is audited (`ConfigChange`)."""
+
+    audited = True
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, changed_by=None, **kwargs):
+        self.pk = 1
+        before = type(self).objects.filter(pk=1).first() if self.audited else None
+        super().save(*args, **kwargs)
+        if before is None:
+            return
+        now = timezone.now()
+        user = changed_by if getattr(changed_by, "is_authenticated", False) else None
+        ConfigChange.objects.bulk_create(
+            ConfigChange(setting=self._meta.verbose_name, field=field.name, old_value=str(old), new_value=str(new),
+                         changed_by=user, changed_at=now)
+            for field in self._meta.concrete_fields
+            if field.name != "id" and (old := getattr(before, field.attname)) != (new := getattr(self, field.attname))
+        )
+
+    @classmethod
+    def get_solo(cls):
+        row, _ = cls.objects.get_or_create(pk=1)
+        return row
+
+    def thresholds(self, thresholds_type):
+        """The scanner's thresholds dataclass, with every field this row has taken from the row."""
+        import dataclasses
+
+        names = [f.name for f in dataclasses.fields(thresholds_type)]
+        return thresholds_type(**{name: self.threshold_value(name) for name in names if hasattr(self, name)})
+
+    def threshold_value(self, name: str):
+        return getattr(self, name)
