@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
-from .models import Controls, RiskDay, RiskLimits, RiskState
+from .models import AgentState, Controls, RiskDay, RiskLimits, RiskState
 
 admin.site.register(Controls, SingletonAdmin)
 admin.site.register(RiskLimits, SingletonAdmin)
@@ -17,3 +17,20 @@ class RiskStateAdmin(ReadOnlyAdmin):
 class RiskDayAdmin(ReadOnlyAdmin):
     list_display = ("date", "trades", "realized_pnl", "realized_loss", "limit_trips")
     date_hierarchy = "date"
+
+
+@admin.register(AgentState)
+class AgentStateAdmin(ReadOnlyAdmin):
+    list_display = ("agent", "key", "wins", "losses", "expected_sum", "realized_sum", "updated_at")
+    list_filter = ("agent",)
+    search_fields = ("key",)
+    actions = ["reset_agents"]
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    @admin.action(description="Reset the learning of the selected rows' agents (every key of each)")
+    def reset_agents(self, request, queryset):
+        agents = set(queryset.values_list("agent", flat=True))
+        deleted, _ = AgentState.objects.filter(agent__in=agents).delete()
+        self.message_user(request, f"Reset {', '.join(sorted(agents))}: {deleted} learned rows removed.")

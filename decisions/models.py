@@ -93,3 +93,30 @@ class RiskDay(models.Model):
 
     def __str__(self):
         return f"{self.date}: {self.trades} trades, {self.realized_pnl} P&L"
+
+
+class AgentState(models.Model):
+    """What an agent has learned about one key (a route, a pair and signal, an underlying and expiry).
+
+    Beta-Bernoulli counts of realized wins and losses, plus sums for realized against
+    expected figures. Updated with F() expressions, so concurrent workers never lose an
+    update; reset per agent from admin.
+    """
+
+    ARBITRAGE, FOREX, BINARY = "arbitrage", "forex", "binary"
+
+    agent = models.CharField(max_length=16, choices=[(a, a) for a in (ARBITRAGE, FOREX, BINARY)])
+    key = models.CharField(max_length=300)
+    wins = models.PositiveIntegerField(default=0)
+    losses = models.PositiveIntegerField(default=0)
+    expected_sum = models.DecimalField(max_digits=28, decimal_places=10, default=ZERO,
+                                       help_text="arbitrage: expected profit; binary: predicted probability")
+    realized_sum = models.DecimalField(max_digits=28, decimal_places=10, default=ZERO)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "key"], name="one_state_per_agent_key")]
+        ordering = ["agent", "key"]
+
+    def __str__(self):
+        return f"{self.agent} {self.key}: {self.wins}W/{self.losses}L"

@@ -1,0 +1,146 @@
+"""Learning agents: each scores opportunities from what really happened before.
+
+They learn only from realized outcomes (a closed position, an expired binary), never from
+opening a trade, and keep their state in the database (`AgentState`), shared by every
+worker and surviving restarts. Every estimate is a Beta-Bernoulli posterior with a
+Beta(2, 2) prior: one trade moves it a little, a hundred move it a lot.
+
+- `ArbitrageAgent` learns per route whether its trades realized a profit (fill success)
+  and how realized profit compared with expected; score = posterior mean of success ×
+  min(1, realized / expected with one expected trade of prior weight); approve at ≥ 0.3;
+  size multiplier = the score clipped to [0.25, 1].
+- `ForexAgent` learns per pair and signal whether positions were profitable, and per pair
+  overall. score = 0.5 × confidence + 0.3 × accuracy(pair, signal) + 0.2 × accuracy(pair),
+  clipped to [0.4, 1.0]; multiplier 1.0 from 0.8, 0.75 from 0.6, else 0.5. HOLD and
+  confidence under 60 % are skipped.
+- `BinaryAgent` learns per underlying, direction and expiry the realized hit rate against
+  the predicted probability; the estimate is multiplied by (hits + 2) / (Σ predicted + 2),
+  capped at 1: over-confident estimates are discounted, never inflated.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+
+from .models import AgentState
+
+PRIOR = 2
+ONE = Decimal(1)
+
+
+@dataclass
+class AgentVerdict:
+    approved: bool
+    score: Decimal
+    size_multiplier: Decimal
+    reasons: list[str] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+
+
+def posterior_mean(wins: int, losses: int) -> Decimal:
+    return Decimal(wins + PRIOR) / Decimal(wins + losses + 2 * PRIOR)
+
+
+def lower_bound(wins: int, losses: int) -> float:
+    """10th percentile of the posterior by its normal approximation: ranks with the sample size in mind."""
+    a, b = wins + PRIOR, losses + PRIOR
+    mean = a / (a + b)
+    return mean - 1.2816 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+
+
+class Agent:
+    name = ""
+
+    def state(self, key: str) -> AgentState:
+        return AgentState.objects.filter(agent=self.name, key=key).first() or AgentState(agent=self.name, key=key)
+
+    def learn(self, key: str, *, win: bool, expected: Decimal = Decimal(0), realized: Decimal = Decimal(0)) -> None:
+        """One realized outcome, added atomically (concurrent workers never lose one)."""
+        with transaction.atomic():
+            AgentState.objects.get_or_create(agent=self.name, key=key)
+            AgentState.objects.filter(agent=self.name, key=key).update(
+                wins=F("wins") + (1 if win else 0),
+                losses=F("losses") + (0 if win else 1),
+                expected_sum=F("expected_sum") + expected,
+                realized_sum=F("realized_sum") + realized,
+            )
+
+    def reset(self) -> int:
+        deleted, _ = AgentState.objects.filter(agent=self.name).delete()
+        return deleted
+
+
+class ArbitrageAgent(Agent):
+    name = AgentState.ARBITRAGE
+
+    def evaluate_opportunity(self, opportunity) -> AgentVerdict:
+        state = self.state(opportunity.route)
+        success = posterior_mean(state.wins, state.losses)
+        expected = state.expected_sum + (opportunity.expected_profit or Decimal(0))
+        realized = state.realized_sum + (opportunity.expected_profit or Decimal(0))
+        ratio = min(ONE, max(Decimal(0), realized / expected)) if expected > 0 else ONE
+        score = (success * ratio).quantize(Decimal("0.0001"))
+        approved = score >= Decimal("0.3")
+        return AgentVerdict(
+            approved, score, min(ONE, max(Decimal("0.25"), score)).quantize(Decimal("0.01")),
+            [] if approved else ["AGENT_LOW_SCORE"],
+            {"route": opportunity.route, "success": str(success.quantize(Decimal("0.0001"))),
+             "realized_vs_expected": str(ratio.quantize(Decimal("0.0001"))), "trades": state.wins + state.losses},
+        )
+
+    def learn_route(self, route: str, *, realized: Decimal, expected: Decimal) -> None:
+        self.learn(route, win=realized > 0, expected=expected, realized=realized)
+
+
+class ForexAgent(Agent):
+    name = AgentState.FOREX
+
+    def evaluate_signal(self, pair: str, signal: str, confidence: Decimal) -> AgentVerdict:
+        confidence = Decimal(confidence)
+        if signal == "HOLD":
+            return AgentVerdict(False, Decimal(0), Decimal(0), ["HOLD"])
+        if confidence < Decimal("0.6"):
+            return AgentVerdict(False, Decimal(0), Decimal(0), ["LOW_CONFIDENCE"], {"confidence": str(confidence)})
+        signal_state, pair_state = self.state(f"{pair}:{signal}"), self.state(f"{pair}:*")
+        accuracy = posterior_mean(signal_state.wins, signal_state.losses)
+        performance = posterior_mean(pair_state.wins, pair_state.losses)
+        raw = Decimal("0.5") * confidence + Decimal("0.3") * accuracy + Decimal("0.2") * performance
+        score = min(ONE, max(Decimal("0.4"), raw)).quantize(Decimal("0.0001"))
+        multiplier = Decimal("1.0") if score >= Decimal("0.8") else Decimal("0.75") if score >= Decimal("0.6") else Decimal("0.5")
+        return AgentVerdict(True, score, multiplier, [], {
+            "confidence": str(confidence), "signal_accuracy": str(accuracy.quantize(Decimal("0.0001"))),
+            "pair_performance": str(performance.quantize(Decimal("0.0001"))),
+            "signal_trades": signal_state.wins + signal_state.losses,
+        })
+
+    def update_signal_result(self, pair: str, signal: str, profitable: bool) -> None:
+        self.learn(f"{pair}:{signal}", win=profitable)
+        self.learn(f"{pair}:*", win=profitable)
+
+    def get_best_pairs(self, top_n: int = 5) -> list[tuple[str, float]]:
+        """Pairs ranked by the lower bound of their realized accuracy (a long record beats a lucky one)."""
+        ranked = [
+            (state.key[:-2], lower_bound(state.wins, state.losses))
+            for state in AgentState.objects.filter(agent=self.name, key__endswith=":*")
+        ]
+        return sorted(ranked, key=lambda item: item[1], reverse=True)[:top_n]
+
+
+class BinaryAgent(Agent):
+    name = AgentState.BINARY
+
+    def evaluate(self, underlying: str, direction: str, expiry_s: int, probability: Decimal) -> AgentVerdict:
+        state = self.state(f"{underlying}:{direction}:{expiry_s}")
+        discount = min(ONE, Decimal(state.wins + PRIOR) / (state.expected_sum + PRIOR))
+        adjusted = (Decimal(probability) * discount).quantize(Decimal("0.0001"))
+        return AgentVerdict(True, adjusted, ONE, [], {
+            "predicted": str(probability), "calibration_discount": str(discount.quantize(Decimal("0.0001"))),
+            "hits": state.wins, "settled": state.wins + state.losses,
+        })
+
+    def learn_expiry(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal, won: bool) -> None:
+        self.learn(f"{underlying}:{direction}:{expiry_s}", win=won, expected=Decimal(predicted))
