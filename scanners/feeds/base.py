@@ -192,7 +192,7 @@ class Feed(ABC):
 
     @abstractmethod
     def bars(self, venue: str, symbol: str, timeframe: str, limit: int = 100) -> list[Bar]:
-        """Up to `limit` most recent bars that opened at or before `now()`, oldest first."""
+        """Up to `limit` most recent completed bars (open time + timeframe <= `now()`), oldest first."""
 
     def quote_history(self, venue: str, symbol: str, since: int) -> list[Quote]:
         """Quotes observed in (since, now()], oldest first; live feeds keep what they polled."""

@@ -47,7 +47,6 @@ MAX_TS_DIGITS = 18
 TS_TEXT = re.compile(rb"-?[0-9]{1,18}")
 NUMBER_BYTES = re.compile(rb"[0-9]+(?:\.[0-9]+)?")
 NUMBER_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-TWO_DOTS_IN_A_FIELD = re.compile(rb"\.[0-9]*\.")
 ROW_BYTES = b"0123456789.,-\n"
 BOOK_TS = re.compile(rb'[ \t]*\{[ \t]*"ts"[ \t]*:[ \t]*(-?[0-9]{1,18})[ \t]*[,}]')
 _NEWLINE, _COMMA, _MINUS, _DOT, _ZERO = 10, 44, 45, 46, 48
@@ -55,20 +54,32 @@ _IS_DIGIT = np.zeros(256, dtype=bool)
 _IS_DIGIT[48:58] = True
 _TS_CHUNK_ROWS = 1 << 16
 _SNAPSHOT_CACHE_SIZE = 8
+_EXACT_FLOAT_CHARS = 15  # at most 15 digits: the mantissa is below 2**53, exact as a float
+_POWERS_OF_TEN = np.array([float(10**k) for k in range(_EXACT_FLOAT_CHARS + 1)])
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def iso_ms(ts: int) -> str:
-    """Epoch ms as ISO 8601 UTC with milliseconds, computed without floats."""
-    moment = EPOCH + timedelta(milliseconds=ts)
+    """Epoch ms as ISO 8601 UTC with milliseconds, computed without floats (beyond year 9999: the ms)."""
+    try:
+        moment = EPOCH + timedelta(milliseconds=ts)
+    except OverflowError:
+        return f"{ts} ms"
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ts % 1000:03d}Z"
 
 
 def _int64_view(values: array) -> np.ndarray:
-    """A numpy view of an `array('q')` without copying it."""
-    if len(values) == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.frombuffer(values, dtype=np.int64)
+    """A read-only numpy view of an `array('q')`, without copying it."""
+    view = np.frombuffer(values, dtype=np.int64) if len(values) else np.empty(0, dtype=np.int64)
+    view.flags.writeable = False
+    return view
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Cached arrays are shared with every caller: nobody may change them in place."""
+    for values in arrays:
+        values.flags.writeable = False
+    return arrays
 
 
 def _scan_rows(body: bytes, width: int, required: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -76,59 +87,82 @@ def _scan_rows(body: bytes, width: int, required: int) -> tuple[np.ndarray, np.n
 
     The same grammar as `_diagnose_rows`, checked with whole-file vector operations so a
     2 MB file takes milliseconds; on None the caller runs `_diagnose_rows` for the line.
-    `body` is non-empty and ends with a newline.
+    `body` is non-empty and ends with a newline. Once only digits and `.,-` newline are
+    known to occur, the few non-digit bytes ("specials", in file order) say everything.
     """
     if body.translate(None, ROW_BYTES):
         return None
     data = np.frombuffer(body, dtype=np.uint8)
-    newlines = np.flatnonzero(data == _NEWLINE)
+    specials = np.flatnonzero(data < _ZERO)
+    kinds = data[specials]
+    newlines = specials[kinds == _NEWLINE]
     rows = len(newlines)
-    starts = np.empty(rows + 1, dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = newlines + 1
-    line_starts = starts[:-1]
-    commas = np.flatnonzero(data == _COMMA)
+    commas = specials[kinds == _COMMA]
     if len(commas) != rows * (width - 1):
         return None
     if not np.array_equal(np.searchsorted(commas, newlines), np.arange(1, rows + 1) * (width - 1)):
         return None
     commas = commas.reshape(rows, width - 1)
-    minus = np.flatnonzero(data == _MINUS)
+    starts = np.empty(rows + 1, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = newlines + 1
+    line_starts = starts[:-1]
+    minus = specials[kinds == _MINUS]
     if len(minus) and not ((minus == 0) | (data[minus - 1] == _NEWLINE)).all():
-        return None
+        return None  # a minus sign may only start a row (a negative ts)
+    is_dot = kinds == _DOT
+    if is_dot.any():
+        # A dot needs a digit on each side (no special right before or after it) and one
+        # field holds one dot at most (two dots in a row among the specials share a field).
+        adjacent = specials[1:] - specials[:-1] == 1
+        bad_after = is_dot[1:] & (adjacent | is_dot[:-1])
+        bad_before = is_dot[:-1] & adjacent
+        if bad_after.any() or bad_before.any() or (is_dot[0] and specials[0] == 0):
+            return None
     negative = data[line_starts] == _MINUS
     ts_end = commas[:, 0]
     digits = ts_end - line_starts - negative
     if digits.min() < 1 or digits.max() > MAX_TS_DIGITS:
         return None
-    dots = np.flatnonzero(data == _DOT)
-    if len(dots):
-        if dots[0] == 0 or not (_IS_DIGIT[data[dots - 1]].all() and _IS_DIGIT[data[dots + 1]].all()):
-            return None
-        if TWO_DOTS_IN_A_FIELD.search(body):
-            return None
     if required:
         field_ends = np.column_stack([commas[:, 1:], newlines])
         if (field_ends[:, :required] - commas[:, :required] == 1).any():
             return None
+    ts = _parse_ts(data, ts_end, digits)
+    if ts is None:
+        return None
+    ts[negative] *= -1
+    if rows > 1 and (ts[1:] < ts[:-1]).any():
+        return None
+    return starts, ts
+
+
+def _parse_ts(data: np.ndarray, ts_end: np.ndarray, digits: np.ndarray) -> np.ndarray | None:
+    """The unsigned ts of each row, read right-aligned from its first comma; None if a ts byte is not a digit."""
+    rows, longest = len(ts_end), int(digits.max())
+    uniform = int(digits.min()) == longest
     ts = np.empty(rows, dtype=np.int64)
-    longest = int(digits.max())
     for first in range(0, rows, _TS_CHUNK_ROWS):
         chunk = slice(first, first + _TS_CHUNK_ROWS)
         end, width_of_ts = ts_end[chunk], digits[chunk]
         value = np.zeros(len(end), dtype=np.int64)
         for place in range(longest):
-            in_field = place >= longest - width_of_ts
-            byte = data[np.maximum(end - longest + place, 0)]
-            if not _IS_DIGIT[byte][in_field].all():
-                return None
-            value *= 10
-            value += np.where(in_field, byte.astype(np.int64) - _ZERO, 0)
+            if uniform:
+                byte = data[end - longest + place]
+                if not _IS_DIGIT[byte].all():
+                    return None
+                value *= 10
+                value += byte
+                value -= _ZERO
+            else:
+                in_field = place >= longest - width_of_ts
+                byte = data[np.maximum(end - longest + place, 0)]
+                if not _IS_DIGIT[byte][in_field].all():
+                    return None
+                value *= 10
+                value += np.where(in_field, byte.astype(np.int64) - _ZERO, 0)
         ts[chunk] = value
-    ts[negative] *= -1
-    if rows > 1 and (ts[1:] < ts[:-1]).any():
-        return None
-    return starts, ts
+    return ts
 
 
 def _diagnose_rows(path: Path, body: bytes, header: list[str], required: int) -> None:
@@ -235,19 +269,36 @@ class _Series:
         self._ts = array("q", stamps.tobytes())
 
     def _column_floats(self, column: int) -> np.ndarray:
-        """One value column as float64 (NaN where unknown), for the scanners' array math only."""
-        stamps = self.ts
-        rows = len(stamps)
+        """One value column as float64 (NaN where unknown), for the scanners' array math only.
+
+        Equal to `float(text)` for every row: fields of at most 15 characters are parsed
+        vectorised as an exact integer mantissa over an exact power of ten (one correctly
+        rounded division); a file with longer fields goes through `float()` row by row.
+        """
+        rows = len(self.ts)
         if rows == 0:
             return np.empty(0)
         data = np.frombuffer(self._body, dtype=np.uint8)
         commas = np.flatnonzero(data == _COMMA).reshape(rows, self.width - 1)
         begins = commas[:, column - 1] + 1
         ends = commas[:, column] if column < self.width - 1 else _int64_view(self._starts)[1:] - 1
-        texts = np.array([self._body[b:e] for b, e in zip(begins.tolist(), ends.tolist())])
-        values = np.full(rows, np.nan)
-        known = texts != b""
-        values[known] = texts[known].astype(np.float64)
+        lengths = ends - begins
+        longest = int(lengths.max())
+        if longest > _EXACT_FLOAT_CHARS:
+            return np.array([float(self._body[b:e]) if e > b else np.nan for b, e in zip(begins.tolist(), ends.tolist())])
+        mantissa = np.zeros(rows, dtype=np.int64)
+        decimals = np.zeros(rows, dtype=np.int64)
+        seen_dot = np.zeros(rows, dtype=bool)
+        for place in range(longest):
+            in_field = place < lengths
+            byte = data[np.where(in_field, begins + place, 0)].astype(np.int64)
+            is_dot = in_field & (byte == _DOT)
+            is_digit = in_field & ~is_dot
+            mantissa = np.where(is_digit, mantissa * 10 + (byte - _ZERO), mantissa)
+            decimals += is_digit & seen_dot
+            seen_dot |= is_dot
+        values = mantissa / _POWERS_OF_TEN[decimals]
+        values[lengths == 0] = np.nan
         return values
 
     def mid_arrays(self):
@@ -256,13 +307,13 @@ class _Series:
             bids, asks = self._column_floats(1), self._column_floats(2)
             with np.errstate(invalid="ignore"):
                 usable = bids < asks
-            self._mids = (self.ts_array(), (bids + asks) / 2, usable)
+            self._mids = _read_only(self.ts_array(), (bids + asks) / 2, usable)
         return self._mids
 
     def close_arrays(self):
         """(open ts, close) of a bars file as numpy arrays, built once."""
         if self._closes is None:
-            self._closes = (self.ts_array(), self._column_floats(4))
+            self._closes = _read_only(self.ts_array(), self._column_floats(4))
         return self._closes
 
 
@@ -331,7 +382,10 @@ class _Books:
                 raise RecordingError(self.path, index + 1, f"cannot read: {exc.strerror or exc}") from None
             parsed = self._parse(raw, index + 1)
             if parsed[0] != stamps[index]:
-                raise RecordingError(self.path, index + 1, f"ts {parsed[0]} differs from the ts {stamps[index]} read when the file was indexed (changed file, or a repeated ts key)")
+                raise RecordingError(
+                    self.path, index + 1,
+                    f"ts {parsed[0]} differs from the ts {stamps[index]} indexed (the file changed, or the line repeats its ts key)",
+                )
             if len(self._parsed) >= _SNAPSHOT_CACHE_SIZE:
                 self._parsed.clear()
             self._parsed[index] = parsed
@@ -346,10 +400,10 @@ class _Books:
     def _parse(self, raw: bytes, line_no: int) -> tuple[int, tuple, tuple]:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise RecordingError(self.path, line_no, f"not valid JSON: {exc}") from None
         stamp = data.get("ts") if isinstance(data, dict) else None
-        if not isinstance(stamp, int) or isinstance(stamp, bool):
+        if not isinstance(stamp, int) or isinstance(stamp, bool) or abs(stamp) >= 10**MAX_TS_DIGITS:
             raise RecordingError(self.path, line_no, 'a snapshot is {"ts": <int ms>, "bids": [...], "asks": [...]}')
         sides = []
         for side in ("bids", "asks"):
@@ -362,7 +416,8 @@ class _Books:
                     raise RecordingError(self.path, line_no, f'{side} level {level!r} must be ["price", "size"] strings')
                 for text in level:
                     if not NUMBER_TEXT.fullmatch(text):
-                        what = "negative" if text.startswith("-") and NUMBER_TEXT.fullmatch(text[1:]) else "not a plain decimal number"
+                        negative = text.startswith("-") and NUMBER_TEXT.fullmatch(text[1:])
+                        what = "negative" if negative else "not a plain decimal number"
                         raise RecordingError(self.path, line_no, f"{side} level {level!r}: {text!r} is {what}")
                 parsed.append((Decimal(level[0]), Decimal(level[1])))
             for index in range(1, len(parsed)):
@@ -441,23 +496,31 @@ class RecordingReader:
     @staticmethod
     def _read_venues(manifest_path: Path, spec) -> dict[str, Venue]:
         if not isinstance(spec, dict):
-            raise RecordingError(manifest_path, None, 'venues must be an object: {"<venue>": {"asset_class": ..., "taker_fee": ...}}')
+            raise RecordingError(
+                manifest_path, None, 'venues must be an object: {"<venue>": {"asset_class": ..., "taker_fee": ...}}',
+            )
         venues = {}
         for name, fields in spec.items():
             if not isinstance(fields, dict):
                 raise RecordingError(manifest_path, None, f"venue {name!r} must be an object with asset_class and taker_fee")
             asset_class = fields.get("asset_class")
             if asset_class not in ("crypto", "forex"):
-                raise RecordingError(manifest_path, None, f"venue {name!r}: asset_class must be crypto or forex, found {asset_class!r}")
+                raise RecordingError(
+                    manifest_path, None, f"venue {name!r}: asset_class must be crypto or forex, found {asset_class!r}",
+                )
             fee_text = fields.get("taker_fee")
             if isinstance(fee_text, bool) or not isinstance(fee_text, (str, int, Decimal)):
-                raise RecordingError(manifest_path, None, f"venue {name!r}: taker_fee must be a decimal string, found {fee_text!r}")
+                raise RecordingError(
+                    manifest_path, None, f"venue {name!r}: taker_fee must be a decimal string, found {fee_text!r}",
+                )
             try:
                 fee = Decimal(str(fee_text))
             except ArithmeticError:
                 fee = None
             if fee is None or not fee.is_finite() or fee < 0:
-                raise RecordingError(manifest_path, None, f"venue {name!r}: taker_fee must be a non-negative decimal, found {fee_text!r}")
+                raise RecordingError(
+                    manifest_path, None, f"venue {name!r}: taker_fee must be a non-negative decimal, found {fee_text!r}",
+                )
             venues[name] = Venue(name=name, asset_class=asset_class, taker_fee=fee)
         return venues
 
