@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from decisions.models import Controls
 from trifecta_site import embedded
 
 
@@ -99,11 +100,14 @@ class Command(BaseCommand):
             f"  API docs:  {base}/api/docs/   health: {base}/api/health/",
             f"  {login}",
             f"  Feed: {settings.TRIFECTA_FEED}"
-            + (f" ({settings.TRIFECTA_RECORDING})" if settings.TRIFECTA_FEED == "replay" else ""),
-            f"  Mode: {'AUTO-EXECUTE (paper)' if settings.AUTO_EXECUTE else 'DISPLAY ONLY'}",
+            + (f" ({settings.TRIFECTA_RECORDING})" if settings.TRIFECTA_FEED == "replay" and settings.TRIFECTA_RECORDING else ""),
+            f"  Mode: {Controls.get_solo().mode} (change it in admin: Controls)",
             "Press Ctrl-C to stop everything.",
             "",
         ]
+        if settings.TRIFECTA_FEED == "replay" and not settings.TRIFECTA_RECORDING:
+            lines.insert(-2, "  No recording set: the feed stays down until TRIFECTA_RECORDING names a recording directory")
+            lines.insert(-2, "  (e.g. TRIFECTA_RECORDING=../shared/recordings/fx-brokers-2014-05 make run), or set TRIFECTA_FEED=ccxt.")
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
 
