@@ -1,4 +1,4 @@
-"""Services of the scan side: polling feeds and keeping their status in the database."""
+"""Services of the scan side: polling feeds, running scans and storing what they find."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +16,7 @@ from trifecta_site import events
 
 from . import models
 from .feeds import current_feed
-from .feeds.base import DOWN, Feed, FeedStatus
+from .feeds.base import DOWN, Feed, FeedError, FeedStatus
 from .models import BinaryPayout, FeedState, Opportunity, ScanRun, WithdrawalFee
 from .scanning import SCANNERS
 
@@ -229,4 +229,11 @@ def run_scan(*, kind: str, feed: Feed):
 
 
 def run_configured_scan(kind: str):
-    return run_scan(kind=kind, feed=current_feed())
+    """Scan this process's feed; a feed that cannot start is already reported down by `poll_feeds`."""
+    try:
+        feed = current_feed()
+    except FeedError as exc:
+        logger.warning("%s scan skipped: %s", kind, exc)
+        return None
+    return run_scan(kind=kind, feed=feed)
+

@@ -124,3 +124,15 @@ def test_skipping_times_without_fresh_data_changes_no_output(kind, capsys):
     assert printed == json.loads(json.dumps(brute))
     if kind == "arbitrage":
         assert printed  # the two venues' BTC/USDT and ETH/USDT routes at every fresh time
+
+
+def test_a_scan_without_a_usable_feed_is_skipped_quietly(settings):
+    from scanners.feeds import reset_current_feed
+
+    settings.TRIFECTA_FEED, settings.TRIFECTA_RECORDING = "replay", ""
+    reset_current_feed()
+    try:
+        assert services.run_configured_scan("arbitrage") is None
+    finally:
+        reset_current_feed()
+    assert ScanRun.objects.count() == 0
