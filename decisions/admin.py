@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
-from .models import AgentState, Controls, RiskDay, RiskLimits, RiskState
+from .models import AgentState, Controls, Decision, RiskDay, RiskLimits, RiskState
 
 admin.site.register(Controls, SingletonAdmin)
 admin.site.register(RiskLimits, SingletonAdmin)
@@ -34,3 +34,25 @@ class AgentStateAdmin(ReadOnlyAdmin):
         agents = set(queryset.values_list("agent", flat=True))
         deleted, _ = AgentState.objects.filter(agent__in=agents).delete()
         self.message_user(request, f"Reset {', '.join(sorted(agents))}: {deleted} learned rows removed.")
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ("decided_at", "opportunity", "layer", "verdict", "reasons", "level", "score", "size_usd")
+    list_filter = ("layer", "verdict", "level")
+    search_fields = ("opportunity__symbol", "opportunity__route")
+    date_hierarchy = "decided_at"
+    list_select_related = ("opportunity",)
+
+
+class DecisionInline(admin.TabularInline):
+    """The decision trail on each opportunity: why it was traded or not."""
+
+    model = Decision
+    fields = ("layer", "verdict", "reasons", "level", "score", "size_usd", "figures", "decided_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False

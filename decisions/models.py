@@ -120,3 +120,33 @@ class AgentState(models.Model):
 
     def __str__(self):
         return f"{self.agent} {self.key}: {self.wins}W/{self.losses}L"
+
+
+class Decision(models.Model):
+    """One layer's verdict on one opportunity, with reason codes and the figures behind it.
+
+    The unique (opportunity, layer) pair is what makes deciding idempotent: a redelivered
+    decide task finds the rows (or collides with them) and stores nothing twice.
+    """
+
+    AGENT, RISK, GOVERNOR = "agent", "risk", "governor"
+    LAYERS = [(AGENT, "agent"), (RISK, "risk manager"), (GOVERNOR, "governor")]
+
+    opportunity = models.ForeignKey("scanners.Opportunity", on_delete=models.CASCADE, related_name="decisions")
+    layer = models.CharField(max_length=16, choices=LAYERS)
+    verdict = models.CharField(max_length=16, help_text="agent: approve/skip; risk: approved/blocked; governor: execute/display/skip")
+    reasons = models.JSONField(default=list, blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+    score = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    level = models.CharField(max_length=8, blank=True, help_text="risk level LOW/MEDIUM/HIGH/BLOCKED")
+    size_usd = models.DecimalField(max_digits=28, decimal_places=8, null=True, blank=True, help_text="the size this layer saw or approved")
+    decided_at = models.DateTimeField(db_index=True)
+    market_ts = models.BigIntegerField(help_text="the feed clock at decision time, epoch ms")
+
+    class Meta:
+        ordering = ["-decided_at", "opportunity_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["opportunity", "layer"], name="one_decision_per_layer")]
+        indexes = [models.Index(fields=["layer", "verdict", "-decided_at"], name="decision_verdict_recent")]
+
+    def __str__(self):
+        return f"{self.layer} on #{self.opportunity_id}: {self.verdict}"

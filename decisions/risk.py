@@ -134,3 +134,11 @@ def record_outcome(*, realized_pnl: Decimal, at: datetime | None = None) -> None
             state.loss_streak = 0
         today.save(update_fields=["realized_pnl", "realized_loss"])
         state.save(update_fields=["loss_streak", "cooldown_until"])
+
+
+def release_trade_slot(*, at: datetime) -> None:
+    """Give back a reserved slot whose execution was rejected (no fill happened)."""
+    from django.db.models import F
+
+    limits = RiskLimits.get_solo()
+    RiskDay.objects.filter(date=risk_day(at, limits), trades__gt=0).update(trades=F("trades") - 1)

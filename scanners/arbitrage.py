@@ -106,7 +106,11 @@ def risk_score(*, age_ms: int, max_age_ms: int, depth_used: Decimal, volatility:
 
 
 class UsdRates:
-    """Converts an amount of a currency into USD from the quotes of the same scan."""
+    """Converts an amount of a currency into USD from the quotes of the same scan.
+
+    X/USD pairs first (and USD/X inverted); then X/USDT-style pairs with the stablecoin
+    at par.
+    """
 
     def __init__(self, quotes: list[Quote]):
         self.rates: dict[str, tuple[Decimal, str]] = {"USD": (ONE, "usd")}
@@ -121,6 +125,10 @@ class UsdRates:
                 self.rates[counter] = (ONE / quote.mid, f"{quote.venue}:{quote.symbol}")
         for coin in USD_STABLECOINS:
             self.rates.setdefault(coin, (ONE, "stablecoin at par"))
+        for quote in quotes:  # then X/USDT-style pairs, for what no USD pair priced
+            base, _, rest = quote.symbol.partition("/")
+            if rest.split(":")[0] in USD_STABLECOINS and base not in self.rates and quote.mid and quote.mid > 0:
+                self.rates[base] = (quote.mid, f"{quote.venue}:{quote.symbol} (stablecoin at par)")
 
     def to_usd(self, amount: Decimal, currency: str) -> Decimal | None:
         rate = self.rates.get(currency)

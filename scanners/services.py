@@ -123,8 +123,10 @@ def route_of(candidate) -> str:
     return f"bin:{f['venue']}:{f['symbol']}:{f['direction']}:{f['expiry_s']}"
 
 
-def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_status: dict, error: str = ""):
-    """Store a scan run and its top N candidates in one transaction; announce them after commit."""
+def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_status: dict, error: str = "",
+               decide: bool = True):
+    """Store a scan run and its top N candidates in one transaction; after commit, announce them and
+    queue a decision for each (`decide=False` leaves deciding to the caller, as a replay does)."""
     kept = result.top(top_n)
     with transaction.atomic():
         run = ScanRun.objects.create(
@@ -167,6 +169,11 @@ def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_st
         stored = Opportunity.objects.bulk_create(rows)
         for opportunity in stored:
             transaction.on_commit(lambda o=opportunity: events.publish("opportunity", opportunity_event(o)))
+        if decide:
+            from decisions.tasks import decide as decide_task
+
+            for opportunity in stored:
+                transaction.on_commit(lambda pk=opportunity.pk: decide_task.delay(pk))
     return run, stored
 
 

@@ -12,6 +12,7 @@ DEFAULT_SCHEDULE = {
     "scan arbitrage": ("scanners.tasks.scan_arbitrage", 5),
     "scan forex": ("scanners.tasks.scan_forex", 10),
     "scan binary": ("scanners.tasks.scan_binary", 5),
+    "monitor positions": ("execution.tasks.monitor_positions", 2),
     "prune history": ("scanners.tasks.prune_history", 3600),
 }
 

@@ -32,6 +32,14 @@ class FeedError(Exception):
     """A feed could not answer; the message says why."""
 
 
+class NotYetObserved(FeedError):
+    """The market state asked for lies after the feed's clock: ask again once it has passed."""
+
+    def __init__(self, ts: int, now: int):
+        self.ts, self.now = ts, now
+        super().__init__(f"market state at {ts} not observed yet (feed clock {now})")
+
+
 class RecordingError(FeedError):
     """A recording file is malformed; the message names the file and the line."""
 
@@ -213,6 +221,39 @@ class Feed(ABC):
         bars = [b for b in self.bars(venue, symbol, timeframe, limit=max(1, (self.now() - since) // span + 1))
                 if b.ts + span > since]
         return np.array([b.ts + span for b in bars], dtype=np.int64), np.array([float(b.close) for b in bars])
+
+    def book_after(self, venue: str, symbol: str, ts: int) -> Book | None:
+        """The market's depth at `ts` (a fill after latency): the state in force once the clock reaches `ts`."""
+        if self.now() < ts:
+            raise NotYetObserved(ts, self.now())
+        return self.book(venue, symbol)
+
+    def quote_after(self, venue: str, symbol: str, ts: int) -> Quote | None:
+        if self.now() < ts:
+            raise NotYetObserved(ts, self.now())
+        return self.quote(venue, symbol)
+
+    def mark(self, venue: str, symbol: str) -> tuple[Quote | None, int]:
+        """The latest price: the quote, else the last completed bar's close as bid and ask.
+
+        Returns (quote, bar_ms): bar_ms is the bar period when the price came from a bar
+        (its `ts` is the bar's close time), 0 for a real quote; freshness checks allow it.
+        """
+        quote = self.quote(venue, symbol)
+        if quote is not None and quote.bid is not None and quote.ask is not None:
+            return quote, 0
+        frames = next((i.timeframes for i in self.instruments() if i.venue == venue and i.symbol == symbol), ())
+        for timeframe in sorted(frames, key=TIMEFRAME_MS.get):
+            bars = self.bars(venue, symbol, timeframe, limit=1)
+            if bars:
+                span = TIMEFRAME_MS[timeframe]
+                close = bars[-1].close
+                return Quote(venue, symbol, bars[-1].ts + span, close, close), span
+        return quote, 0
+
+    def market_rules(self, venue: str, symbol: str) -> dict:
+        """The venue's amount step, price tick and minimums where it defines them (Decimals or None)."""
+        return {}
 
     @abstractmethod
     def status(self) -> list[FeedStatus]:

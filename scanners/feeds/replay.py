@@ -33,6 +33,7 @@ from .base import (
     Book,
     Feed,
     FeedStatus,
+    NotYetObserved,
     Instrument,
     Quote,
     RecordingError,
@@ -742,6 +743,39 @@ class ReplayFeed(Feed):
         """The latest snapshot at or before now, cut to `depth` levels a side."""
         when, shift = self.clock.position()
         return self._book(venue, symbol, when, shift, depth)
+
+    def _after(self, ts: int) -> tuple[int, int]:
+        """Recording time and shift for a look at `ts`: a realtime clock must have reached it first."""
+        when, shift = self.clock.position()
+        if not self.clock.is_stepped and when + shift < ts:
+            raise NotYetObserved(ts, when + shift)
+        return ts - shift, shift
+
+    def book_after(self, venue: str, symbol: str, ts: int) -> Book | None:
+        """The first snapshot at or after `ts` (the last one when the recording ends first)."""
+        target, shift = self._after(ts)
+        books = self.reader.books.get((venue, symbol))
+        if books is None:
+            return None
+        index = min(bisect.bisect_left(books.ts, target), len(books) - 1)
+        stamp, bids, asks = books.snapshot(index)
+        return Book(venue, symbol, stamp + shift, bids, asks)
+
+    def quote_after(self, venue: str, symbol: str, ts: int) -> Quote | None:
+        """The first quote row (or book top) at or after `ts`, the last one when the recording ends first."""
+        target, shift = self._after(ts)
+        candidates = []
+        series = self.reader.quotes.get((venue, symbol))
+        if series is not None and len(series):
+            candidates.append(self._quote_at(series, min(bisect.bisect_left(series.ts, target), len(series) - 1),
+                                             venue, symbol, shift))
+        book = self.book_after(venue, symbol, ts)
+        if book is not None:
+            candidates.append(book.top())
+        if not candidates:
+            return None
+        later = [q for q in candidates if q.ts >= ts]
+        return min(later, key=lambda q: q.ts) if later else max(candidates, key=lambda q: q.ts)
 
     def bars(self, venue: str, symbol: str, timeframe: str, limit: int = 100) -> list[Bar]:
         """Up to `limit` completed bars (open ts + timeframe <= now), oldest first.

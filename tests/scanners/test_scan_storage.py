@@ -32,7 +32,7 @@ def test_a_scan_stores_its_run_and_top_n(django_capture_on_commit_callbacks):
     assert best.figures["sell_venue"] == "c" and best.rank == 1 and best.status == "detected"
     assert best.net_pct == Decimal("2.000000") and best.route == "xv:BTC/USD:a>c"
     assert best.observed_at.timestamp() * 1000 == NOW
-    assert len(callbacks) == 1  # the opportunity event, published after commit
+    assert len(callbacks) == 2  # the opportunity event and its decide task, both after commit
 
 
 def test_thresholds_changed_in_the_database_apply_to_the_next_scan():

@@ -1,0 +1,181 @@
+"""Deciding one opportunity: agent, then risk manager, then governor; every verdict stored.
+
+Everything that needs no lock is computed first (the agent's score, the proposed size,
+data freshness, the governor's view of controls, thresholds and open exposure); then one
+short transaction takes the risk rows' locks, approves (reserving the day's trade slot
+only when the governor would execute), lets the governor have the last word and stores
+the three `Decision` rows. The unique (opportunity, layer) pair makes it idempotent: a
+second decision of the same opportunity stores nothing and returns the first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from scanners import models as scan_models
+from scanners.arbitrage import USD_STABLECOINS
+from scanners.feeds.base import Feed
+from scanners.models import Opportunity
+from trifecta_site import events
+
+from .agents import AgentVerdict, ArbitrageAgent, BinaryAgent, ForexAgent
+from .governor import DISPLAY, EXECUTE, SKIP, make_decision
+from .models import Controls, Decision, RiskLimits
+from .risk import RiskVerdict, check_trade_approval
+
+ZERO, ONE, HUNDRED = Decimal(0), Decimal(1), Decimal(100)
+THRESHOLD_ROWS = {"arbitrage": scan_models.ArbitrageSettings, "forex": scan_models.ForexSettings,
+                  "binary": scan_models.BinarySettings}
+
+
+@dataclass
+class Outcome:
+    """The governor's verdict on an opportunity, and whether this call stored it."""
+
+    verdict: str
+    decisions: list[Decision]
+    created: bool
+
+
+def evaluate_agent(opportunity: Opportunity) -> AgentVerdict:
+    f = opportunity.figures
+    if opportunity.kind == "arbitrage":
+        return ArbitrageAgent().evaluate_opportunity(opportunity)
+    if opportunity.kind == "forex":
+        return ForexAgent().evaluate_signal(opportunity.symbol, f["signal"], Decimal(f["confidence"]))
+    return BinaryAgent().evaluate(opportunity.symbol, f["direction"], int(f["expiry_s"]), Decimal(f["probability"]))
+
+
+def legs_of(opportunity: Opportunity) -> list[tuple[str, str]]:
+    f = opportunity.figures
+    if f.get("type") == "triangular":
+        return [(f["venue"], leg["symbol"]) for leg in f["path"]]
+    if "buy_venue" in f:
+        return [(f["buy_venue"], f["symbol"]), (f["sell_venue"], f["symbol"])]
+    return [(f["venue"], f["symbol"])]
+
+
+def data_age_ms(opportunity: Opportunity, feed: Feed, now: int) -> int | None:
+    """How far the oldest price behind the opportunity is past its allowance now (None: a leg has no price).
+
+    A quote's allowance starts at its own time; a bar close's starts at the close (the
+    bar period is allowed on top, as the scanners allow it).
+    """
+    worst = None
+    for venue, symbol in legs_of(opportunity):
+        quote, bar_ms = feed.mark(venue, symbol)
+        if quote is None:
+            return None
+        age = now - quote.ts - bar_ms
+        worst = age if worst is None else max(worst, age)
+    return worst
+
+
+def _usd_per_quote_unit(opportunity: Opportunity, feed: Feed) -> Decimal | None:
+    f = opportunity.figures
+    profit, profit_usd = f.get("expected_profit"), f.get("expected_profit_usd")
+    if profit_usd is not None and profit and Decimal(profit):
+        return Decimal(profit_usd) / Decimal(profit)
+    currency = f.get("start_currency") or opportunity.symbol.split("/")[1].split(":")[0]
+    if currency in USD_STABLECOINS or currency == "USD":
+        return ONE
+    from execution.portfolio import usd_rates
+
+    return usd_rates(feed, {currency}).to_usd(ONE, currency)
+
+
+def proposed_size_usd(opportunity: Opportunity, agent: AgentVerdict, *, feed: Feed, settings, limits: RiskLimits,
+                      value: Decimal) -> Decimal | None:
+    """The notional (stake for binaries) the desk would trade, in USD, before the risk manager's say."""
+    f = opportunity.figures
+    multiplier = agent.size_multiplier or ONE
+    if opportunity.kind == "binary":
+        return value * settings.binary_stake_pct / HUNDRED * multiplier
+    rate = _usd_per_quote_unit(opportunity, feed)
+    if rate is None:
+        return None
+    if opportunity.kind == "arbitrage":
+        size = Decimal(f["size"])
+        notional = size * rate if f.get("type") == "triangular" else size * Decimal(f["buy_price"]) * rate
+        return min(notional, settings.arbitrage_max_notional_usd) * multiplier
+    entry, stop = Decimal(f["entry"]), Decimal(f["stop_loss"])
+    distance = abs(entry - stop) * rate
+    if not distance:
+        return None
+    units = value * settings.forex_risk_per_trade_pct / HUNDRED / distance
+    return min(units * entry * rate, value * limits.max_position_pct / HUNDRED) * multiplier
+
+
+def _open_exposure(portfolio) -> tuple[set[str], int]:
+    from execution.models import Position
+
+    routes = set(Position.objects.filter(status=Position.OPEN, trade__portfolio=portfolio).values_list("trade__route", flat=True))
+    count = Position.objects.filter(status=Position.OPEN, trade__portfolio=portfolio).count()
+    return routes, count
+
+
+def _decision_event(decision: Decision) -> dict:
+    return {"id": decision.pk, "opportunity": decision.opportunity_id, "layer": decision.layer,
+            "verdict": decision.verdict, "reasons": decision.reasons, "level": decision.level,
+            "score": None if decision.score is None else str(decision.score),
+            "size_usd": None if decision.size_usd is None else str(decision.size_usd),
+            "market_ts": decision.market_ts}
+
+
+def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
+    """Run the three layers on one opportunity and store their verdicts, once."""
+    from execution.models import ExecutionSettings
+    from execution.portfolio import current_portfolio, ms_to_datetime, portfolio_value
+
+    stored = list(Decision.objects.filter(opportunity_id=opportunity_id))
+    if stored:
+        return _outcome(stored, created=False)
+    opportunity = Opportunity.objects.get(pk=opportunity_id)
+    now = feed.now()
+    controls, limits = Controls.get_solo(), RiskLimits.get_solo()
+    thresholds = THRESHOLD_ROWS[opportunity.kind].get_solo()
+    settings = ExecutionSettings.get_solo()
+    portfolio = current_portfolio()
+    value = portfolio_value(portfolio)
+    agent = evaluate_agent(opportunity)
+    size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
+    if size is None:
+        agent.approved, agent.reasons = False, [*agent.reasons, "NO_USD_RATE"]
+        size = ZERO
+    open_routes, open_count = _open_exposure(portfolio)
+    governor_inputs = dict(controls=controls, thresholds=thresholds, data_age_ms=data_age_ms(opportunity, feed, now),
+                           max_age_ms=settings.max_quote_age_ms, open_routes=open_routes, open_positions=open_count,
+                           max_open_positions=settings.max_open_positions)
+    would = make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
+    at = ms_to_datetime(now)
+    try:
+        with transaction.atomic():
+            risk = check_trade_approval(opportunity.symbol, size, opportunity.direction or "arbitrage", value,
+                                        kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE)
+            governor = make_decision(opportunity, agent, risk, **governor_inputs)
+            common = dict(opportunity=opportunity, decided_at=at, market_ts=now)
+            rows = Decision.objects.bulk_create([
+                Decision(layer=Decision.AGENT, verdict="approve" if agent.approved else "skip", reasons=agent.reasons,
+                         figures=agent.figures, score=agent.score, size_usd=size, **common),
+                Decision(layer=Decision.RISK, verdict="approved" if risk.approved else "blocked", reasons=risk.reasons,
+                         figures={"checks": risk.checks, "day": risk.day, "size_multiplier": str(risk.size_multiplier),
+                                  "portfolio_value": str(value)},
+                         level=risk.level, size_usd=size * risk.size_multiplier, **common),
+                Decision(layer=Decision.GOVERNOR, verdict=governor.verdict, reasons=governor.reasons,
+                         figures=governor.figures, size_usd=size * risk.size_multiplier if governor.verdict == EXECUTE else None,
+                         **common),
+            ])
+            status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
+            Opportunity.objects.filter(pk=opportunity.pk).update(status=status)
+            for row in rows:
+                transaction.on_commit(lambda row=row: events.publish("decision", _decision_event(row)))
+    except IntegrityError:
+        return _outcome(list(Decision.objects.filter(opportunity_id=opportunity_id)), created=False)
+    return _outcome(rows, created=True)
+
+
+def _outcome(rows: list[Decision], *, created: bool) -> Outcome:
+    governor = next((d for d in rows if d.layer == Decision.GOVERNOR), None)
+    return Outcome(governor.verdict if governor else DISPLAY, rows, created)

@@ -1,0 +1,17 @@
+from celery import shared_task
+
+from scanners.feeds import current_feed
+
+from . import pipeline
+
+
+@shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def decide(opportunity_id: int):
+    """Decide one opportunity; when the governor says execute, hand it to execution (idempotent both ways)."""
+    outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=current_feed())
+    if outcome.verdict == pipeline.EXECUTE:
+        from execution.models import Trade
+        from execution.tasks import execute
+
+        if not Trade.objects.filter(opportunity_id=opportunity_id).exists():
+            execute.delay(opportunity_id)

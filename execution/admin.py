@@ -1,0 +1,75 @@
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
+
+from . import portfolio as book_keeping
+from .models import Balance, EquitySnapshot, ExecutionSettings, Fill, Portfolio, Position, Trade
+
+admin.site.register(ExecutionSettings, SingletonAdmin)
+
+
+class FillInline(admin.TabularInline):
+    model = Fill
+    fields = ("leg", "venue", "symbol", "side", "requested", "quantity", "price", "notional", "fee", "fee_rate", "evidence", "filled_ts")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = ("opened_at", "kind", "symbol", "venues", "status", "size_usd", "fees_usd", "expected_pnl_usd", "realized_pnl", "reject_reason")
+    list_filter = ("kind", "status", "portfolio")
+    search_fields = ("symbol", "route")
+    date_hierarchy = "opened_at"
+    inlines = [FillInline]
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyAdmin):
+    list_display = ("opened_ts", "kind", "symbol", "direction", "quantity", "entry_price", "stop_loss", "take_profit", "expiry_ts", "status", "close_reason", "realized_pnl", "unrealized_pnl")
+    list_filter = ("kind", "status", "close_reason")
+    search_fields = ("symbol",)
+
+
+@admin.register(Balance)
+class BalanceAdmin(ReadOnlyAdmin):
+    list_display = ("portfolio", "venue", "currency", "free", "reserved", "total")
+    list_filter = ("portfolio", "venue")
+    search_fields = ("currency",)
+
+
+@admin.register(EquitySnapshot)
+class EquitySnapshotAdmin(ReadOnlyAdmin):
+    list_display = ("portfolio", "minute_ts", "equity", "realized_pnl", "unrealized_pnl", "peak_equity", "drawdown_pct", "open_positions")
+    list_filter = ("portfolio",)
+
+
+@admin.register(Portfolio)
+class PortfolioAdmin(ReadOnlyAdmin):
+    """Portfolios are history; a reset (with confirmation) closes the current one and opens a fresh one."""
+
+    list_display = ("id", "started_at", "ended_at", "starting_value", "currency", "reset_by")
+    change_list_template = "admin/execution/portfolio/change_list.html"
+
+    def get_urls(self):
+        return [path("reset/", self.admin_site.admin_view(self.reset_view), name="execution_portfolio_reset"),
+                *super().get_urls()]
+
+    def reset_view(self, request):
+        if not request.user.is_superuser:
+            messages.error(request, "Only a superuser can reset the portfolio.")
+            return redirect("admin:execution_portfolio_changelist")
+        if request.method == "POST":
+            fresh = book_keeping.reset_portfolio(by=request.user)
+            messages.success(request, f"Portfolio reset: {fresh} is now the desk's; earlier portfolios are kept as history.")
+            return redirect("admin:execution_portfolio_changelist")
+        context = {**self.admin_site.each_context(request), "title": "Reset the paper portfolio?",
+                   "current": book_keeping.current_portfolio(), "opts": self.model._meta}
+        return TemplateResponse(request, "admin/execution/portfolio/reset_confirmation.html", context)

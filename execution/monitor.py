@@ -1,0 +1,179 @@
+"""Watching open positions to their close, and learning from how they closed.
+
+`monitor_positions` (a beat task, every 2 s by default) looks at every open position:
+- forex: the completed bars since the last look, then the current quote. A long stops
+  out when the bid reaches the stop-loss and takes profit when it reaches the target (a
+  short on the ask: bid bars plus the spread at entry). When one bar touches both, the
+  stop-loss is assumed first. A stop fills at its level, or at the bar's open when the
+  market gapped through it; a target fills at its level. A position older than the
+  maximum holding time is closed at market. Nothing is closed on a price older than the
+  maximum quote age (the position waits for fresh data).
+- binary: at expiry, the recorded price at that moment (the latest observation at or
+  before expiry) settles it: CALL wins above the entry, PUT below, an equal price
+  refunds the stake. With no observation within the maximum age before expiry the stake
+  is refunded as void: a stake is never settled on a guess.
+Every close books realized P&L (USD, after spread and fees), then feeds the agent's
+learning and the risk manager's day (loss budget, streak, cooldown), in the same
+transaction: an outcome is learned exactly once.
+"""
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.db import transaction
+
+from scanners.feeds.base import TIMEFRAME_MS, Feed
+from trifecta_site import events
+
+from . import portfolio as book_keeping
+from .models import ExecutionSettings, Position, Trade, stored
+
+logger = logging.getLogger(__name__)
+ZERO, ONE = Decimal(0), Decimal(1)
+
+
+def record_close(*, trade: Trade, won: bool | None) -> None:
+    """Feed a realized outcome back: the agent of the kind learns, the risk day counts it."""
+    from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent
+    from decisions.risk import record_outcome
+
+    pnl = trade.realized_pnl
+    figures = trade.opportunity.figures
+    if trade.kind == "arbitrage":
+        ArbitrageAgent().learn_route(trade.route, realized=pnl, expected=trade.expected_pnl_usd or ZERO)
+    elif trade.kind == "forex":
+        ForexAgent().update_signal_result(trade.symbol, trade.direction, pnl > 0)
+    elif trade.kind == "binary" and won is not None:
+        BinaryAgent().learn_expiry(trade.symbol, trade.direction, int(figures["expiry_s"]),
+                                   predicted=Decimal(figures["probability"]), won=won)
+    record_outcome(realized_pnl=pnl, at=trade.closed_at)
+
+
+def _finest_timeframe(feed: Feed, venue: str, symbol: str) -> str | None:
+    frames = next((i.timeframes for i in feed.instruments() if i.venue == venue and i.symbol == symbol), ())
+    return min(frames, key=TIMEFRAME_MS.get) if frames else None
+
+
+def price_at(feed: Feed, venue: str, symbol: str, ts: int, *, max_age_ms: int) -> tuple[Decimal | None, int | None]:
+    """The latest observed mid at or before `ts` (a quote, else a bar close), if not older than the max age."""
+    for quote in reversed(feed.quote_history(venue, symbol, ts - max_age_ms - 1)):
+        if quote.ts <= ts and quote.mid is not None:
+            return quote.mid, quote.ts
+    quote = feed.quote(venue, symbol)
+    if quote is not None and quote.mid is not None and ts - max_age_ms <= quote.ts <= ts:
+        return quote.mid, quote.ts
+    timeframe = _finest_timeframe(feed, venue, symbol)
+    if timeframe:
+        span = TIMEFRAME_MS[timeframe]
+        for bar in reversed(feed.bars(venue, symbol, timeframe, limit=max(1, (feed.now() - ts + max_age_ms) // span + 2))):
+            if bar.ts + span <= ts:
+                if ts - (bar.ts + span) <= max_age_ms:
+                    return bar.close, bar.ts + span
+                break
+    return None, None
+
+
+def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl: Decimal, won: bool | None) -> None:
+    pnl = stored(pnl)
+    position.status, position.exit_price, position.close_reason = Position.CLOSED, exit_price, reason
+    position.closed_ts, position.realized_pnl, position.unrealized_pnl = ts, pnl, ZERO
+    position.save()
+    trade = position.trade
+    book_keeping.settle(trade=trade, realized_pnl=pnl, closed_ts=ts, release_usd=position.reserved_usd)
+    record_close(trade=trade, won=won)
+    from .executors import position_event, trade_event
+
+    transaction.on_commit(lambda: events.publish("position", position_event(position)))
+    transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
+
+
+def _forex_pnl(position: Position, exit_price: Decimal, rate: Decimal) -> Decimal:
+    sign = ONE if position.direction == "BUY" else -ONE
+    return sign * (exit_price - position.entry_price) * position.quantity * rate
+
+
+def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
+    venue, symbol = position.venue, position.symbol
+    quote, bar_ms = feed.mark(venue, symbol)
+    if quote is None or now - quote.ts > settings.max_quote_age_ms + bar_ms:
+        return "stale"
+    quote_ccy = symbol.split("/")[1]
+    rate = book_keeping.usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
+    if rate is None:
+        return "stale"
+    long = position.direction == "BUY"
+    spread = Decimal(position.trade.edge.get("entry_spread", "0")) if not long else ZERO
+    stop, target = position.stop_loss, position.take_profit
+    timeframe = _finest_timeframe(feed, venue, symbol)
+    if timeframe:
+        span = TIMEFRAME_MS[timeframe]
+        bars = [b for b in feed.bars(venue, symbol, timeframe, limit=max(1, (now - position.checked_ts) // span + 1))
+                if b.ts + span > position.checked_ts and b.ts >= position.opened_ts - span + 1 and b.ts + span <= now]
+        for bar in bars:
+            low, high, open_ = bar.low + spread, bar.high + spread, bar.open + spread
+            stop_hit = low <= stop if long else high >= stop
+            target_hit = high >= target if long else low <= target
+            if stop_hit:  # first, also when the same bar reached the target
+                price = min(stop, open_) if long else max(stop, open_)
+                _close(position, exit_price=price, reason="stop_loss", ts=bar.ts + span, pnl=_forex_pnl(position, price, rate), won=None)
+                return "stop_loss"
+            if target_hit:
+                _close(position, exit_price=target, reason="take_profit", ts=bar.ts + span, pnl=_forex_pnl(position, target, rate), won=None)
+                return "take_profit"
+    exit_price = quote.bid if long else quote.ask
+    if (long and exit_price <= stop) or (not long and exit_price >= stop):
+        _close(position, exit_price=exit_price, reason="stop_loss", ts=now, pnl=_forex_pnl(position, exit_price, rate), won=None)
+        return "stop_loss"
+    if (long and exit_price >= target) or (not long and exit_price <= target):
+        _close(position, exit_price=target, reason="take_profit", ts=now, pnl=_forex_pnl(position, target, rate), won=None)
+        return "take_profit"
+    if now - position.opened_ts >= settings.max_holding_minutes * 60_000:
+        _close(position, exit_price=exit_price, reason="max_hold", ts=now, pnl=_forex_pnl(position, exit_price, rate), won=None)
+        return "max_hold"
+    position.unrealized_pnl = stored(_forex_pnl(position, exit_price, rate))
+    position.checked_ts = now
+    position.save(update_fields=["unrealized_pnl", "checked_ts"])
+    return None
+
+
+def _check_binary(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
+    if now < position.expiry_ts:
+        return None
+    timeframe = _finest_timeframe(feed, position.venue, position.symbol)
+    allowance = settings.max_quote_age_ms + (TIMEFRAME_MS[timeframe] if timeframe else 0)
+    settle_price, _ = price_at(feed, position.venue, position.symbol, position.expiry_ts, max_age_ms=allowance)
+    stake, entry = position.quantity, position.entry_price
+    if settle_price is None:
+        _close(position, exit_price=entry, reason="void", ts=position.expiry_ts, pnl=ZERO, won=None)
+        return "void"
+    if settle_price == entry:
+        _close(position, exit_price=settle_price, reason="tie", ts=position.expiry_ts, pnl=ZERO, won=None)
+        return "tie"
+    won = settle_price > entry if position.direction == "CALL" else settle_price < entry
+    pnl = stake * position.payout if won else -stake
+    _close(position, exit_price=settle_price, reason="win" if won else "loss", ts=position.expiry_ts, pnl=pnl, won=won)
+    return "win" if won else "loss"
+
+
+CHECKS = {"forex": _check_forex, "binary": _check_binary}
+
+
+def monitor_positions(*, feed: Feed, now: int | None = None) -> dict:
+    """Close what must close, mark the rest, and take the minute's equity snapshot. Returns counts by outcome."""
+    now = feed.now() if now is None else now
+    settings = ExecutionSettings.get_solo()
+    counts: dict[str, int] = {}
+    portfolio = book_keeping.current_portfolio()
+    ids = list(Position.objects.filter(status=Position.OPEN, trade__portfolio=portfolio).order_by("opened_ts", "id")
+               .values_list("id", flat=True))
+    for position_id in ids:
+        with transaction.atomic():
+            position = (Position.objects.select_for_update(skip_locked=True).select_related("trade__opportunity", "trade__portfolio")
+                        .filter(pk=position_id, status=Position.OPEN).first())
+            if position is None:
+                continue  # another monitor has it
+            outcome = CHECKS[position.kind](position, feed, now, settings) or "open"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    book_keeping.take_snapshot(ts=now, portfolio=portfolio)
+    return counts

@@ -1,0 +1,192 @@
+"""The paper portfolio: cash, reservations, realized and unrealized P&L, equity and its curve.
+
+Accounting, in the reporting currency (USD):
+- the desk's cash account (`Balance` venue `desk`) starts at the starting value and
+  moves by each closed trade's realized P&L; forex margin and binary stakes are reserved
+  in it while positions are open (`free + reserved == total`, enforced by the database);
+- arbitrage inventory (`Balance` rows per venue and currency) is working capital: its
+  quantities decide what a trade can fund (transfers are not simulated), it is seeded at
+  first use with `inventory_usd` worth of each currency, and its price moves are not
+  trading results, so it is not marked into equity;
+- equity = starting value + Σ realized P&L + Σ unrealized P&L of open positions, which
+  must equal the cash account's total + unrealized P&L to the cent (tested);
+- drawdown is measured from the peak equity, not from the start.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone as dt_timezone
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from scanners.arbitrage import USD_STABLECOINS, UsdRates
+from scanners.feeds.base import Feed
+
+from .models import Balance, EquitySnapshot, ExecutionSettings, Portfolio, Position, Trade, stored
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+MINUTE_MS = 60_000
+USD_LIKE = USD_STABLECOINS | {"USD"}
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc)
+
+
+def current_portfolio() -> Portfolio:
+    """The open portfolio, created with the configured starting value on first use."""
+    portfolio = Portfolio.objects.filter(ended_at__isnull=True).order_by("-id").first()
+    if portfolio is not None:
+        return portfolio
+    with transaction.atomic():
+        portfolio = Portfolio.objects.select_for_update().filter(ended_at__isnull=True).order_by("-id").first()
+        if portfolio is None:
+            portfolio = _open_portfolio(by=None)
+    return portfolio
+
+
+def _open_portfolio(*, by) -> Portfolio:
+    value = ExecutionSettings.get_solo().starting_value
+    portfolio = Portfolio.objects.create(starting_value=value, started_at=timezone.now(), reset_by=by)
+    Balance.objects.create(portfolio=portfolio, venue=Balance.DESK, currency=portfolio.currency,
+                           free=value, reserved=ZERO, total=value)
+    return portfolio
+
+
+def reset_portfolio(*, by=None) -> Portfolio:
+    """Close the current portfolio (its trades and curve stay as history) and open a fresh one.
+
+    Open positions of the old portfolio are left as they are, in its history; the risk
+    state's equity peak and loss streak start over with the new account.
+    """
+    from decisions.models import RiskState
+
+    with transaction.atomic():
+        Portfolio.objects.filter(ended_at__isnull=True).update(ended_at=timezone.now())
+        Position.objects.filter(status=Position.OPEN).update(status=Position.CLOSED, close_reason="reset")
+        Trade.objects.filter(status=Trade.OPEN).update(status=Trade.CLOSED, reject_reason="portfolio reset")
+        state = RiskState.get_solo()
+        state.peak_equity, state.loss_streak, state.cooldown_until = None, 0, None
+        state.save()
+        return _open_portfolio(by=by)
+
+
+def cash_account(portfolio: Portfolio, *, lock: bool = False) -> Balance:
+    rows = Balance.objects.filter(portfolio=portfolio, venue=Balance.DESK, currency=portfolio.currency)
+    if lock:
+        rows = rows.select_for_update()
+    return rows.get()
+
+
+def realized_total(portfolio: Portfolio) -> Decimal:
+    return Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED).aggregate(
+        total=Sum("realized_pnl"))["total"] or ZERO
+
+
+def unrealized_total(portfolio: Portfolio) -> Decimal:
+    return Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).aggregate(
+        total=Sum("unrealized_pnl"))["total"] or ZERO
+
+
+def portfolio_value(portfolio: Portfolio | None = None) -> Decimal:
+    """Equity: starting value + realized + unrealized P&L."""
+    portfolio = portfolio or current_portfolio()
+    return portfolio.starting_value + realized_total(portfolio) + unrealized_total(portfolio)
+
+
+def usd_rates(feed: Feed, currencies) -> UsdRates:
+    """USD per unit of each currency from the feed's quotes (stablecoins at par, as the scanner reports)."""
+    wanted = set(currencies)
+    quotes = []
+    for instrument in feed.instruments():
+        base, _, rest = instrument.symbol.partition("/")
+        counter = rest.split(":")[0]
+        if (base in wanted and counter in USD_LIKE) or (counter in wanted and base == "USD"):
+            quote, _ = feed.mark(instrument.venue, instrument.symbol)
+            if quote is not None:
+                quotes.append(quote)
+    return UsdRates(quotes)
+
+
+def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: Decimal = ZERO) -> None:
+    """Close a trade: its realized P&L into the cash account, its reservation released (in the caller's transaction)."""
+    realized_pnl = stored(realized_pnl)
+    cash = cash_account(trade.portfolio, lock=True)
+    cash.reserved -= release_usd
+    cash.total += realized_pnl
+    cash.free = cash.total - cash.reserved
+    cash.save(update_fields=["free", "reserved", "total"])
+    trade.status = Trade.CLOSED
+    trade.realized_pnl = realized_pnl
+    trade.closed_ts = closed_ts
+    trade.closed_at = ms_to_datetime(closed_ts)
+    trade.save(update_fields=["status", "realized_pnl", "closed_ts", "closed_at"])
+
+
+def take_snapshot(*, ts: int, portfolio: Portfolio | None = None) -> EquitySnapshot:
+    """The minute's point of the equity curve (the latest look within a minute wins)."""
+    portfolio = portfolio or current_portfolio()
+    realized, unrealized = realized_total(portfolio), unrealized_total(portfolio)
+    equity = portfolio.starting_value + realized + unrealized
+    previous_peak = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-peak_equity").values_list(
+        "peak_equity", flat=True).first()
+    peak = max(equity, portfolio.starting_value, previous_peak or ZERO)
+    drawdown = ((peak - equity) / peak * 100).quantize(Decimal("0.0001")) if peak else ZERO
+    snapshot, _ = EquitySnapshot.objects.update_or_create(
+        portfolio=portfolio, minute_ts=ts - ts % MINUTE_MS,
+        defaults={
+            "taken_at": timezone.now(), "cash": cash_account(portfolio).total, "realized_pnl": realized,
+            "unrealized_pnl": unrealized, "equity": equity, "peak_equity": peak, "drawdown_pct": drawdown,
+            "open_positions": Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).count(),
+        },
+    )
+    return snapshot
+
+
+def max_drawdown_pct(portfolio: Portfolio | None = None) -> Decimal:
+    portfolio = portfolio or current_portfolio()
+    worst = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-drawdown_pct").values_list(
+        "drawdown_pct", flat=True).first()
+    return worst or ZERO
+
+
+def desk_stats(portfolio: Portfolio | None = None) -> dict:
+    """What the dashboard and the API show at a glance (decimals as strings)."""
+    from scanners.models import FeedState, ScanRun
+
+    portfolio = portfolio or current_portfolio()
+    closed = Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED)
+    per_kind = {
+        row["kind"]: {"trades": row["n"], "wins": row["wins"], "realized_pnl": str(row["pnl"] or ZERO),
+                      "win_rate": str((Decimal(row["wins"]) / row["n"]).quantize(Decimal("0.0001"))) if row["n"] else None}
+        for row in closed.values("kind").annotate(n=Count("id"), wins=Count("id", filter=Q(realized_pnl__gt=0)),
+                                                  pnl=Sum("realized_pnl"))
+    }
+    per_route = [
+        {"route": row["route"], "kind": row["kind"], "trades": row["n"], "wins": row["wins"],
+         "realized_pnl": str(row["pnl"] or ZERO)}
+        for row in closed.values("kind", "route").annotate(
+            n=Count("id"), wins=Count("id", filter=Q(realized_pnl__gt=0)), pnl=Sum("realized_pnl")).order_by("-pnl")[:50]
+    ]
+    total = closed.count()
+    wins = closed.filter(realized_pnl__gt=0).count()
+    realized, unrealized = realized_total(portfolio), unrealized_total(portfolio)
+    cash = cash_account(portfolio)
+    return {
+        "portfolio_id": portfolio.pk,
+        "starting_value": str(portfolio.starting_value),
+        "portfolio_value": str((portfolio.starting_value + realized + unrealized).quantize(CENT)),
+        "cash": str(cash.total.quantize(CENT)), "reserved": str(cash.reserved.quantize(CENT)),
+        "realized_pnl": str(realized.quantize(CENT)), "unrealized_pnl": str(unrealized.quantize(CENT)),
+        "max_drawdown_pct": str(max_drawdown_pct(portfolio)),
+        "paper_trades": Trade.objects.filter(portfolio=portfolio).exclude(status=Trade.REJECTED).count(),
+        "open_positions": Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).count(),
+        "win_rate": str((Decimal(wins) / total).quantize(Decimal("0.0001"))) if total else None,
+        "per_kind": per_kind, "per_route": per_route,
+        "total_scans": ScanRun.objects.count(),
+        "scans_per_kind": dict(ScanRun.objects.values_list("kind").annotate(n=Count("id")).values_list("kind", "n")),
+        "feeds": {f"{row.feed}:{row.venue}": row.state for row in FeedState.objects.all()},
+    }

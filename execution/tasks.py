@@ -1,0 +1,26 @@
+from celery import shared_task
+from django.db import OperationalError
+
+from scanners.feeds import current_feed
+from scanners.feeds.base import NotYetObserved
+from scanners.services import exclusive
+
+from . import executors, monitor
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=20)
+def execute(self, opportunity_id: int):
+    """Fill one approved opportunity once; wait out the latency, retry a lost database with backoff."""
+    try:
+        executors.execute_opportunity(opportunity_id=opportunity_id, feed=current_feed())
+    except NotYetObserved as pending:
+        raise self.retry(countdown=max(0.01, (pending.ts - pending.now) / 1000), max_retries=None)
+    except OperationalError as exc:
+        raise self.retry(exc=exc, countdown=min(30, 0.5 * 2 ** self.request.retries))
+
+
+@shared_task(ignore_result=True, expires=10)
+def monitor_positions():
+    with exclusive("monitor_positions", ttl_s=60) as mine:
+        if mine:
+            monitor.monitor_positions(feed=current_feed())
