@@ -1,0 +1,114 @@
+"""The decide pipeline end to end on one opportunity: three stored verdicts, once."""
+from decimal import Decimal as D
+
+import pytest
+
+from decisions.models import Controls, Decision, RiskDay, RiskLimits
+from decisions.pipeline import decide_opportunity
+from execution.models import Trade
+from execution.executors import execute_opportunity
+from scanners.models import Opportunity
+
+from ..execution.recorded import recorded_market
+from ..execution.test_executors import T0, opportunity, realism
+
+pytestmark = pytest.mark.django_db
+
+GOOD = {"type": "cross_venue", "symbol": "BTC/USDT", "buy_venue": "a", "sell_venue": "b", "buy_price": "100",
+        "sell_price": "102", "size": "50", "net_pct": "1.6", "expected_profit": "80", "expected_profit_usd": "80"}
+
+
+@pytest.fixture
+def feed(tmp_path):
+    return recorded_market(tmp_path, venues={"a": ("crypto", "0.001"), "b": ("crypto", "0.001")}, books=[
+        ("a", "BTC/USDT", T0, [("99.9", "100")], [("100", "100")]),
+        ("b", "BTC/USDT", T0, [("102", "100")], [("102.1", "100")]),
+        ("a", "BTC/USDT", T0 + 30_000, [("99.9", "100")], [("100", "100")]),
+    ])
+
+
+def arbitrage(route="xv:BTC/USDT:a>b", figures=GOOD):
+    opp = opportunity("arbitrage", figures, route=route)
+    Opportunity.objects.filter(pk=opp.pk).update(net_pct=D(figures["net_pct"]))
+    return opp
+
+
+def auto_execute(on=True, kill=False):
+    controls = Controls.get_solo()
+    controls.auto_execute, controls.kill_switch = on, kill
+    controls.save()
+
+
+def verdicts(opp):
+    return {d.layer: d for d in Decision.objects.filter(opportunity=opp)}
+
+
+def test_display_only_stores_every_layer_and_reserves_nothing(feed):
+    auto_execute(False)
+    opp = arbitrage()
+    outcome = decide_opportunity(opportunity_id=opp.pk, feed=feed)
+    assert outcome.created and outcome.verdict == "display"
+    rows = verdicts(opp)
+    assert rows["agent"].verdict == "approve" and rows["risk"].verdict == "approved"
+    assert rows["governor"].reasons == ["DISPLAY_ONLY"] and rows["risk"].level == "LOW"
+    assert rows["agent"].size_usd == D("2500")  # 50 × 100 = 5,000 (under the 10,000 cap) × the agent's 0.5 on no history
+    assert not RiskDay.objects.filter(trades__gt=0).exists()
+    assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.DECIDED
+
+
+def test_deciding_twice_stores_one_set(feed):
+    opp = arbitrage()
+    first = decide_opportunity(opportunity_id=opp.pk, feed=feed)
+    again = decide_opportunity(opportunity_id=opp.pk, feed=feed)
+    assert first.created and not again.created and again.verdict == first.verdict
+    assert Decision.objects.filter(opportunity=opp).count() == 3
+
+
+def test_auto_execute_reserves_the_slot_and_the_executor_fills_the_approved_size(feed):
+    auto_execute(True)
+    realism("optimistic")
+    opp = arbitrage()
+    assert decide_opportunity(opportunity_id=opp.pk, feed=feed).verdict == "execute"
+    assert RiskDay.objects.get().trades == 1
+    trade = execute_opportunity(opportunity_id=opp.pk, feed=feed)
+    assert trade.status == Trade.CLOSED and trade.size_usd == verdicts(opp)["risk"].size_usd
+
+
+def test_stale_data_is_denied_never_approved_with_a_warning(feed):
+    auto_execute(True)
+    opp = arbitrage()
+    feed.at(T0 + 20_000)  # both books are 20 s old (max age 5 s)
+    outcome = decide_opportunity(opportunity_id=opp.pk, feed=feed)
+    assert outcome.verdict == "skip" and verdicts(opp)["governor"].reasons == ["STALE_DATA"]
+    assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.REJECTED
+    assert not RiskDay.objects.filter(trades__gt=0).exists()
+
+
+def test_kill_switch_halts_execution_but_verdicts_are_still_stored(feed):
+    auto_execute(True, kill=True)
+    opp = arbitrage()
+    assert decide_opportunity(opportunity_id=opp.pk, feed=feed).verdict == "skip"
+    assert verdicts(opp)["governor"].reasons == ["KILL_SWITCH"] and len(verdicts(opp)) == 3
+
+
+def test_a_changed_limit_applies_to_the_very_next_decision(feed):
+    auto_execute(True)
+    first = arbitrage(route="r1")
+    assert decide_opportunity(opportunity_id=first.pk, feed=feed).verdict == "execute"
+    limits = RiskLimits.get_solo()
+    limits.max_trades_per_day = 1
+    limits.save()
+    second = arbitrage(route="r2")
+    assert decide_opportunity(opportunity_id=second.pk, feed=feed).verdict == "skip"
+    rows = verdicts(second)
+    assert rows["risk"].verdict == "blocked" and rows["risk"].reasons == ["TRADE_COUNT"]
+    assert rows["governor"].reasons == ["RISK_BLOCKED", "TRADE_COUNT"]
+    assert RiskDay.objects.get().trades == 1
+
+
+def test_auto_thresholds_not_met_display_with_the_missed_ones(feed):
+    auto_execute(True)
+    opp = arbitrage(figures={**GOOD, "expected_profit": "20", "expected_profit_usd": "20"})
+    assert decide_opportunity(opportunity_id=opp.pk, feed=feed).verdict == "display"
+    governor = verdicts(opp)["governor"]
+    assert governor.reasons == ["AUTO_THRESHOLDS"] and governor.figures["auto_thresholds_missed"] == ["expected_profit_usd"]
