@@ -214,8 +214,8 @@ def scan_options(kind: str, row) -> dict:
     return {}
 
 
-def run_scan(*, kind: str, feed: Feed):
-    """Scan the feed as it is now with the thresholds in the database; store the top N."""
+def run_scan(*, kind: str, feed: Feed, decide: bool = True):
+    """Scan the feed as it is now with the thresholds in the database; store the top N (and queue their decisions)."""
     scanner = SCANNERS[kind]
     row = getattr(models, SETTINGS_MODELS[kind]).get_solo()
     thresholds = row.thresholds(scanner.thresholds_type)
@@ -231,7 +231,7 @@ def run_scan(*, kind: str, feed: Feed):
     duration_ms = (time.perf_counter() - began) * 1000
     return store_scan(
         result=result, started_at=started_at, duration_ms=duration_ms, top_n=row.top_n,
-        feed_status={s.venue: s.state for s in statuses},
+        feed_status={s.venue: s.state for s in statuses}, decide=decide,
     )
 
 

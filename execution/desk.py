@@ -1,0 +1,34 @@
+"""The whole desk in one process, one step at a time: for replays and tests.
+
+`run_cycle` does at one feed time what the scan worker, the desk workers and beat do
+live: scan each kind, decide every stored opportunity, execute the approved ones, then
+look at the open positions. The same services run in both; only the scheduling differs.
+"""
+from __future__ import annotations
+
+from scanners.feeds.base import Feed, NotYetObserved
+from scanners.services import run_scan
+
+from decisions.pipeline import EXECUTE, decide_opportunity
+
+from .executors import execute_opportunity
+from .monitor import monitor_positions
+
+
+def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary")) -> dict:
+    """One step of the desk at the feed's current time; returns counts of what happened."""
+    counts = {"opportunities": 0, "decisions": 0, "executed": 0}
+    for kind in kinds:
+        _, stored = run_scan(kind=kind, feed=feed, decide=False)
+        counts["opportunities"] += len(stored)
+        for opportunity in stored:
+            outcome = decide_opportunity(opportunity_id=opportunity.pk, feed=feed)
+            counts["decisions"] += 1
+            if outcome.verdict == EXECUTE:
+                try:
+                    execute_opportunity(opportunity_id=opportunity.pk, feed=feed)
+                except NotYetObserved:
+                    continue  # a realtime clock: the execution waits for its fill time
+                counts["executed"] += 1
+    counts.update(monitor_positions(feed=feed))
+    return counts
