@@ -53,3 +53,11 @@ bench-replay-open: install
 .PHONY: bench-scan
 bench-scan: install
 	cd bench && ../$(BIN)/python scan.py
+
+.PHONY: bench-decide
+bench-decide: install
+	cd bench && ../$(BIN)/python decide.py
+
+.PHONY: bench-execute
+bench-execute: install
+	cd bench && ../$(BIN)/python execute.py

@@ -37,3 +37,17 @@ def write_results(name: str, metrics: dict) -> Path:
         print(f"{key}: {m['value']} {m['unit']} (baseline {m['baseline']}, ratio {m['ratio']}x, target {m['target']}: {'met' if m['met'] else 'MISSED'})")
     print(f"wrote {path.relative_to(ROOT)}")
     return path
+
+
+def postgres_ready(database: str = "trifecta_bench") -> bool:
+    """The machine's PostgreSQL answers; the benchmark database is created afresh for this run."""
+    try:
+        import psycopg
+
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{database}"')
+        return True
+    except Exception as exc:
+        print(f"PostgreSQL not reachable, its figures are skipped: {exc}")
+        return False

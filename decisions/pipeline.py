@@ -4,7 +4,8 @@ Everything that needs no lock is computed first (the agent's score, the proposed
 data freshness, the governor's view of controls, thresholds and open exposure); then one
 short transaction takes the risk rows' locks, approves (reserving the day's trade slot
 only when the governor would execute), lets the governor have the last word and stores
-the three `Decision` rows. The unique (opportunity, layer) pair makes it idempotent: a
+the three `Decision` rows (one `decision` event carries all three verdicts after
+commit). The unique (opportunity, layer) pair makes it idempotent: a
 second decision of the same opportunity stores nothing and returns the first.
 """
 from __future__ import annotations
@@ -169,8 +170,9 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
             ])
             status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
             Opportunity.objects.filter(pk=opportunity.pk).update(status=status)
-            for row in rows:
-                transaction.on_commit(lambda row=row: events.publish("decision", _decision_event(row)))
+            event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
+                     "verdict": governor.verdict, "layers": [_decision_event(row) for row in rows]}
+            transaction.on_commit(lambda: events.publish("decision", event))
     except IntegrityError:
         return _outcome(list(Decision.objects.filter(opportunity_id=opportunity_id)), created=False)
     return _outcome(rows, created=True)

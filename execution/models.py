@@ -126,6 +126,7 @@ class Trade(models.Model):
     reject_reason = models.CharField(max_length=300, blank=True)
     opened_ts = models.BigIntegerField(help_text="market clock of the first fill, epoch ms")
     opened_at = models.DateTimeField(db_index=True)
+    booked_at = models.DateTimeField(auto_now_add=True, help_text="wall clock when the trade was written")
     closed_ts = models.BigIntegerField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     size_usd = _money(default=ZERO, help_text="notional (arbitrage, forex) or stake (binary) in USD")

@@ -12,8 +12,9 @@ class Heartbeat(models.Model):
 
     WORKER = "worker"
     BEAT = "beat"
+    PROBE = "probe"  # a round trip through the desk queue (`probe` task), e.g. the execute benchmark's baseline
 
-    process = models.CharField(max_length=16, choices=[(WORKER, "worker"), (BEAT, "beat")])
+    process = models.CharField(max_length=16, choices=[(WORKER, "worker"), (BEAT, "beat"), (PROBE, "probe")])
     hostname = models.CharField(max_length=200)
     seen_at = models.DateTimeField()
 
