@@ -211,9 +211,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = int(os.environ.get("CELERY_MAX_MEMORY_PER_CHILD_KB", "400000"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A task whose worker died unacknowledged is redelivered after this many seconds.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "3600")),
-                                   "socket_timeout": 5, "socket_connect_timeout": 5}
+# A task whose worker died unacknowledged is redelivered once it is this old, by the
+# sweep every worker runs every CELERY_RESTORE_INTERVAL_S.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "3600")),
+    "unacked_restore_interval": int(os.environ.get("CELERY_RESTORE_INTERVAL_S", "10")),
+    "unacked_restore_throttle": 1,
+    "socket_timeout": 5, "socket_connect_timeout": 5,
+}
 CELERY_BEAT_SCHEDULER = "trifecta_site.beat:HeartbeatDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -5,6 +5,7 @@
   is redelivered (`acks_late`) and every opportunity has exactly one trade.
 """
 import os
+import re
 import signal
 import time
 from decimal import Decimal as D
@@ -51,7 +52,7 @@ def wait_for(condition, timeout_s: float, what: str, log=None):
 @pytest.fixture
 def worker(tmp_path):
     log = tmp_path / "worker.log"
-    process = processes.start_worker(processes.desk_env(CELERY_VISIBILITY_TIMEOUT_S=3), log, queues="desk")
+    process = processes.start_worker(processes.desk_env(CELERY_VISIBILITY_TIMEOUT_S=3, CELERY_RESTORE_INTERVAL_S=1), log, queues="desk")
     yield process, log
     processes.stop(process)
 
@@ -108,10 +109,16 @@ def test_a_worker_killed_mid_execution_leaves_each_trade_exactly_once(worker, tm
     assert done_at_kill < len(ids), "the worker finished before it could be killed: raise the count"
 
     log2 = tmp_path / "worker2.log"
-    restarted = processes.start_worker(processes.desk_env(CELERY_VISIBILITY_TIMEOUT_S=3), log2, queues="desk")
+    restarted = processes.start_worker(processes.desk_env(CELERY_VISIBILITY_TIMEOUT_S=3, CELERY_RESTORE_INTERVAL_S=1), log2, queues="desk")
     try:
         wait_for(lambda: Trade.objects.count() == len(ids), 120, "every trade after the restart", log2)
-        time.sleep(5)  # a late redelivery would land now
+        received = set(re.findall(r"execution\.tasks\.execute\[([0-9a-f-]+)\] received", log.read_text()))
+        acknowledged = set(re.findall(r"execution\.tasks\.execute\[([0-9a-f-]+)\] succeeded", log.read_text()))
+        in_flight = received - acknowledged  # received but never reported done: unacknowledged at the kill
+        assert in_flight, "no task was in flight when the worker was killed"
+        wait_for(lambda: all(f"[{task}] received" in log2.read_text() for task in in_flight), 30,
+                 f"the redelivery of {in_flight}", log2)
+        time.sleep(2)  # its (second) run has finished
     finally:
         processes.stop(restarted)
     # All 200 trades exist: the task the kill interrupted was redelivered (or had committed
