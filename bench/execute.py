@@ -59,7 +59,7 @@ def approved(count: int) -> list[int]:
 
     now = timezone.now()
     opps = Opportunity.objects.bulk_create(
-        Opportunity(kind="arbitrage", type="cross_venue", symbol="BTC/USDT", venues=["binance", "kraken"], route=f"b{n}",
+        Opportunity(kind="arbitrage", type="cross_venue", symbol="BTC/USDT", venues=["binance", "kraken"], route="xv:BTC/USDT:binance>kraken",
                     risk_score=D("10"), figures=FIGURES, rank=1, observed_at=now, market_ts=T0, detected_at=now)
         for n in range(count))
     Decision.objects.bulk_create(

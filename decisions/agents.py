@@ -60,14 +60,12 @@ class Agent:
 
     def learn(self, key: str, *, win: bool, expected: Decimal = Decimal(0), realized: Decimal = Decimal(0)) -> None:
         """One realized outcome, added atomically (concurrent workers never lose one)."""
-        with transaction.atomic():
-            AgentState.objects.get_or_create(agent=self.name, key=key)
-            AgentState.objects.filter(agent=self.name, key=key).update(
-                wins=F("wins") + (1 if win else 0),
-                losses=F("losses") + (0 if win else 1),
-                expected_sum=F("expected_sum") + expected,
-                realized_sum=F("realized_sum") + realized,
-            )
+        changes = dict(wins=F("wins") + (1 if win else 0), losses=F("losses") + (0 if win else 1),
+                       expected_sum=F("expected_sum") + expected, realized_sum=F("realized_sum") + realized)
+        with transaction.atomic(savepoint=False):
+            if not AgentState.objects.filter(agent=self.name, key=key).update(**changes):
+                AgentState.objects.get_or_create(agent=self.name, key=key)  # the first outcome of this key
+                AgentState.objects.filter(agent=self.name, key=key).update(**changes)
 
     def reset(self) -> int:
         deleted, _ = AgentState.objects.filter(agent=self.name).delete()

@@ -109,14 +109,6 @@ def proposed_size_usd(opportunity: Opportunity, agent: AgentVerdict, *, feed: Fe
     return min(units * entry * rate, value * limits.max_position_pct / HUNDRED) * multiplier
 
 
-def _open_exposure(portfolio) -> tuple[set[str], int]:
-    from execution.models import Position
-
-    routes = set(Position.objects.filter(status=Position.OPEN, trade__portfolio=portfolio).values_list("trade__route", flat=True))
-    count = Position.objects.filter(status=Position.OPEN, trade__portfolio=portfolio).count()
-    return routes, count
-
-
 def _decision_event(decision: Decision) -> dict:
     return {"id": decision.pk, "opportunity": decision.opportunity_id, "layer": decision.layer,
             "verdict": decision.verdict, "reasons": decision.reasons, "level": decision.level,
@@ -128,24 +120,21 @@ def _decision_event(decision: Decision) -> dict:
 def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     """Run the three layers on one opportunity and store their verdicts, once."""
     from execution.models import ExecutionSettings
-    from execution.portfolio import current_portfolio, ms_to_datetime, portfolio_value
+    from execution.portfolio import desk_exposure, ms_to_datetime
 
-    stored = list(Decision.objects.filter(opportunity_id=opportunity_id))
-    if stored:
-        return _outcome(stored, created=False)
     opportunity = Opportunity.objects.get(pk=opportunity_id)
+    if opportunity.status != Opportunity.DETECTED:  # decided before (the unique rows below catch a race)
+        return _outcome(list(Decision.objects.filter(opportunity_id=opportunity_id)), created=False)
     now = feed.now()
     controls, limits = Controls.get_solo(), RiskLimits.get_solo()
     thresholds = THRESHOLD_ROWS[opportunity.kind].get_solo()
     settings = ExecutionSettings.get_solo()
-    portfolio = current_portfolio()
-    value = portfolio_value(portfolio)
+    _, value, open_routes, open_count = desk_exposure()
     agent = evaluate_agent(opportunity)
     size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
     if size is None:
         agent.approved, agent.reasons = False, [*agent.reasons, "NO_USD_RATE"]
         size = ZERO
-    open_routes, open_count = _open_exposure(portfolio)
     governor_inputs = dict(controls=controls, thresholds=thresholds, data_age_ms=data_age_ms(opportunity, feed, now),
                            max_age_ms=settings.max_quote_age_ms, open_routes=open_routes, open_positions=open_count,
                            max_open_positions=settings.max_open_positions)
@@ -154,7 +143,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     try:
         with transaction.atomic():
             risk = check_trade_approval(opportunity.symbol, size, opportunity.direction or "arbitrage", value,
-                                        kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE)
+                                        kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE, limits=limits)
             governor = make_decision(opportunity, agent, risk, **governor_inputs)
             common = dict(opportunity=opportunity, decided_at=at, market_ts=now)
             rows = Decision.objects.bulk_create([

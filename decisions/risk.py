@@ -45,9 +45,13 @@ def risk_day(moment: datetime, limits: RiskLimits):
 
 
 def _locked(model, **lookup):
-    model.objects.get_or_create(**lookup)
+    """The row, locked; created first when missing (once a day for the day's row)."""
     rows = model.objects.filter(**lookup).select_for_update(no_key=True, of=("self",))
-    return rows.get()
+    row = rows.first()
+    if row is None:
+        model.objects.get_or_create(**lookup)
+        row = rows.get()
+    return row
 
 
 def level_for(usage: Decimal) -> str:
@@ -61,12 +65,13 @@ def level_for(usage: Decimal) -> str:
 
 
 def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_value: Decimal, *,
-                         kind: str = "arbitrage", now: datetime | None = None, reserve: bool = True) -> RiskVerdict:
+                         kind: str = "arbitrage", now: datetime | None = None, reserve: bool = True,
+                         limits: RiskLimits | None = None) -> RiskVerdict:
     """Approve or block one trade of notional `size` (USD); reserve its slot when approved."""
     now = now or timezone.now()
-    limits = RiskLimits.get_solo()
+    limits = limits or RiskLimits.get_solo()
     day = risk_day(now, limits)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # part of the caller's transaction when there is one
         state = _locked(RiskState, pk=1)
         today = _locked(RiskDay, date=day)
         if state.cooldown_until and state.cooldown_until <= now:
@@ -121,7 +126,7 @@ def record_outcome(*, realized_pnl: Decimal, at: datetime | None = None) -> None
     """A closed position's realized P&L: the day's loss budget, the loss streak and its cooldown."""
     at = at or timezone.now()
     limits = RiskLimits.get_solo()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         state = _locked(RiskState, pk=1)
         today = _locked(RiskDay, date=risk_day(at, limits))
         today.realized_pnl += realized_pnl

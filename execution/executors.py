@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from scanners.arbitrage import USD_STABLECOINS
 from scanners.feeds.base import Feed
@@ -294,12 +295,13 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
     Raises `NotYetObserved` when the fill time lies after the feed's clock (the task
     retries then). Size and decision time come from the stored decisions.
     """
-    existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
-    if existing is not None:
-        return existing
     from decisions.models import Decision
 
     opportunity = Opportunity.objects.get(pk=opportunity_id)
+    if opportunity.status in (Opportunity.EXECUTED, Opportunity.REJECTED):  # booked before, or never to be
+        existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
+        if existing is not None:
+            return existing
     if size_usd is None or decided_ts is None:
         verdicts = {d.layer: d for d in Decision.objects.filter(opportunity=opportunity)}
         governor, risk = verdicts.get(Decision.GOVERNOR), verdicts.get(Decision.RISK)
@@ -347,7 +349,14 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> Trad
         release_trade_slot(at=book_keeping.ms_to_datetime(plan.opened_ts))
         transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
         return trade
-    trade.status = Trade.OPEN
+    spec = dict(plan.position or {})
+    spread = spec.pop("spread", None)
+    if spread is not None:
+        trade.edge = {**trade.edge, "entry_spread": str(spread)}
+    if plan.position is None:  # arbitrage: every leg has filled, the P&L is realized now
+        book_keeping.settle(trade=trade, realized_pnl=plan.realized_usd, closed_ts=plan.opened_ts, save=False)
+    else:
+        trade.status = Trade.OPEN
     trade.save()
     Fill.objects.bulk_create(
         Fill(trade=trade, leg=k, venue=leg.venue, symbol=leg.symbol, side=leg.side, requested=leg.fill.requested,
@@ -357,20 +366,13 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> Trad
         for k, leg in enumerate(plan.legs, start=1)
     )
     Opportunity.objects.filter(pk=opportunity.pk).update(status=Opportunity.EXECUTED)
-    position = None
     if plan.position is not None:
-        spec = dict(plan.position)
-        spread = spec.pop("spread", None)
         position = Position.objects.create(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
                                            reserved_usd=plan.reserve_usd, **spec)
-        if spread is not None:
-            trade.edge = {**trade.edge, "entry_spread": str(spread)}
-            trade.save(update_fields=["edge"])
         transaction.on_commit(lambda: events.publish("position", position_event(position)))
     else:
         from .monitor import record_close
 
-        book_keeping.settle(trade=trade, realized_pnl=plan.realized_usd, closed_ts=plan.opened_ts)
         record_close(trade=trade, won=plan.realized_usd > 0)
     transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
     return trade
@@ -386,31 +388,41 @@ def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings
         cash.free -= plan.reserve_usd
         cash.reserved += plan.reserve_usd
         cash.save(update_fields=["free", "reserved"])
-    for (venue, currency), amount in sorted(plan.flows.items()):
-        amount = stored(amount)
-        balance = _inventory(portfolio, venue, currency, plan.seed_rates.get(currency), settings)
+    flows = {key: stored(amount) for key, amount in sorted(plan.flows.items())}
+    balances = _inventory(portfolio, flows, plan.seed_rates, settings)
+    for key, amount in flows.items():
+        balance = balances[key]
         if balance.free + amount < 0:
-            raise Rejected(INSUFFICIENT_BALANCE, {"venue": venue, "currency": currency,
+            raise Rejected(INSUFFICIENT_BALANCE, {"venue": key[0], "currency": key[1],
                                                   "needed": str(-amount), "free": str(balance.free)})
         balance.free += amount
         balance.total += amount
-        balance.save(update_fields=["free", "total"])
+    if balances:
+        Balance.objects.bulk_update(balances.values(), ["free", "total"])
 
 
-def _inventory(portfolio: Portfolio, venue: str, currency: str, usd_rate: Decimal | None,
-               settings: ExecutionSettings) -> Balance:
-    """The venue's balance of a currency, locked; seeded with `inventory_usd` worth on first use."""
-    balance = Balance.objects.select_for_update().filter(portfolio=portfolio, venue=venue, currency=currency).first()
-    if balance is not None:
-        return balance
-    amount = stored(settings.inventory_usd / usd_rate) if usd_rate else ZERO
-    try:
-        with transaction.atomic():
-            Balance.objects.create(portfolio=portfolio, venue=venue, currency=currency, free=amount, total=amount,
-                                   usd_at_seed=usd_rate)
-    except IntegrityError:
-        pass  # another worker seeded it first
-    return Balance.objects.select_for_update().get(portfolio=portfolio, venue=venue, currency=currency)
+def _inventory(portfolio: Portfolio, flows: dict, usd_rates: dict, settings: ExecutionSettings) -> dict:
+    """The trade's venue balances, locked in one statement; each seeded with `inventory_usd` worth on first use."""
+    if not flows:
+        return {}
+    match = Q()
+    for venue, currency in flows:
+        match |= Q(venue=venue, currency=currency)
+    rows = Balance.objects.select_for_update().filter(match, portfolio=portfolio).order_by("venue", "currency")
+    found = {(b.venue, b.currency): b for b in rows}
+    missing = [key for key in flows if key not in found]
+    for venue, currency in missing:
+        rate = usd_rates.get(currency)
+        amount = stored(settings.inventory_usd / rate) if rate else ZERO
+        try:
+            with transaction.atomic():
+                Balance.objects.create(portfolio=portfolio, venue=venue, currency=currency, free=amount, total=amount,
+                                       usd_at_seed=rate)
+        except IntegrityError:
+            pass  # another worker seeded it first
+    if missing:
+        found = {(b.venue, b.currency): b for b in rows.all()}
+    return found
 
 
 def trade_event(trade: Trade) -> dict:

@@ -97,6 +97,21 @@ def portfolio_value(portfolio: Portfolio | None = None) -> Decimal:
     return portfolio.starting_value + realized_total(portfolio) + unrealized_total(portfolio)
 
 
+def desk_exposure() -> tuple[Portfolio, Decimal, set[str], int]:
+    """What a decision needs of the portfolio, in two queries: the portfolio, its value
+    (the cash account's total, which is starting value + realized P&L, + unrealized P&L),
+    the routes of open positions and their count."""
+    cash = (Balance.objects.select_related("portfolio")
+            .filter(portfolio__ended_at__isnull=True, venue=Balance.DESK).order_by("-portfolio_id").first())
+    if cash is None:
+        portfolio = current_portfolio()
+        cash = cash_account(portfolio)
+    open_positions = list(Position.objects.filter(status=Position.OPEN, trade__portfolio_id=cash.portfolio_id)
+                          .values_list("trade__route", "unrealized_pnl"))
+    value = cash.total + sum((pnl for _, pnl in open_positions), ZERO)
+    return cash.portfolio, value, {route for route, _ in open_positions}, len(open_positions)
+
+
 def usd_rates(feed: Feed, currencies) -> UsdRates:
     """USD per unit of each currency from the feed's quotes (stablecoins at par, as the scanner reports)."""
     wanted = set(currencies)
@@ -111,10 +126,10 @@ def usd_rates(feed: Feed, currencies) -> UsdRates:
     return UsdRates(quotes)
 
 
-def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: Decimal = ZERO) -> None:
+def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: Decimal = ZERO, save: bool = True) -> None:
     """Close a trade: its realized P&L into the cash account, its reservation released (in the caller's transaction)."""
     realized_pnl = stored(realized_pnl)
-    cash = cash_account(trade.portfolio, lock=True)
+    cash = cash_account(trade.portfolio, lock=True)  # Decimal arithmetic here: SQLite would add floats
     cash.reserved -= release_usd
     cash.total += realized_pnl
     cash.free = cash.total - cash.reserved
@@ -123,7 +138,8 @@ def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: 
     trade.realized_pnl = realized_pnl
     trade.closed_ts = closed_ts
     trade.closed_at = ms_to_datetime(closed_ts)
-    trade.save(update_fields=["status", "realized_pnl", "closed_ts", "closed_at"])
+    if save:
+        trade.save(update_fields=["status", "realized_pnl", "closed_ts", "closed_at"])
 
 
 def take_snapshot(*, ts: int, portfolio: Portfolio | None = None) -> EquitySnapshot:
