@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from scanners.feeds import current_feed
+from scanners.feeds import desk_feed
 
 from . import pipeline
 
@@ -8,7 +8,7 @@ from . import pipeline
 @shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def decide(opportunity_id: int):
     """Decide one opportunity; when the governor says execute, hand it to execution (idempotent both ways)."""
-    outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=current_feed())
+    outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=desk_feed())
     if outcome.verdict == pipeline.EXECUTE:
         from execution.models import Trade
         from execution.tasks import execute

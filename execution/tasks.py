@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import OperationalError
 
-from scanners.feeds import current_feed
+from scanners.feeds import desk_feed
 from scanners.feeds.base import NotYetObserved
 from scanners.services import exclusive
 
@@ -12,7 +12,7 @@ from . import executors, monitor
 def execute(self, opportunity_id: int):
     """Fill one approved opportunity once; wait out the latency, retry a lost database with backoff."""
     try:
-        executors.execute_opportunity(opportunity_id=opportunity_id, feed=current_feed())
+        executors.execute_opportunity(opportunity_id=opportunity_id, feed=desk_feed())
     except NotYetObserved as pending:
         raise self.retry(countdown=max(0.01, (pending.ts - pending.now) / 1000), max_retries=None)
     except OperationalError as exc:
@@ -23,4 +23,4 @@ def execute(self, opportunity_id: int):
 def monitor_positions():
     with exclusive("monitor_positions", ttl_s=60) as mine:
         if mine:
-            monitor.monitor_positions(feed=current_feed())
+            monitor.monitor_positions(feed=desk_feed())

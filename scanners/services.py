@@ -84,6 +84,7 @@ def poll_feed(*, feed: Feed) -> list[FeedState]:
     try:
         feed.refresh()
         statuses = feed.status()
+        share_market(feed)
     except Exception as exc:
         logger.exception("feed %s failed to refresh", feed.name)
         statuses = [
@@ -91,6 +92,18 @@ def poll_feed(*, feed: Feed) -> list[FeedState]:
             for name in _known_venues(feed)
         ]
     return record_feed_status(feed_name=feed.name, statuses=statuses)
+
+
+def share_market(feed: Feed) -> None:
+    """Live feeds: publish the market for the desk workers (`feeds.snapshot`); a replay needs nothing."""
+    if feed.name == "replay":
+        return
+    from .feeds.snapshot import publish_snapshot
+
+    try:
+        publish_snapshot(feed)
+    except Exception:
+        logger.warning("market snapshot not published (cache unreachable)", exc_info=True)
 
 
 def _known_venues(feed: Feed) -> list[str]:
@@ -222,6 +235,7 @@ def run_scan(*, kind: str, feed: Feed, decide: bool = True):
     state = _scanner_state.setdefault(kind, scanner.new_state())
     feed.refresh()  # live feeds poll (at most once a second per process); replay does nothing
     statuses = feed.status()
+    share_market(feed)
     options = scan_options(kind, row)
     if kind == "arbitrage":
         options["venue_status"] = {s.venue: s.state for s in statuses}

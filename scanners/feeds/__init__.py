@@ -2,7 +2,8 @@
 
 `replay` reads a recording, `exchanges` polls ccxt venues (public data only),
 `metatrader` reads MetaTrader 5 on Windows. `build_feed()` makes the one the
-settings name; scan workers keep one per process (`current_feed()`).
+settings name; scan workers keep one per process (`current_feed()`); desk workers read
+`desk_feed()`.
 """
 from __future__ import annotations
 
@@ -56,6 +57,25 @@ def current_feed() -> Feed:
         if _current is None:
             _current = build_feed()
         return _current
+
+
+_snapshot: Feed | None = None
+
+
+def desk_feed() -> Feed:
+    """The feed of a desk worker (decide, execute, monitor): the replay itself, or the
+    live market the scan worker publishes (`snapshot`), so desk workers never import ccxt."""
+    from django.conf import settings
+
+    global _snapshot
+    if settings.TRIFECTA_FEED == "replay":
+        return current_feed()
+    with _lock:
+        if _snapshot is None:
+            from .snapshot import SnapshotFeed
+
+            _snapshot = SnapshotFeed()
+        return _snapshot
 
 
 def reset_current_feed() -> None:
