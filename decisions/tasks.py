@@ -1,11 +1,12 @@
 from celery import shared_task
 
 from scanners.feeds import desk_feed
+from scanners.feeds.base import FeedError
 
 from . import pipeline
 
 
-@shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+@shared_task(ignore_result=True, autoretry_for=(OSError, FeedError), retry_backoff=True, max_retries=5)
 def decide(opportunity_id: int):
     """Decide one opportunity; when the governor says execute, hand it to execution (idempotent both ways)."""
     outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=desk_feed())

@@ -176,14 +176,14 @@ def desk_stats(portfolio: Portfolio | None = None) -> dict:
     portfolio = portfolio or current_portfolio()
     closed = Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED)
     per_kind = {
-        row["kind"]: {"trades": row["n"], "wins": row["wins"], "realized_pnl": str(row["pnl"] or ZERO),
+        row["kind"]: {"trades": row["n"], "wins": row["wins"], "realized_pnl": str((row["pnl"] or ZERO).quantize(CENT)),
                       "win_rate": str((Decimal(row["wins"]) / row["n"]).quantize(Decimal("0.0001"))) if row["n"] else None}
         for row in closed.values("kind").annotate(n=Count("id"), wins=Count("id", filter=Q(realized_pnl__gt=0)),
                                                   pnl=Sum("realized_pnl"))
     }
     per_route = [
         {"route": row["route"], "kind": row["kind"], "trades": row["n"], "wins": row["wins"],
-         "realized_pnl": str(row["pnl"] or ZERO)}
+         "realized_pnl": str((row["pnl"] or ZERO).quantize(CENT))}
         for row in closed.values("kind", "route").annotate(
             n=Count("id"), wins=Count("id", filter=Q(realized_pnl__gt=0)), pnl=Sum("realized_pnl")).order_by("-pnl")[:50]
     ]

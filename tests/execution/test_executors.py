@@ -217,3 +217,30 @@ def test_binary_settles_on_the_recorded_price_at_expiry(tmp_path, settle, outcom
     learned = AgentState.objects.filter(agent="binary").first()
     assert (learned is None) == (outcome == "tie")
     assert_balances_consistent()
+
+
+def test_a_forex_position_past_its_maximum_holding_time_closes_at_market(tmp_path):
+    realism("optimistic", max_holding_minutes=1)
+    feed = forex_market(tmp_path, quotes=[("fx", "EUR/USD", T0 + 61_000, "1.1005", "1.1007")])
+    trade = open_forex(feed)
+    feed.at(T0 + 3_000)
+    assert monitor_positions(feed=feed) == {"open": 1}
+    assert Position.objects.get(trade=trade).unrealized_pnl == D("-2.0000")  # bid 1.1000 against entry 1.1002
+    feed.at(T0 + 61_000)
+    assert monitor_positions(feed=feed) == {"max_hold": 1}
+    position = Position.objects.get(trade=trade)
+    assert position.exit_price == D("1.1005") and position.realized_pnl == D("3.0000")
+
+
+def test_stats_count_trades_per_kind_and_route(tmp_path):
+    from execution.portfolio import desk_stats
+
+    realism("optimistic")
+    feed = cross_venue_market(tmp_path)
+    executors.execute_opportunity(opportunity_id=opportunity("arbitrage", CROSS, route="xv:BTC/USDT:a>b").pk, feed=feed,
+                                  size_usd=D("1000"), decided_ts=T0)
+    stats = desk_stats()
+    assert stats["paper_trades"] == 1 and stats["win_rate"] == "1.0000"
+    assert stats["per_kind"]["arbitrage"]["realized_pnl"] == "6.77"
+    assert stats["per_route"][0]["route"] == "xv:BTC/USDT:a>b"
+    assert stats["portfolio_value"] == "100006.77" and stats["realized_pnl"] == "6.77"
