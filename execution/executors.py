@@ -40,7 +40,6 @@ from .models import Balance, ExecutionSettings, Fill, Portfolio, Position, Trade
 ZERO, ONE = Decimal(0), Decimal(1)
 USD_LIKE = USD_STABLECOINS | {"USD"}
 INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
-NOT_APPROVED = "NOT_APPROVED"
 
 
 class Rejected(Exception):
