@@ -64,6 +64,41 @@ def level_for(usage: Decimal) -> str:
     return LOW
 
 
+def evaluate_limits(limits: RiskLimits, state: RiskState, today: RiskDay, *, size: Decimal, portfolio_value: Decimal,
+                    kind: str, now: datetime) -> tuple[dict, list[str], str]:
+    """Every check's figures, the reason codes of the limits reached, and the risk level (no writes)."""
+    checks, reasons = {}, []
+
+    def check(name, used, limit, code, blocked=None):
+        usage = (used / limit) if limit else Decimal(1)
+        checks[name] = {"used": str(used), "limit": str(limit), "usage": str(usage.quantize(Decimal("0.0001")))}
+        if blocked if blocked is not None else usage >= 1:
+            reasons.append(code)
+        return usage
+
+    streak = 0 if state.cooldown_until and state.cooldown_until <= now else state.loss_streak
+    peak = max(state.peak_equity or portfolio_value, portfolio_value)
+    drawdown = (peak - portfolio_value) / peak * HUNDRED if peak else Decimal(0)
+    desk_usage = max(
+        check("trades_today", Decimal(today.trades), Decimal(limits.max_trades_per_day), "TRADE_COUNT"),
+        check("daily_loss", today.realized_loss, limits.max_daily_loss, "DAILY_LOSS"),
+        check("loss_streak", Decimal(streak), Decimal(limits.max_consecutive_losses), "LOSS_STREAK"),
+        check("drawdown_pct", drawdown, limits.drawdown_halt_pct, "DRAWDOWN_HALT"),
+    )
+    position_limit = portfolio_value * limits.max_position_pct / HUNDRED
+    check("position", size, position_limit, "POSITION_SIZE", blocked=size > position_limit)
+    if state.cooldown_until and state.cooldown_until > now:
+        reasons.append("COOLDOWN")
+        checks["cooldown_until"] = {"used": state.cooldown_until.isoformat(), "limit": "", "usage": "1"}
+    level = BLOCKED if reasons else level_for(desk_usage)
+    if kind == "binary" and not reasons:
+        stake_limit = portfolio_value * limits.binary_max_stake_pct / HUNDRED
+        check("binary_stake", size, stake_limit, "BINARY_STAKE", blocked=size > stake_limit)
+        if level not in (LOW, MEDIUM):
+            reasons.append("BINARY_RISK_LEVEL")
+    return checks, reasons, level
+
+
 def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_value: Decimal, *,
                          kind: str = "arbitrage", now: datetime | None = None, reserve: bool = True,
                          limits: RiskLimits | None = None) -> RiskVerdict:
@@ -77,34 +112,8 @@ def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_va
         if state.cooldown_until and state.cooldown_until <= now:
             state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak
             state.save(update_fields=["loss_streak", "cooldown_until"])
-        checks, reasons = {}, []
-
-        def check(name, used, limit, code, blocked=None):
-            usage = (used / limit) if limit else Decimal(1)
-            checks[name] = {"used": str(used), "limit": str(limit), "usage": str(usage.quantize(Decimal("0.0001")))}
-            if blocked if blocked is not None else usage >= 1:
-                reasons.append(code)
-            return usage
-
-        peak = max(state.peak_equity or portfolio_value, portfolio_value)
-        drawdown = (peak - portfolio_value) / peak * HUNDRED if peak else Decimal(0)
-        desk_usage = max(
-            check("trades_today", Decimal(today.trades), Decimal(limits.max_trades_per_day), "TRADE_COUNT"),
-            check("daily_loss", today.realized_loss, limits.max_daily_loss, "DAILY_LOSS"),
-            check("loss_streak", Decimal(state.loss_streak), Decimal(limits.max_consecutive_losses), "LOSS_STREAK"),
-            check("drawdown_pct", drawdown, limits.drawdown_halt_pct, "DRAWDOWN_HALT"),
-        )
-        position_limit = portfolio_value * limits.max_position_pct / HUNDRED
-        check("position", size, position_limit, "POSITION_SIZE", blocked=size > position_limit)
-        if state.cooldown_until and state.cooldown_until > now:
-            reasons.append("COOLDOWN")
-            checks["cooldown_until"] = {"used": state.cooldown_until.isoformat(), "limit": "", "usage": "1"}
-        level = BLOCKED if reasons else level_for(desk_usage)
-        if kind == "binary" and not reasons:
-            stake_limit = portfolio_value * limits.binary_max_stake_pct / HUNDRED
-            check("binary_stake", size, stake_limit, "BINARY_STAKE", blocked=size > stake_limit)
-            if level not in (LOW, MEDIUM):
-                reasons.append("BINARY_RISK_LEVEL")
+        checks, reasons, level = evaluate_limits(limits, state, today, size=size, portfolio_value=portfolio_value,
+                                                 kind=kind, now=now)
         approved = not reasons
         if approved and reserve:
             today.trades += 1
@@ -120,6 +129,22 @@ def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_va
         approved=approved, level=BLOCKED if not approved else level, reasons=reasons, checks=checks,
         size_multiplier=Decimal("0.5") if level == HIGH else Decimal(1), day=day.isoformat(),
     )
+
+
+def risk_usage(*, portfolio_value: Decimal, now: datetime | None = None) -> dict:
+    """Today's usage against each limit and the desk's risk level, read without locks or writes."""
+    now = now or timezone.now()
+    limits = RiskLimits.get_solo()
+    day = risk_day(now, limits)
+    state = RiskState.objects.filter(pk=1).first() or RiskState()
+    today = RiskDay.objects.filter(date=day).first() or RiskDay(date=day)
+    checks, reasons, level = evaluate_limits(limits, state, today, size=Decimal(0), portfolio_value=portfolio_value,
+                                             kind="arbitrage", now=now)
+    checks.pop("position", None)
+    return {"day": day.isoformat(), "timezone": limits.day_timezone, "level": level, "reasons": reasons,
+            "checks": checks, "realized_pnl": str(today.realized_pnl), "limit_trips": today.limit_trips,
+            "cooldown_until": state.cooldown_until.isoformat() if state.cooldown_until else None,
+            "peak_equity": None if state.peak_equity is None else str(state.peak_equity)}
 
 
 def record_outcome(*, realized_pnl: Decimal, at: datetime | None = None) -> None:
