@@ -27,6 +27,17 @@ class Controls(SingletonSettings):
     class Meta:
         verbose_name = verbose_name_plural = "controls"
 
+    def save(self, *args, **kwargs):
+        """Saved and, after commit, announced (`controls` event): dashboards show the new mode at once."""
+        from django.db import transaction
+
+        from trifecta_site import events
+
+        super().save(*args, **kwargs)
+        data = {"mode": self.mode, "auto_execute": self.auto_execute, "kill_switch": self.kill_switch,
+                **{f"{kind}_enabled": getattr(self, f"{kind}_enabled") for kind in ("arbitrage", "forex", "binary")}}
+        transaction.on_commit(lambda: events.publish("controls", data))
+
     @property
     def mode(self) -> str:
         if self.kill_switch:

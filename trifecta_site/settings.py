@@ -165,6 +165,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {"OpportunityKindEnum": "scanners.models.Opportunity.KINDS"},
 }
 
 # Redis: broker, channel layer and cache. Unset = the bundled server `manage.py run`

@@ -1,0 +1,88 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scanners.api import KINDS
+from trifecta_site.api import epoch_ms_param, exact_filters, filter_param, time_range
+
+from . import portfolio as book_keeping
+from .models import EquitySnapshot, Fill, Position, Trade
+
+
+class FillSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Fill
+        exclude = ["trade"]
+
+
+class TradeSerializer(serializers.ModelSerializer):
+    fills = FillSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Trade
+        fields = "__all__"
+
+
+@extend_schema_view(list=extend_schema(parameters=[
+    filter_param("kind", KINDS), filter_param("status", [Trade.OPEN, Trade.CLOSED, Trade.REJECTED]), filter_param("symbol"),
+    epoch_ms_param("since", "opened at or after"), epoch_ms_param("until", "opened before")]))
+class TradeViewSet(viewsets.ReadOnlyModelViewSet):
+    """Paper trades with their fills, fees, expected vs realized edge and P&L, newest first."""
+
+    serializer_class = TradeSerializer
+
+    def get_queryset(self):
+        rows = Trade.objects.prefetch_related("fills").order_by("-opened_at", "-id")
+        rows = exact_filters(self.request, rows, {"kind": "kind", "status": "status", "symbol": "symbol"})
+        return time_range(self.request, "opened_at", rows)
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Position
+        fields = "__all__"
+
+
+@extend_schema_view(list=extend_schema(parameters=[filter_param("kind", ["forex", "binary"]), filter_param("status", [Position.OPEN, Position.CLOSED])]))
+class PositionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Forex positions and binary stakes; open ones carry their unrealized P&L."""
+
+    serializer_class = PositionSerializer
+
+    def get_queryset(self):
+        rows = Position.objects.order_by("-opened_ts", "-id")
+        return exact_filters(self.request, rows, {"kind": "kind", "status": "status"})
+
+
+class EquitySnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EquitySnapshot
+        exclude = ["id", "portfolio"]
+
+
+class PortfolioView(APIView):
+    @extend_schema(parameters=[epoch_ms_param("since", "equity curve from")], responses={200: {"type": "object"}})
+    def get(self, request):
+        """The current portfolio and its equity curve (one point a minute; the last day unless `since`)."""
+        portfolio = book_keeping.current_portfolio()
+        points = EquitySnapshot.objects.filter(portfolio=portfolio)
+        since = request.query_params.get("since")
+        if since is not None:
+            if not since.lstrip("-").isdigit():
+                raise serializers.ValidationError({"since": "an integer of epoch milliseconds"})
+            points = points.filter(minute_ts__gte=int(since)).order_by("minute_ts")[:10_080]
+        else:
+            points = reversed(list(points.order_by("-minute_ts")[:1440]))
+        return Response({
+            "id": portfolio.pk, "started_at": portfolio.started_at, "currency": portfolio.currency,
+            **book_keeping.desk_stats(portfolio),
+            "equity_curve": EquitySnapshotSerializer(points, many=True).data,
+        })
+
+
+class StatsView(APIView):
+    @extend_schema(responses={200: {"type": "object"}})
+    def get(self, request):
+        """Paper trades, portfolio value, scans, counts and P&L per kind and route, feed status."""
+        return Response(book_keeping.desk_stats())

@@ -1,0 +1,88 @@
+"""What every app's API shares: staff-only writes, time-range filters, singleton settings views."""
+from __future__ import annotations
+
+from datetime import datetime, timezone as dt_timezone
+
+from django.core.exceptions import ValidationError as ModelValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import generics, permissions, serializers
+
+
+class IsStaffOrReadOnly(permissions.BasePermission):
+    """Any signed-in user reads; only staff change the desk."""
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or request.user.is_staff
+
+
+def filter_param(name: str, choices=None, *, integer: bool = False) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.INT if integer else OpenApiTypes.STR, enum=choices,
+                            description=f"only rows whose {name} is this")
+
+
+def epoch_ms_param(name: str, what: str) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.INT, description=f"{what}, epoch milliseconds")
+
+
+def time_range(request, field: str, queryset):
+    """Filter `queryset` on `?since=` / `?until=` (epoch ms); a malformed value is a 400 naming it."""
+    for name, lookup in (("since", "gte"), ("until", "lt")):
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            moment = datetime.fromtimestamp(int(raw) / 1000, tz=dt_timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise serializers.ValidationError({name: "an integer of epoch milliseconds"})
+        queryset = queryset.filter(**{f"{field}__{lookup}": moment})
+    return queryset
+
+
+def exact_filters(request, queryset, names: dict[str, str]):
+    """`?kind=arbitrage&status=executed`-style filters: query parameter -> model lookup."""
+    for param, lookup in names.items():
+        value = request.query_params.get(param)
+        if value is not None:
+            queryset = queryset.filter(**{lookup: value})
+    return queryset
+
+
+class SettingsSerializer(serializers.ModelSerializer):
+    """A singleton settings row; the model's own validation (`full_clean`) decides, as in admin."""
+
+    def validate(self, attrs):
+        candidate = self.instance.__class__(pk=self.instance.pk)
+        candidate._state.adding = False  # the stored row itself, changed: not a second row with its id
+        for field in self.instance._meta.concrete_fields:
+            setattr(candidate, field.attname, getattr(self.instance, field.attname))
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        try:
+            candidate.full_clean()
+        except ModelValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict)
+        return attrs
+
+
+class SingletonSettingsView(generics.RetrieveUpdateAPIView):
+    """GET the row; PUT/PATCH it (staff). Every change is audited with the user who made it."""
+
+    permission_classes = [IsStaffOrReadOnly]
+    model = None
+
+    def get_object(self):
+        return self.model.get_solo()
+
+    def perform_update(self, serializer):
+        instance = serializer.instance
+        for name, value in serializer.validated_data.items():
+            setattr(instance, name, value)
+        instance.save(changed_by=self.request.user)
+
+
+def settings_serializer(model_class) -> type[SettingsSerializer]:
+    meta = type("Meta", (), {"model": model_class, "exclude": ["id"]})
+    return type(f"{model_class.__name__}Serializer", (SettingsSerializer,), {"Meta": meta})
