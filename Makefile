@@ -61,3 +61,7 @@ bench-decide: install
 .PHONY: bench-execute
 bench-execute: install
 	cd bench && ../$(BIN)/python execute.py
+
+.PHONY: bench-surfaces
+bench-surfaces: install
+	cd bench && ../$(BIN)/python surfaces.py

@@ -32,11 +32,16 @@ class DecisionViewSet(viewsets.ReadOnlyModelViewSet):
 class RiskView(APIView):
     @extend_schema(responses={200: {"type": "object"}})
     def get(self, request):
-        """Today's usage against each limit, the risk level and the reasons it would block now."""
-        from execution.portfolio import desk_exposure
+        """Today's usage against each limit, the risk level and the reasons it would block now.
+
+        "Today" is the day of the desk's latest decision (in the limits' time zone): live
+        that is today; replaying a recording it is the recording's day."""
+        from execution.portfolio import desk_exposure, ms_to_datetime
 
         _, value, _, _ = desk_exposure()
-        return Response({"portfolio_value": str(value), **risk_usage(portfolio_value=value)})
+        latest = Decision.objects.order_by("-id").values_list("market_ts", flat=True).first()
+        now = None if latest is None else ms_to_datetime(latest)  # the desk's clock: a replay's day, not today's
+        return Response({"portfolio_value": str(value), **risk_usage(portfolio_value=value, now=now)})
 
 
 class AgentStateSerializer(serializers.ModelSerializer):

@@ -213,11 +213,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = int(os.environ.get("CELERY_MAX_MEMORY_PER_CHILD_KB", "400000"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task whose worker died unacknowledged is redelivered once it is this old, by the
-# sweep every worker runs every CELERY_RESTORE_INTERVAL_S.
+# sweep every worker runs every CELERY_RESTORE_INTERVAL_S. The sweep's lock expires after
+# three intervals, so a worker killed while sweeping does not stop the others for long.
+CELERY_RESTORE_INTERVAL_S = int(os.environ.get("CELERY_RESTORE_INTERVAL_S", "10"))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "3600")),
-    "unacked_restore_interval": int(os.environ.get("CELERY_RESTORE_INTERVAL_S", "10")),
+    "unacked_restore_interval": CELERY_RESTORE_INTERVAL_S,
     "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 3 * CELERY_RESTORE_INTERVAL_S,
     "socket_timeout": 5, "socket_connect_timeout": 5,
 }
 CELERY_BEAT_SCHEDULER = "trifecta_site.beat:HeartbeatDatabaseScheduler"

@@ -97,3 +97,47 @@ def test_session_writes_need_the_csrf_token():
     client.force_login(user)
     assert client.patch("/api/controls/", {"kill_switch": True}, format="json").status_code == 403
     assert Controls.get_solo().kill_switch is False
+
+
+LISTS = ["/api/opportunities/", "/api/decisions/", "/api/trades/", "/api/positions/", "/api/agents/",
+         "/api/feeds/", "/api/scans/"]
+
+
+def populate(n: int) -> None:
+    """n of everything a list shows, with the related rows each row carries."""
+    from django.utils import timezone
+
+    from decisions.models import AgentState, Decision
+    from execution.models import Fill, Position, Trade
+    from execution.portfolio import current_portfolio
+    from scanners.models import FeedState, ScanRun
+
+    portfolio, now = current_portfolio(), timezone.now()
+    for k in range(n):
+        opp = opportunity("forex", {"symbol": "EUR/USD"}, route=f"r{n}-{k}")
+        for layer in ("agent", "risk", "governor"):
+            Decision.objects.create(opportunity=opp, layer=layer, verdict="x", decided_at=now, market_ts=T0)
+        trade = Trade.objects.create(portfolio=portfolio, opportunity=opp, kind="forex", route=opp.route, symbol="EUR/USD",
+                                     status="open", opened_ts=T0, opened_at=now)
+        for leg in (1, 2):
+            Fill.objects.create(trade=trade, leg=leg, venue="v", symbol="EUR/USD", side="buy", requested=1, quantity=1, filled_ts=T0)
+        Position.objects.create(trade=trade, kind="forex", venue="v", symbol="EUR/USD", direction="BUY", quantity=1,
+                                entry_price=1, opened_ts=T0, checked_ts=T0)
+        AgentState.objects.create(agent="forex", key=f"k{n}-{k}")
+        FeedState.objects.create(feed="f", venue=f"v{n}-{k}", state="ok", updated_at=now)
+        ScanRun.objects.create(kind="forex", started_at=now, market_ts=T0, duration_ms=1)
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_list_endpoints_query_the_same_whatever_the_page_holds(path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    api = client_for(staff=False)
+    counts = []
+    for n in (2, 10):
+        populate(n)
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get(path).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1], f"{path}: {counts[0]} queries for a few rows, {counts[1]} for more (N+1)"

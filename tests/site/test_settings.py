@@ -38,3 +38,22 @@ def test_sqlite_is_set_up_for_several_writers():
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 5000
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_check_deploy_is_clean_with_the_production_settings_readme_documents():
+    """README's production environment (TLS proxy, secure cookies, HSTS) passes `check --deploy`."""
+    import os
+    import subprocess
+    import sys
+
+    from ..conftest import ROOT
+
+    env = {**{k: v for k, v in os.environ.items() if k not in ("DEBUG",)},
+           "DJANGO_SETTINGS_MODULE": "trifecta_site.settings", "DEBUG": "false",
+           "SECRET_KEY": "a-production-secret-key-of-sufficient-length-and-variety-0123456789-!@#$%",
+           "ALLOWED_HOSTS": "desk.example.com", "CSRF_TRUSTED_ORIGINS": "https://desk.example.com",
+           "SECURE_COOKIES": "true", "SECURE_SSL_REDIRECT": "true", "SECURE_HSTS_SECONDS": "31536000"}
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

@@ -1,0 +1,122 @@
+"""The dashboard in a real browser (Playwright driving Debian's Chromium) against real
+web and worker processes: log in, see an opportunity arrive live from the worker, switch
+to auto-execute and see a trade, trip the kill switch and see execution stop.
+
+Set TRIFECTA_SCREENSHOTS=docs to refresh the screenshots README shows (docs/*.png)."""
+import os
+import shutil
+import time
+from decimal import Decimal as D
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from decisions.models import Controls, RiskLimits
+from execution.models import ExecutionSettings, Trade
+from scanners.models import ArbitrageSettings
+from scanners.tasks import poll_feeds, scan_arbitrage
+from trifecta_site import embedded
+
+from . import processes
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = [
+    pytest.mark.integration, pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+DOCS = processes.ROOT / "docs"
+
+
+@pytest.fixture
+def desk(tmp_path):
+    env = processes.desk_env()
+    port = embedded.free_port()
+    web = worker = None
+    try:
+        web = processes.start_web(env, tmp_path / "web.log", port)
+        worker = processes.start_worker(env, tmp_path / "worker.log")
+        yield {"url": f"http://127.0.0.1:{port}", "logs": tmp_path}
+    finally:
+        processes.stop(web, worker)
+
+
+def eager_desk():
+    """Thresholds that the hand-written desk-smoke market passes, limits out of the way."""
+    ArbitrageSettings.objects.update_or_create(pk=1, defaults={
+        "min_net_pct": D("-5"), "max_risk_score": D("100"), "auto_min_net_pct": D("-5"),
+        "auto_min_profit_usd": D("-1000"), "auto_max_risk": D("100"), "top_n": 1})
+    RiskLimits.objects.update_or_create(pk=1, defaults={"max_trades_per_day": 1000, "max_daily_loss": D("100000"),
+                                                        "max_consecutive_losses": 1000})
+    ExecutionSettings.objects.update_or_create(pk=1, defaults={"realism": "optimistic"})
+    Controls.objects.update_or_create(pk=1, defaults={"auto_execute": False, "kill_switch": False})
+
+
+def scan_until(page, predicate, what: str, timeout_s: float = 45):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        scan_arbitrage.delay()
+        try:
+            page.wait_for_function(predicate, timeout=2500)
+            return
+        except playwright.TimeoutError:
+            continue
+    raise AssertionError(f"the dashboard never showed {what}")
+
+
+def rows(table: str) -> str:
+    return f"document.querySelectorAll('#{table} tbody tr').length"
+
+
+def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls
+    # below are plain blocking calls of the test, not async code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    eager_desk()
+    get_user_model().objects.create_user("operator", password="pw-for-tests-1", is_staff=True)
+    poll_feeds.delay()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(desk["url"] + "/admin/login/?next=/")
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", "pw-for-tests-1")
+        page.click("input[type=submit]")
+        page.wait_for_selector("#stream-state[data-state=connected]", timeout=20_000)
+        page.wait_for_function("document.querySelector('#mode').dataset.mode !== ''")
+        assert page.text_content("#mode").strip() == "DISPLAY ONLY"
+
+        scan_until(page, f"{rows('opportunities')} > 0", "an opportunity")
+        page.click("#opportunities tbody tr")
+        page.wait_for_selector("#trail li")
+        scan_until(page, "document.querySelector('#trail').textContent.includes('DISPLAY_ONLY')", "the decision trail")
+        assert Trade.objects.count() == 0
+
+        page.click("#toggle-auto")
+        page.wait_for_function("document.querySelector('#mode').dataset.mode === 'AUTO-EXECUTE'")
+        scan_until(page, f"{rows('trades')} > 0", "a trade")
+        assert Trade.objects.exists()
+        if os.environ.get("TRIFECTA_SCREENSHOTS") == "docs":
+            DOCS.mkdir(exist_ok=True)
+            page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+
+        page.click("#kill-switch")
+        page.wait_for_function("document.querySelector('#mode').dataset.mode === 'HALTED'")
+        time.sleep(1)
+        halted_at = Trade.objects.count()
+        for _ in range(3):
+            scan_arbitrage.delay()
+            time.sleep(1)
+        assert Trade.objects.count() == halted_at
+        assert Controls.get_solo().kill_switch is True
+
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+        phone.context.add_cookies(page.context.cookies())
+        phone.goto(desk["url"] + "/")
+        phone.wait_for_selector("#stream-state[data-state=connected]", timeout=20_000)
+        phone.wait_for_function(f"{rows('opportunities')} > 0 && document.querySelector('#mode').dataset.mode === 'HALTED'")
+        assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways on a phone"
+        if os.environ.get("TRIFECTA_SCREENSHOTS") == "docs":
+            phone.screenshot(path=str(DOCS / "dashboard-phone.png"), full_page=True)
+        browser.close()
