@@ -1,6 +1,7 @@
 """The operators' surfaces under load, served as README's production layout serves them.
 
-API: list endpoints, pages of 50 on tables of 30,000 rows in PostgreSQL, 8 concurrent
+API: list endpoints, pages of 50 (the newest 20 pages, in turn, as dashboards and
+polling scripts read them) on tables of 30,000 rows in PostgreSQL, 8 concurrent
 keep-alive connections against uvicorn with 2 worker processes (DEBUG off): requests/s
 and p99 per endpoint. Baseline, same server, same run: a plain Django view returning the
 same page of opportunities as JSON without DRF (`bench/bench_urls.py`).
@@ -28,6 +29,7 @@ from common import ROOT, metric, postgres_ready, write_results
 URL = "postgres://postgres@127.0.0.1:5432/trifecta_bench"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 ROWS, CONNECTIONS, SECONDS, CLIENTS, RATE, BROADCAST_S = 30_000, 8, 8, 200, 20, 10
+RECENT_PAGES = 20  # clients read the newest rows: pages 1-20 (1,000 rows) of the 30,000, in turn
 ENV = {**os.environ, "DATABASE_URL": URL, "REDIS_URL": REDIS, "DEBUG": "false", "LOG_LEVEL": "WARNING",
        "DJANGO_SETTINGS_MODULE": "trifecta_site.settings", "API_USER_RATE": "100000000/min",
        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"}
@@ -174,7 +176,7 @@ def main() -> None:
     web = start_web(port)
     try:
         base = f"http://127.0.0.1:{port}"
-        pages = ROWS // 50
+        pages = RECENT_PAGES
         baseline = load(f"{base}/plain/opportunities/", token, pages)
         metrics = {}
         for name in ("opportunities", "decisions", "trades", "scans"):

@@ -157,7 +157,8 @@ class Decision(models.Model):
     class Meta:
         ordering = ["-decided_at", "opportunity_id", "id"]
         constraints = [models.UniqueConstraint(fields=["opportunity", "layer"], name="one_decision_per_layer")]
-        indexes = [models.Index(fields=["layer", "verdict", "-decided_at"], name="decision_verdict_recent")]
+        indexes = [models.Index(fields=["layer", "verdict", "-decided_at"], name="decision_verdict_recent"),
+                   models.Index(fields=["-decided_at", "-id"], name="decision_recent_list")]
 
     def __str__(self):
         return f"{self.layer} on #{self.opportunity_id}: {self.verdict}"

@@ -139,6 +139,7 @@ class Trade(models.Model):
     class Meta:
         ordering = ["-opened_at", "-id"]
         indexes = [models.Index(fields=["status", "kind"], name="trade_status_kind"),
+                   models.Index(fields=["-opened_at", "-id"], name="trade_recent_list"),
                    models.Index(fields=["portfolio", "status"], name="trade_portfolio_status")]
 
     def __str__(self):

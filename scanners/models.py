@@ -45,7 +45,8 @@ class ScanRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["kind", "-started_at"], name="scanrun_kind_recent")]
+        indexes = [models.Index(fields=["kind", "-started_at"], name="scanrun_kind_recent"),
+                   models.Index(fields=["-started_at", "-id"], name="scanrun_recent_list")]
 
     def __str__(self):
         return f"{self.kind} scan at {self.started_at:%Y-%m-%d %H:%M:%S}"
@@ -88,7 +89,7 @@ class Opportunity(models.Model):
         ordering = ["-detected_at", "rank"]
         verbose_name_plural = "opportunities"
         indexes = [
-            models.Index(fields=["-detected_at"], name="opp_recent"),
+            models.Index(fields=["-detected_at", "rank", "-id"], name="opp_recent_list"),
             models.Index(fields=["kind", "-detected_at"], name="opp_kind_recent"),
             models.Index(fields=["status", "-detected_at"], name="opp_status_recent"),
             models.Index(fields=["symbol", "-detected_at"], name="opp_symbol_recent"),
