@@ -510,19 +510,15 @@ def _triangle_candidate(index: TriangleIndex, cycle: int, quotes: dict, venue: s
     amount_rate, gross_rate = ONE, ONE
     capacity = None  # in start currency
     path, used = [], []
-    currency = start
     for market, sells in zip(index.legs[cycle], index.sells[cycle]):
         quote = quotes[index.symbols[market]]
         used.append(quote)
-        base, _, rest = quote.symbol.partition("/")
         if sells:
             rate, gross = quote.bid * (ONE - fee), quote.bid
             limit = quote.bid_size  # base units in
-            currency = rest.split(":")[0]
         else:
             rate, gross = (ONE - fee) / quote.ask, ONE / quote.ask
             limit = quote.ask_size * quote.ask if quote.ask_size is not None else None  # quote units in
-            currency = base
         if limit is not None:
             in_start = limit / amount_rate
             capacity = in_start if capacity is None else min(capacity, in_start)

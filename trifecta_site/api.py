@@ -46,6 +46,8 @@ def exact_filters(request, queryset, names: dict[str, str]):
     for param, lookup in names.items():
         value = request.query_params.get(param)
         if value is not None:
+            if "\x00" in value:  # PostgreSQL text cannot hold it: a 400, not a database error
+                raise serializers.ValidationError({param: "must not contain NUL characters"})
             queryset = queryset.filter(**{lookup: value})
     return queryset
 

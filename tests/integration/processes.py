@@ -90,3 +90,4 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout_s: flo
 
 def stop(*processes: subprocess.Popen) -> None:
     embedded.stop([p for p in processes if p is not None], grace_s=10)
+

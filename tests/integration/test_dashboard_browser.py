@@ -10,6 +10,7 @@ from decimal import Decimal as D
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from decisions.models import Controls, RiskLimits
 from execution.models import ExecutionSettings, Trade
@@ -120,3 +121,4 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
         if os.environ.get("TRIFECTA_SCREENSHOTS") == "docs":
             phone.screenshot(path=str(DOCS / "dashboard-phone.png"), full_page=True)
         browser.close()
+        connections.close_all()  # Playwright runs this body in a greenlet: its own database connection

@@ -141,3 +141,8 @@ def test_list_endpoints_query_the_same_whatever_the_page_holds(path):
             assert api.get(path).status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1], f"{path}: {counts[0]} queries for a few rows, {counts[1]} for more (N+1)"
+
+
+def test_a_nul_character_in_a_filter_is_a_400():
+    response = client_for(staff=False).get("/api/decisions/?layer=%00")
+    assert response.status_code == 400 and "layer" in response.json()
