@@ -6,6 +6,7 @@ from .models import (
     ArbitrageSettings,
     BinaryPayout,
     BinarySettings,
+    FeedSettings,
     FeedState,
     ForexSettings,
     Opportunity,
@@ -55,3 +56,6 @@ class WithdrawalFeeAdmin(admin.ModelAdmin):
 @admin.register(BinaryPayout)
 class BinaryPayoutAdmin(admin.ModelAdmin):
     list_display = ("symbol", "payout")
+
+
+admin.site.register(FeedSettings, SingletonAdmin)

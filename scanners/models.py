@@ -176,6 +176,84 @@ class BinarySettings(SingletonSettings):
         return self.expiry_seconds() if name == "expiries" else getattr(self, name)
 
 
+def default_venues() -> str:
+    from django.conf import settings
+
+    return ",".join(settings.TRIFECTA_VENUES)
+
+
+def default_symbols() -> str:
+    from django.conf import settings
+
+    return ",".join(settings.TRIFECTA_SYMBOLS)
+
+
+def default_mt5_symbols() -> str:
+    from django.conf import settings
+
+    return ",".join(settings.MT5_SYMBOLS)
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class FeedSettings(SingletonSettings):
+    """What the live feeds poll. First values from the environment (TRIFECTA_VENUES,
+    TRIFECTA_SYMBOLS, MT5_SYMBOLS); a change applies at the scan worker's next poll."""
+
+    venues = models.CharField(max_length=500, default=default_venues,
+                              help_text="ccxt exchange ids, comma-separated, e.g. binance,kraken")
+    symbols = models.CharField(max_length=1000, default=default_symbols,
+                               help_text="unified symbols, comma-separated, e.g. BTC/USDT,ETH/USDT")
+    mt5_symbols = models.CharField(max_length=500, default=default_mt5_symbols,
+                                   help_text="MetaTrader 5 names as in Market Watch, comma-separated")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "feed settings"
+
+    def clean(self):
+        import re
+
+        from django.core.exceptions import ValidationError
+
+        errors = {}
+        venues = self.venue_list()
+        if not venues:
+            errors["venues"] = "at least one venue"
+        else:
+            import ccxt  # only here, to know the venue ids: the web process never polls
+
+            unknown = [venue for venue in venues if venue not in ccxt.exchanges]
+            if unknown:
+                errors["venues"] = f"unknown venue {', '.join(unknown)}: use ccxt exchange ids such as binance, kraken"
+        bad = [symbol for symbol in self.symbol_list() if not re.fullmatch(r"[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?", symbol)]
+        if bad or not self.symbol_list():
+            errors["symbols"] = f"not a unified symbol: {', '.join(bad)} (write BASE/QUOTE, e.g. BTC/USDT)" if bad else "at least one symbol"
+        bad = [symbol for symbol in self.mt5_symbol_list() if not re.fullmatch(r"[A-Za-z0-9._#-]+", symbol)]
+        if bad:
+            errors["mt5_symbols"] = f"not a MetaTrader symbol name: {', '.join(bad)}"
+        if errors:
+            raise ValidationError(errors)
+
+    def venue_list(self) -> list[str]:
+        return _items(self.venues)
+
+    def symbol_list(self) -> list[str]:
+        return _items(self.symbols)
+
+    def mt5_symbol_list(self) -> list[str]:
+        return _items(self.mt5_symbols)
+
+    def universe(self, kind: str) -> tuple:
+        """What a live feed of this kind is built from: when it changes, the feed is rebuilt."""
+        if kind == "ccxt":
+            return tuple(self.venue_list()), tuple(self.symbol_list())
+        if kind == "mt5":
+            return tuple(self.mt5_symbol_list())
+        return ()
+
+
 class WithdrawalFee(models.Model):
     """What moving a currency off a venue costs, for transfer-aware arbitrage."""
 

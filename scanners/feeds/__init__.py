@@ -36,26 +36,42 @@ def build_feed(kind: str | None = None) -> Feed:
         )
         return ReplayFeed(reader, clock)
     if kind == "ccxt":
+        from scanners.models import FeedSettings
+
         from .exchanges import CcxtFeed
 
-        return CcxtFeed(
-            venues=settings.TRIFECTA_VENUES,
-            symbols=settings.TRIFECTA_SYMBOLS,
-            timeout_ms=settings.CCXT_TIMEOUT_MS,
-        )
+        universe = FeedSettings.get_solo()
+        return CcxtFeed(venues=universe.venue_list(), symbols=universe.symbol_list(), timeout_ms=settings.CCXT_TIMEOUT_MS)
     if kind == "mt5":
+        from scanners.models import FeedSettings
+
         from .metatrader import MetaTraderFeed
 
-        return MetaTraderFeed(symbols=settings.MT5_SYMBOLS)
+        return MetaTraderFeed(symbols=FeedSettings.get_solo().mt5_symbol_list())
     raise FeedError(f"unknown TRIFECTA_FEED {kind!r}: use replay, ccxt or mt5")
 
 
+_current_universe: tuple = ()
+
+
 def current_feed() -> Feed:
-    """The feed of this process, built once on first use."""
-    global _current
+    """The feed of this process, built on first use and again when the venues or symbols
+    to poll are changed (admin: Feed settings); a replay is built once."""
+    from django.conf import settings
+
+    global _current, _current_universe
+    universe = ()
+    if settings.TRIFECTA_FEED != "replay":
+        from scanners.models import FeedSettings
+
+        universe = FeedSettings.get_solo().universe(settings.TRIFECTA_FEED)
     with _lock:
+        if _current is not None and universe != _current_universe:
+            _current.close()
+            _current = None
         if _current is None:
             _current = build_feed()
+            _current_universe = universe
         return _current
 
 

@@ -104,6 +104,7 @@ def test_unavailable_on_windows_without_the_package(monkeypatch):
     assert feed.quote("mt5", "EUR/USD") is None
 
 
+@pytest.mark.django_db
 def test_build_feed_makes_an_unavailable_mt5_feed_off_windows(monkeypatch, settings):
     from scanners.feeds import build_feed
 

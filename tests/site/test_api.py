@@ -146,3 +146,9 @@ def test_list_endpoints_query_the_same_whatever_the_page_holds(path):
 def test_a_nul_character_in_a_filter_is_a_400():
     response = client_for(staff=False).get("/api/decisions/?layer=%00")
     assert response.status_code == 400 and "layer" in response.json()
+
+
+def test_the_api_docs_load_nothing_from_a_cdn(client):
+    client.force_login(get_user_model().objects.create_user("reader", password="pw-for-tests-1"))
+    page = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in page and "cdn" not in page.lower() and "https://" not in page
