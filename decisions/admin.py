@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.template.response import TemplateResponse
 
 from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
@@ -31,9 +32,15 @@ class AgentStateAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Reset the learning of the selected rows' agents (every key of each)")
     def reset_agents(self, request, queryset):
-        agents = set(queryset.values_list("agent", flat=True))
+        """Asks first (listing what goes), then forgets every key of the selected agents."""
+        agents = sorted(set(queryset.values_list("agent", flat=True)))
+        if request.POST.get("confirmed") != "yes":
+            context = {**self.admin_site.each_context(request), "title": "Reset agent learning?", "agents": agents,
+                       "rows": AgentState.objects.filter(agent__in=agents).count(), "queryset": queryset,
+                       "opts": self.model._meta}
+            return TemplateResponse(request, "admin/decisions/agentstate/reset_confirmation.html", context)
         deleted, _ = AgentState.objects.filter(agent__in=agents).delete()
-        self.message_user(request, f"Reset {', '.join(sorted(agents))}: {deleted} learned rows removed.")
+        self.message_user(request, f"Reset {', '.join(agents)}: {deleted} learned rows removed.")
 
 
 @admin.register(Decision)

@@ -4,8 +4,10 @@ from django.db import OperationalError
 from scanners.feeds import desk_feed
 from scanners.feeds.base import FeedError, NotYetObserved
 from scanners.services import exclusive
+from trifecta_site import events
 
 from . import executors, monitor
+from .portfolio import desk_stats
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=20)
@@ -21,6 +23,8 @@ def execute(self, opportunity_id: int):
 
 @shared_task(ignore_result=True, expires=10)
 def monitor_positions():
+    """Close what must close, mark the rest, and publish the desk's figures (`stats` event)."""
     with exclusive("monitor_positions", ttl_s=60) as mine:
         if mine:
             monitor.monitor_positions(feed=desk_feed())
+            events.publish("stats", desk_stats())
