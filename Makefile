@@ -46,22 +46,8 @@ clean-var:
 
 # Benchmarks print figures beside a baseline measured in the same run and write
 # bench/results/NAME.json; record each result with its command in bench/RESULTS.md.
-.PHONY: bench-replay-open
-bench-replay-open: install
-	cd bench && ../$(BIN)/python replay_open.py
-
-.PHONY: bench-scan
-bench-scan: install
-	cd bench && ../$(BIN)/python scan.py
-
-.PHONY: bench-decide
-bench-decide: install
-	cd bench && ../$(BIN)/python decide.py
-
-.PHONY: bench-execute
-bench-execute: install
-	cd bench && ../$(BIN)/python execute.py
-
-.PHONY: bench-surfaces
-bench-surfaces: install
-	cd bench && ../$(BIN)/python surfaces.py
+# `make bench-NAME` runs bench/NAME.py (dashes become underscores).
+BENCHES := replay-open scan decide execute surfaces
+.PHONY: $(addprefix bench-,$(BENCHES))
+$(addprefix bench-,$(BENCHES)): bench-%: install
+	cd bench && ../$(BIN)/python $(subst -,_,$*).py

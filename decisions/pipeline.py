@@ -120,7 +120,8 @@ def _decision_event(decision: Decision) -> dict:
 def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     """Run the three layers on one opportunity and store their verdicts, once."""
     from execution.models import ExecutionSettings
-    from execution.portfolio import desk_exposure, ms_to_datetime
+    from execution.portfolio import desk_exposure
+    from scanners.services import ms_to_datetime
 
     opportunity = Opportunity.objects.get(pk=opportunity_id)
     if opportunity.status != Opportunity.DETECTED:  # decided before (the unique rows below catch a race)

@@ -31,6 +31,7 @@ from django.db.models import Q
 from scanners.arbitrage import USD_STABLECOINS
 from scanners.feeds.base import Feed
 from scanners.models import Opportunity
+from scanners.services import ms_to_datetime
 from trifecta_site import events
 
 from . import portfolio as book_keeping
@@ -330,7 +331,7 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> Trad
     trade = Trade(
         portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
         symbol=opportunity.symbol, venues=opportunity.venues, direction=opportunity.direction,
-        opened_ts=plan.opened_ts, opened_at=book_keeping.ms_to_datetime(plan.opened_ts), size_usd=plan.size_usd,
+        opened_ts=plan.opened_ts, opened_at=ms_to_datetime(plan.opened_ts), size_usd=plan.size_usd,
         fees_usd=plan.fees_usd, expected_pnl_usd=plan.expected_usd, edge=plan.edge,
     )
     if plan.rejected is None:
@@ -345,7 +346,7 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> Trad
         Opportunity.objects.filter(pk=opportunity.pk).update(status=Opportunity.REJECTED)
         from decisions.risk import release_trade_slot
 
-        release_trade_slot(at=book_keeping.ms_to_datetime(plan.opened_ts))
+        release_trade_slot(at=ms_to_datetime(plan.opened_ts))
         transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
         return trade
     spec = dict(plan.position or {})

@@ -50,11 +50,6 @@ def record_close(*, trade: Trade, won: bool | None) -> None:
     record_outcome(realized_pnl=pnl, at=trade.closed_at)
 
 
-def _finest_timeframe(feed: Feed, venue: str, symbol: str) -> str | None:
-    frames = next((i.timeframes for i in feed.instruments() if i.venue == venue and i.symbol == symbol), ())
-    return min(frames, key=TIMEFRAME_MS.get) if frames else None
-
-
 def price_at(feed: Feed, venue: str, symbol: str, ts: int, *, max_age_ms: int) -> tuple[Decimal | None, int | None]:
     """The latest observed mid at or before `ts` (a quote, else a bar close), if not older than the max age."""
     for quote in reversed(feed.quote_history(venue, symbol, ts - max_age_ms - 1)):
@@ -63,7 +58,7 @@ def price_at(feed: Feed, venue: str, symbol: str, ts: int, *, max_age_ms: int) -
     quote = feed.quote(venue, symbol)
     if quote is not None and quote.mid is not None and ts - max_age_ms <= quote.ts <= ts:
         return quote.mid, quote.ts
-    timeframe = _finest_timeframe(feed, venue, symbol)
+    timeframe = feed.finest_timeframe(venue, symbol)
     if timeframe:
         span = TIMEFRAME_MS[timeframe]
         for bar in reversed(feed.bars(venue, symbol, timeframe, limit=max(1, (feed.now() - ts + max_age_ms) // span + 2))):
@@ -105,7 +100,7 @@ def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSe
     long = position.direction == "BUY"
     spread = Decimal(position.trade.edge.get("entry_spread", "0")) if not long else ZERO
     stop, target = position.stop_loss, position.take_profit
-    timeframe = _finest_timeframe(feed, venue, symbol)
+    timeframe = feed.finest_timeframe(venue, symbol)
     if timeframe:
         span = TIMEFRAME_MS[timeframe]
         bars = [b for b in feed.bars(venue, symbol, timeframe, limit=max(1, (now - position.checked_ts) // span + 1))
@@ -140,7 +135,7 @@ def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSe
 def _check_binary(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
     if now < position.expiry_ts:
         return None
-    timeframe = _finest_timeframe(feed, position.venue, position.symbol)
+    timeframe = feed.finest_timeframe(position.venue, position.symbol)
     allowance = settings.max_quote_age_ms + (TIMEFRAME_MS[timeframe] if timeframe else 0)
     settle_price, _ = price_at(feed, position.venue, position.symbol, position.expiry_ts, max_age_ms=allowance)
     stake, entry = position.quantity, position.entry_price

@@ -14,7 +14,6 @@ Accounting, in the reporting currency (USD):
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 from django.db import transaction
@@ -23,6 +22,7 @@ from django.utils import timezone
 
 from scanners.arbitrage import USD_STABLECOINS, UsdRates
 from scanners.feeds.base import Feed
+from scanners.services import ms_to_datetime
 
 from .models import Balance, EquitySnapshot, ExecutionSettings, Portfolio, Position, Trade, stored
 
@@ -30,10 +30,6 @@ ZERO = Decimal(0)
 CENT = Decimal("0.01")
 MINUTE_MS = 60_000
 USD_LIKE = USD_STABLECOINS | {"USD"}
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc)
 
 
 def current_portfolio() -> Portfolio:
@@ -89,12 +85,6 @@ def realized_total(portfolio: Portfolio) -> Decimal:
 def unrealized_total(portfolio: Portfolio) -> Decimal:
     return Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).aggregate(
         total=Sum("unrealized_pnl"))["total"] or ZERO
-
-
-def portfolio_value(portfolio: Portfolio | None = None) -> Decimal:
-    """Equity: starting value + realized + unrealized P&L."""
-    portfolio = portfolio or current_portfolio()
-    return portfolio.starting_value + realized_total(portfolio) + unrealized_total(portfolio)
 
 
 def desk_exposure() -> tuple[Portfolio, Decimal, set[str], int]:
@@ -160,6 +150,19 @@ def take_snapshot(*, ts: int, portfolio: Portfolio | None = None) -> EquitySnaps
         },
     )
     return snapshot
+
+
+def equity_figures(portfolio: Portfolio | None = None) -> dict:
+    """The latest point of the equity curve, as the `stats` event carries it (one query:
+    the monitor has just taken it)."""
+    portfolio = portfolio or current_portfolio()
+    point = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").first()
+    if point is None:
+        return {"portfolio_id": portfolio.pk}
+    return {"portfolio_id": portfolio.pk, "minute_ts": point.minute_ts, "equity": str(point.equity.quantize(CENT)),
+            "cash": str(point.cash.quantize(CENT)), "realized_pnl": str(point.realized_pnl.quantize(CENT)),
+            "unrealized_pnl": str(point.unrealized_pnl.quantize(CENT)), "peak_equity": str(point.peak_equity.quantize(CENT)),
+            "drawdown_pct": str(point.drawdown_pct), "open_positions": point.open_positions}
 
 
 def max_drawdown_pct(portfolio: Portfolio | None = None) -> Decimal:

@@ -7,7 +7,7 @@ from scanners.services import exclusive
 from trifecta_site import events
 
 from . import executors, monitor
-from .portfolio import desk_stats
+from .portfolio import equity_figures
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=20)
@@ -23,8 +23,8 @@ def execute(self, opportunity_id: int):
 
 @shared_task(ignore_result=True, expires=10)
 def monitor_positions():
-    """Close what must close, mark the rest, and publish the desk's figures (`stats` event)."""
+    """Close what must close, mark the rest, and publish the portfolio's figures (`stats` event)."""
     with exclusive("monitor_positions", ttl_s=60) as mine:
         if mine:
             monitor.monitor_positions(feed=desk_feed())
-            events.publish("stats", desk_stats())
+            events.publish("stats", equity_figures())

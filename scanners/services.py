@@ -82,9 +82,10 @@ def poll_feed(*, feed: Feed) -> list[FeedState]:
     the desk goes on.
     """
     try:
-        feed.refresh()
+        refreshed = feed.refresh()
         statuses = feed.status()
-        share_market(feed)
+        if refreshed:
+            share_market(feed)
     except Exception as exc:
         logger.exception("feed %s failed to refresh", feed.name)
         statuses = [
@@ -95,9 +96,7 @@ def poll_feed(*, feed: Feed) -> list[FeedState]:
 
 
 def share_market(feed: Feed) -> None:
-    """Live feeds: publish the market for the desk workers (`feeds.snapshot`); a replay needs nothing."""
-    if feed.name == "replay":
-        return
+    """Publish what a live feed just fetched for the desk workers (`feeds.snapshot`)."""
     from .feeds.snapshot import publish_snapshot
 
     try:
@@ -233,9 +232,9 @@ def run_scan(*, kind: str, feed: Feed, decide: bool = True):
     row = getattr(models, SETTINGS_MODELS[kind]).get_solo()
     thresholds = row.thresholds(scanner.thresholds_type)
     state = _scanner_state.setdefault(kind, scanner.new_state())
-    feed.refresh()  # live feeds poll (at most once a second per process); replay does nothing
+    if feed.refresh():  # live feeds poll (at most once a second per process); replay does nothing
+        share_market(feed)
     statuses = feed.status()
-    share_market(feed)
     options = scan_options(kind, row)
     if kind == "arbitrage":
         options["venue_status"] = {s.venue: s.state for s in statuses}

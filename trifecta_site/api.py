@@ -1,6 +1,8 @@
 """What every app's API shares: staff-only writes, time-range filters, singleton settings views."""
 from __future__ import annotations
 
+import copy
+
 from datetime import datetime, timezone as dt_timezone
 
 from django.core.exceptions import ValidationError as ModelValidationError
@@ -56,10 +58,7 @@ class SettingsSerializer(serializers.ModelSerializer):
     """A singleton settings row; the model's own validation (`full_clean`) decides, as in admin."""
 
     def validate(self, attrs):
-        candidate = self.instance.__class__(pk=self.instance.pk)
-        candidate._state.adding = False  # the stored row itself, changed: not a second row with its id
-        for field in self.instance._meta.concrete_fields:
-            setattr(candidate, field.attname, getattr(self.instance, field.attname))
+        candidate = copy.copy(self.instance)  # the stored row, changed: validated before anything is saved
         for name, value in attrs.items():
             setattr(candidate, name, value)
         try:

@@ -242,14 +242,21 @@ class Feed(ABC):
         quote = self.quote(venue, symbol)
         if quote is not None and quote.bid is not None and quote.ask is not None:
             return quote, 0
-        frames = next((i.timeframes for i in self.instruments() if i.venue == venue and i.symbol == symbol), ())
-        for timeframe in sorted(frames, key=TIMEFRAME_MS.get):
+        for timeframe in self.timeframes_of(venue, symbol):
             bars = self.bars(venue, symbol, timeframe, limit=1)
             if bars:
                 span = TIMEFRAME_MS[timeframe]
-                close = bars[-1].close
-                return Quote(venue, symbol, bars[-1].ts + span, close, close), span
+                return Quote(venue, symbol, bars[-1].ts + span, bars[-1].close, bars[-1].close), span
         return quote, 0
+
+    def timeframes_of(self, venue: str, symbol: str) -> list[str]:
+        """The bar periods this instrument has, shortest first."""
+        frames = next((i.timeframes for i in self.instruments() if i.venue == venue and i.symbol == symbol), ())
+        return sorted(frames, key=TIMEFRAME_MS.get)
+
+    def finest_timeframe(self, venue: str, symbol: str) -> str | None:
+        frames = self.timeframes_of(venue, symbol)
+        return frames[0] if frames else None
 
     def market_rules(self, venue: str, symbol: str) -> dict:
         """The venue's amount step, price tick and minimums where it defines them (Decimals or None)."""
@@ -262,8 +269,10 @@ class Feed(ABC):
     def taker_fee(self, venue: str, symbol: str | None = None) -> Decimal:
         return self.venues()[venue].taker_fee
 
-    def refresh(self, symbols: dict[str, list[str]] | None = None) -> None:
-        """Bring cached market state up to date (live feeds poll here; replay does nothing)."""
+    def refresh(self, symbols: dict[str, list[str]] | None = None) -> bool:
+        """Bring cached market state up to date; True when that brought new state (live
+        feeds poll here, at most as often as they allow; a replay has nothing to fetch)."""
+        return False
 
     def close(self) -> None:
         """Release connections and files."""

@@ -140,15 +140,15 @@ class CcxtFeed(Feed):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     # polling ----------------------------------------------------------------
-    def refresh(self, symbols: dict[str, list[str]] | None = None) -> None:
+    def refresh(self, symbols: dict[str, list[str]] | None = None) -> bool:
         """Poll every venue at once; each venue's failure is recorded in its status only.
 
         Every task that reads the feed refreshes it first (each worker process has its own
-        feed); calls within `min_refresh_ms` of the last poll reuse what it brought.
+        feed); calls within `min_refresh_ms` of the last poll reuse what it brought (False).
         """
         started = wall_ms()
         if self._refreshed_at is not None and started - self._refreshed_at < self.min_refresh_ms:
-            return
+            return False
         self._refreshed_at = started
         bound = self.timeout_ms / 1000 * 4 + 5
         try:
@@ -156,6 +156,7 @@ class CcxtFeed(Feed):
         except TimeoutError:
             for venue in self._exchanges:
                 self.board.mark_error(venue, DEGRADED, f"refresh took longer than {bound:.0f} s")
+        return True
 
     async def _refresh_all(self):
         await asyncio.gather(*(self._refresh_venue(venue, exchange) for venue, exchange in self._exchanges.items()))

@@ -474,15 +474,17 @@ class MetaTraderFeed(Feed):
         self._ready()
         return self._board.all()
 
-    def refresh(self, symbols: dict[str, list[str]] | None = None) -> None:
-        """Reconnect when down, then judge freshness from the newest tick."""
+    def refresh(self, symbols: dict[str, list[str]] | None = None) -> bool:
+        """Reconnect when down, then judge freshness from the newest tick (True when connected:
+        the terminal's market is read live)."""
         if not self.available:
-            return
+            return False
         with self._lock:
             if not self._connected:
                 self._connect()
             if self._connected:
                 self._assess()
+            return self._connected
 
     def close(self) -> None:
         """shutdown() the link; the feed stays closed until an explicit refresh()."""

@@ -67,8 +67,9 @@ class SnapshotFeed(Feed):
         self._load()
         return self._entries.get(_key(venue, symbol)) or {}
 
-    def refresh(self, symbols=None) -> None:
+    def refresh(self, symbols=None) -> bool:
         self._loaded_at = 0
+        return True
 
     def venues(self) -> dict[str, Venue]:
         self._load()

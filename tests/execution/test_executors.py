@@ -7,7 +7,8 @@ from decisions.models import AgentState, RiskDay, RiskState
 from execution import executors
 from execution.models import Balance, ExecutionSettings, Fill, Position, Trade, stored
 from execution.monitor import monitor_positions
-from execution.portfolio import cash_account, current_portfolio, ms_to_datetime, portfolio_value
+from execution.portfolio import cash_account, current_portfolio, desk_exposure
+from scanners.services import ms_to_datetime
 from scanners.models import Opportunity
 
 from .recorded import recorded_market
@@ -70,7 +71,7 @@ def test_cross_venue_fills_both_legs_through_the_book_and_realizes_after_fees(tm
     assert Balance.objects.get(venue="a", currency="USDT").total == D("20000") - D("404.404")
     assert Balance.objects.get(venue="b", currency="USDT").total == D("20000") + D("411.176")
     assert cash_account(portfolio).total == D("100000") + D("6.772")
-    assert portfolio_value(portfolio) == D("100006.772")
+    assert desk_exposure()[1] == D("100006.772")
     assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.EXECUTED
     assert AgentState.objects.get(agent="arbitrage", key="xv:BTC/USDT:a>b").wins == 1
     assert_balances_consistent()
@@ -244,3 +245,26 @@ def test_stats_count_trades_per_kind_and_route(tmp_path):
     assert stats["per_kind"]["arbitrage"]["realized_pnl"] == "6.77"
     assert stats["per_route"][0]["route"] == "xv:BTC/USDT:a>b"
     assert stats["portfolio_value"] == "100006.77" and stats["realized_pnl"] == "6.77"
+
+
+def test_a_trade_is_announced_only_once_its_transaction_commits(tmp_path, monkeypatch, django_capture_on_commit_callbacks):
+    from django.db import transaction
+
+    from trifecta_site import events
+
+    published = []
+    monkeypatch.setattr(events, "publish", lambda kind, data: published.append(kind) or True)
+    realism("optimistic")
+    feed = cross_venue_market(tmp_path)
+    rolled_back = opportunity("arbitrage", CROSS)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        executors.execute_opportunity(opportunity_id=rolled_back.pk, feed=feed, size_usd=D("1000"), decided_ts=T0)
+        raise RuntimeError("the surrounding transaction fails")
+    assert not Trade.objects.exists() and published == []
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        executors.execute_opportunity(opportunity_id=opportunity("arbitrage", CROSS).pk, feed=feed,
+                                      size_usd=D("1000"), decided_ts=T0)
+    assert published == [] and callbacks  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    assert published == ["trade"]

@@ -9,26 +9,10 @@ from django.contrib.auth import get_user_model
 
 from scanners.models import FeedState
 from scanners.tasks import poll_feeds
-from trifecta_site import embedded
-
-from . import processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CLIENTS = 200
-
-
-@pytest.fixture
-def desk(tmp_path):
-    env = processes.desk_env()
-    port = embedded.free_port()
-    web = worker = None
-    try:
-        web = processes.start_web(env, tmp_path / "web.log", port)
-        worker = processes.start_worker(env, tmp_path / "worker.log")
-        yield {"port": port, "logs": tmp_path}
-    finally:
-        processes.stop(web, worker)
 
 
 def session_cookie(client) -> str:

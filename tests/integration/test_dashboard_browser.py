@@ -16,7 +16,6 @@ from decisions.models import Controls, RiskLimits
 from execution.models import ExecutionSettings, Trade
 from scanners.models import ArbitrageSettings
 from scanners.tasks import poll_feeds, scan_arbitrage
-from trifecta_site import embedded
 
 from . import processes
 
@@ -27,19 +26,6 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 DOCS = processes.ROOT / "docs"
-
-
-@pytest.fixture
-def desk(tmp_path):
-    env = processes.desk_env()
-    port = embedded.free_port()
-    web = worker = None
-    try:
-        web = processes.start_web(env, tmp_path / "web.log", port)
-        worker = processes.start_worker(env, tmp_path / "worker.log")
-        yield {"url": f"http://127.0.0.1:{port}", "logs": tmp_path}
-    finally:
-        processes.stop(web, worker)
 
 
 def eager_desk():
