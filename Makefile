@@ -47,7 +47,7 @@ clean-var:
 # Benchmarks print figures beside a baseline measured in the same run and write
 # bench/results/NAME.json; record each result with its command in bench/RESULTS.md.
 # `make bench-NAME` runs bench/NAME.py (dashes become underscores).
-BENCHES := replay-open scan decide execute surfaces
+BENCHES := replay-open scan decide execute surfaces replay
 .PHONY: $(addprefix bench-,$(BENCHES))
 $(addprefix bench-,$(BENCHES)): bench-%: install
 	cd bench && ../$(BIN)/python $(subst -,_,$*).py

@@ -6,6 +6,8 @@ look at the open positions. The same services run in both; only the scheduling d
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from scanners.feeds.base import Feed, NotYetObserved
 from scanners.services import run_scan
 
@@ -15,8 +17,13 @@ from .executors import execute_opportunity
 from .monitor import monitor_positions
 
 
-def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary")) -> dict:
-    """One step of the desk at the feed's current time; returns counts of what happened."""
+def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary"), monitor: bool = True,
+              on_decided: Callable | None = None) -> dict:
+    """One step of the desk at the feed's current time; returns counts of what happened.
+
+    `on_decided(opportunity, outcome, trade)` is told of every decided opportunity (the
+    trade is None when nothing was executed); a replay scores what was skipped with it.
+    """
     counts = {"opportunities": 0, "decisions": 0, "executed": 0}
     for kind in kinds:
         _, stored = run_scan(kind=kind, feed=feed, decide=False)
@@ -24,11 +31,15 @@ def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary")) -> dict:
         for opportunity in stored:
             outcome = decide_opportunity(opportunity_id=opportunity.pk, feed=feed)
             counts["decisions"] += 1
+            trade = None
             if outcome.verdict == EXECUTE:
                 try:
-                    execute_opportunity(opportunity_id=opportunity.pk, feed=feed)
+                    trade = execute_opportunity(opportunity_id=opportunity.pk, feed=feed)
                 except NotYetObserved:
                     continue  # a realtime clock: the execution waits for its fill time
                 counts["executed"] += 1
-    counts.update(monitor_positions(feed=feed))
+            if on_decided is not None:
+                on_decided(opportunity, outcome, trade)
+    if monitor:
+        counts.update(monitor_positions(feed=feed))
     return counts

@@ -19,6 +19,7 @@ transaction: an outcome is learned exactly once.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
@@ -88,17 +89,43 @@ def _forex_pnl(position: Position, exit_price: Decimal, rate: Decimal) -> Decima
     return sign * (exit_price - position.entry_price) * position.quantity * rate
 
 
-def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
+@dataclass
+class Exit:
+    """How a position closes: the rules' answer, before anything is booked."""
+
+    reason: str
+    price: Decimal
+    ts: int
+    pnl: Decimal
+    won: bool | None = None
+
+
+@dataclass
+class Look:
+    """One look at a forex position: its exit, or its mark (`stale`: no price fresh enough to act on)."""
+
+    exit: Exit | None = None
+    unrealized: Decimal | None = None
+    stale: bool = False
+
+
+def forex_look(position: Position, feed: Feed, now: int, settings: ExecutionSettings, *, spread: Decimal) -> Look:
+    """The stop-loss/take-profit/max-hold rules on the bars since the last look, then the quote.
+
+    Pure: it reads the position's fields and the feed, writes nothing; `spread` is the
+    spread at entry (a short's bid bars are shifted by it)."""
+    if now < position.opened_ts:  # a replay fills ahead of its clock (after the latency): nothing to judge yet
+        return Look(unrealized=position.unrealized_pnl)
     venue, symbol = position.venue, position.symbol
     quote, bar_ms = feed.mark(venue, symbol)
     if quote is None or now - quote.ts > settings.max_quote_age_ms + bar_ms:
-        return "stale"
+        return Look(stale=True)
     quote_ccy = symbol.split("/")[1]
     rate = book_keeping.usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
     if rate is None:
-        return "stale"
+        return Look(stale=True)
     long = position.direction == "BUY"
-    spread = Decimal(position.trade.edge.get("entry_spread", "0")) if not long else ZERO
+    spread = ZERO if long else spread
     stop, target = position.stop_loss, position.take_profit
     timeframe = feed.finest_timeframe(venue, symbol)
     if timeframe:
@@ -111,28 +138,21 @@ def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSe
             target_hit = high >= target if long else low <= target
             if stop_hit:  # first, also when the same bar reached the target
                 price = min(stop, open_) if long else max(stop, open_)
-                _close(position, exit_price=price, reason="stop_loss", ts=bar.ts + span, pnl=_forex_pnl(position, price, rate), won=None)
-                return "stop_loss"
+                return Look(Exit("stop_loss", price, bar.ts + span, _forex_pnl(position, price, rate)))
             if target_hit:
-                _close(position, exit_price=target, reason="take_profit", ts=bar.ts + span, pnl=_forex_pnl(position, target, rate), won=None)
-                return "take_profit"
+                return Look(Exit("take_profit", target, bar.ts + span, _forex_pnl(position, target, rate)))
     exit_price = quote.bid if long else quote.ask
     if (long and exit_price <= stop) or (not long and exit_price >= stop):
-        _close(position, exit_price=exit_price, reason="stop_loss", ts=now, pnl=_forex_pnl(position, exit_price, rate), won=None)
-        return "stop_loss"
+        return Look(Exit("stop_loss", exit_price, now, _forex_pnl(position, exit_price, rate)))
     if (long and exit_price >= target) or (not long and exit_price <= target):
-        _close(position, exit_price=target, reason="take_profit", ts=now, pnl=_forex_pnl(position, target, rate), won=None)
-        return "take_profit"
+        return Look(Exit("take_profit", target, now, _forex_pnl(position, target, rate)))
     if now - position.opened_ts >= settings.max_holding_minutes * 60_000:
-        _close(position, exit_price=exit_price, reason="max_hold", ts=now, pnl=_forex_pnl(position, exit_price, rate), won=None)
-        return "max_hold"
-    position.unrealized_pnl = stored(_forex_pnl(position, exit_price, rate))
-    position.checked_ts = now
-    position.save(update_fields=["unrealized_pnl", "checked_ts"])
-    return None
+        return Look(Exit("max_hold", exit_price, now, _forex_pnl(position, exit_price, rate)))
+    return Look(unrealized=_forex_pnl(position, exit_price, rate))
 
 
-def _check_binary(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
+def binary_exit(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> Exit | None:
+    """At expiry, the recorded price then settles the stake (None before expiry). Pure, as `forex_look`."""
     if now < position.expiry_ts:
         return None
     timeframe = feed.finest_timeframe(position.venue, position.symbol)
@@ -140,15 +160,65 @@ def _check_binary(position: Position, feed: Feed, now: int, settings: ExecutionS
     settle_price, _ = price_at(feed, position.venue, position.symbol, position.expiry_ts, max_age_ms=allowance)
     stake, entry = position.quantity, position.entry_price
     if settle_price is None:
-        _close(position, exit_price=entry, reason="void", ts=position.expiry_ts, pnl=ZERO, won=None)
-        return "void"
+        return Exit("void", entry, position.expiry_ts, ZERO)
     if settle_price == entry:
-        _close(position, exit_price=settle_price, reason="tie", ts=position.expiry_ts, pnl=ZERO, won=None)
-        return "tie"
+        return Exit("tie", settle_price, position.expiry_ts, ZERO)
     won = settle_price > entry if position.direction == "CALL" else settle_price < entry
-    pnl = stake * position.payout if won else -stake
-    _close(position, exit_price=settle_price, reason="win" if won else "loss", ts=position.expiry_ts, pnl=pnl, won=won)
-    return "win" if won else "loss"
+    return Exit("win" if won else "loss", settle_price, position.expiry_ts, stake * position.payout if won else -stake, won)
+
+
+def _book_exit(position: Position, closing: Exit) -> str:
+    _close(position, exit_price=closing.price, reason=closing.reason, ts=closing.ts, pnl=closing.pnl, won=closing.won)
+    return closing.reason
+
+
+def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
+    look = forex_look(position, feed, now, settings, spread=Decimal(position.trade.edge.get("entry_spread", "0")))
+    if look.stale:
+        return "stale"
+    if look.exit is not None:
+        return _book_exit(position, look.exit)
+    position.unrealized_pnl = stored(look.unrealized)
+    position.checked_ts = now
+    position.save(update_fields=["unrealized_pnl", "checked_ts"])
+    return None
+
+
+def _check_binary(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
+    closing = binary_exit(position, feed, now, settings)
+    return None if closing is None else _book_exit(position, closing)
+
+
+def final_exit(position: Position, feed: Feed, now: int, settings: ExecutionSettings, *, spread: Decimal) -> Exit:
+    """How a position still open when the market data ends closes: a binary settles at its
+    expiry on the recorded price (void when the data ends before it); a forex position by
+    its rules up to now, else at the last price there is (`end_of_data`)."""
+    if position.kind == "binary":
+        return binary_exit(position, feed, max(now, position.expiry_ts), settings)
+    look = forex_look(position, feed, now, settings, spread=spread)
+    if look.exit is not None:
+        return look.exit
+    quote, _ = feed.mark(position.venue, position.symbol)
+    quote_ccy = position.symbol.split("/")[1]
+    rate = book_keeping.usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
+    price = None if quote is None else (quote.bid if position.direction == "BUY" else quote.ask)
+    if price is None or rate is None:
+        return Exit("void", position.entry_price, now, ZERO)
+    return Exit("end_of_data", price, now, _forex_pnl(position, price, rate))
+
+
+def close_remaining(*, feed: Feed, now: int) -> dict:
+    """Close every open position as `final_exit` says (the end of a replay). Returns counts by reason."""
+    settings = ExecutionSettings.get_solo()
+    counts: dict[str, int] = {}
+    for position in Position.objects.filter(status=Position.OPEN).select_related("trade__opportunity").order_by("opened_ts", "id"):
+        with transaction.atomic():
+            closing = final_exit(position, feed, now, settings,
+                                 spread=Decimal(position.trade.edge.get("entry_spread", "0")))
+            reason = _book_exit(position, closing)
+        counts[reason] = counts.get(reason, 0) + 1
+    book_keeping.take_snapshot(ts=now)
+    return counts
 
 
 CHECKS = {"forex": _check_forex, "binary": _check_binary}
@@ -164,7 +234,7 @@ def monitor_positions(*, feed: Feed, now: int | None = None) -> dict:
                .values_list("id", flat=True))
     for position_id in ids:
         with transaction.atomic():
-            position = (Position.objects.select_for_update(skip_locked=True).select_related("trade__opportunity", "trade__portfolio")
+            position = (Position.objects.select_for_update(skip_locked=True).select_related("trade__portfolio")
                         .filter(pk=position_id, status=Position.OPEN).first())
             if position is None:
                 continue  # another monitor has it

@@ -133,20 +133,28 @@ def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: 
 
 
 def take_snapshot(*, ts: int, portfolio: Portfolio | None = None) -> EquitySnapshot:
-    """The minute's point of the equity curve (the latest look within a minute wins)."""
+    """The minute's point of the equity curve (the latest look within a minute wins).
+
+    Realized P&L is read from the cash account (it moves by exactly each closed trade's
+    P&L; the accounting tests hold it to the sum over trades), and the peak from the
+    latest point (peaks only rise): a few indexed reads, however long the history.
+    """
     portfolio = portfolio or current_portfolio()
-    realized, unrealized = realized_total(portfolio), unrealized_total(portfolio)
+    cash = cash_account(portfolio).total
+    realized = cash - portfolio.starting_value
+    open_positions = Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).aggregate(
+        unrealized=Sum("unrealized_pnl"), count=Count("id"))
+    unrealized = open_positions["unrealized"] or ZERO
     equity = portfolio.starting_value + realized + unrealized
-    previous_peak = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-peak_equity").values_list(
+    previous_peak = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").values_list(
         "peak_equity", flat=True).first()
     peak = max(equity, portfolio.starting_value, previous_peak or ZERO)
     drawdown = ((peak - equity) / peak * 100).quantize(Decimal("0.0001")) if peak else ZERO
     snapshot, _ = EquitySnapshot.objects.update_or_create(
         portfolio=portfolio, minute_ts=ts - ts % MINUTE_MS,
         defaults={
-            "taken_at": timezone.now(), "cash": cash_account(portfolio).total, "realized_pnl": realized,
-            "unrealized_pnl": unrealized, "equity": equity, "peak_equity": peak, "drawdown_pct": drawdown,
-            "open_positions": Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).count(),
+            "taken_at": timezone.now(), "cash": cash, "realized_pnl": realized, "unrealized_pnl": unrealized,
+            "equity": equity, "peak_equity": peak, "drawdown_pct": drawdown, "open_positions": open_positions["count"],
         },
     )
     return snapshot

@@ -52,28 +52,13 @@ class BinaryThresholds:
 
 
 def price_series(feed: Feed, instrument, *, now: int, lookback_ms: int):
-    """(time of the last observation, prices on a regular grid, step ms, source) or None."""
+    """(prices on a regular grid, source) or None: the finest bars at or below 1 minute, else quote mids."""
     fine = [tf for tf in instrument.timeframes if TIMEFRAME_MS[tf] <= 60_000]
-    if fine:
-        timeframe = fine[0]
-        step = TIMEFRAME_MS[timeframe]
-        stamps, values = feed.close_history(instrument.venue, instrument.symbol, timeframe, since=now - lookback_ms)
-        if len(stamps) == 0:
-            return None
-        source = f"{timeframe} closes"
-    else:
-        stamps, values = feed.mid_history(instrument.venue, instrument.symbol, since=now - lookback_ms)
-        if len(stamps) == 0:
-            return None
-        step, source = 1000, "quote mids every 1 s"
-    # A regular time grid, last value carried: a missing bar or a quiet second is no change,
-    # and h samples are always h × step of time.
-    first = -(-int(stamps[0]) // step) * step
-    grid = np.arange(first, now + 1, step, dtype=np.int64)
-    if len(grid) == 0:
+    timeframe = fine[0] if fine else None
+    grid = feed.price_grid(instrument.venue, instrument.symbol, timeframe=timeframe, since=now - lookback_ms, now=now)
+    if grid is None:
         return None
-    positions = np.searchsorted(stamps, grid, side="right") - 1
-    return stamps[-1], values[positions], step, source
+    return grid, f"{timeframe} closes" if timeframe else "quote mids every 1 s"
 
 
 def pattern_outcomes(prices: np.ndarray, horizon: int):
@@ -91,8 +76,57 @@ def pattern_outcomes(prices: np.ndarray, horizon: int):
     return today, outcome[same]
 
 
-def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: dict | None = None) -> ScanResult:
-    """Every CALL or PUT with probability at or above the threshold, best expected value first."""
+class PatternIndex:
+    """`pattern_outcomes` answered by counting instead of recomputing, for a grid that never changes.
+
+    Every sample t of the whole grid gets its pattern code and outcome once; per code the
+    samples are kept in time order with running counts of ups and downs, so the counts for
+    any window are two binary searches. The same numbers as `pattern_outcomes` on the window.
+    """
+
+    def __init__(self, values: np.ndarray, horizon: int):
+        self.horizon, self.short = horizon, max(1, horizon // 4)
+        t = np.arange(horizon, max(horizon, len(values) - horizon))
+        code = 3 * (np.sign(values[t] - values[t - horizon]) + 1) + np.sign(values[t] - values[t - self.short]) + 1
+        outcome = np.sign(values[t + horizon] - values[t])
+        self.by_code = {}
+        for c in range(9):
+            chosen = code == c
+            self.by_code[c] = (t[chosen], np.concatenate(([0], np.cumsum(outcome[chosen] > 0))),
+                               np.concatenate(([0], np.cumsum(outcome[chosen] < 0))))
+
+    def counts(self, values: np.ndarray, lo: int, hi: int):
+        """(today's pattern, ups, downs, samples) for the window values[lo:hi + 1], or None when it is too short."""
+        h = self.horizon
+        if hi - lo + 1 < 2 * h + 2:
+            return None
+        today = (np.sign(values[hi] - values[hi - h]), np.sign(values[hi] - values[hi - self.short]))
+        if np.isnan(today[0]) or np.isnan(today[1]):  # an unknown price: no past sample matches it
+            return today, 0, 0, 0
+        times, ups, downs = self.by_code[int(3 * (today[0] + 1) + today[1] + 1)]
+        first, last = np.searchsorted(times, lo + h, side="left"), np.searchsorted(times, hi - h, side="right")
+        return today, int(ups[last] - ups[first]), int(downs[last] - downs[first]), int(last - first)
+
+
+def pattern_counts(grid, horizon: int, cache: dict | None):
+    """(today's pattern, ups, downs, samples) over the grid's window, or None when it is too short."""
+    if grid.stable and cache is not None:
+        key = (id(grid.values), horizon)
+        index = cache.get(key)
+        if index is None or index[0] is not grid.values:
+            index = cache[key] = (grid.values, PatternIndex(grid.values, horizon))
+        return index[1].counts(grid.values, grid.lo, grid.hi)
+    today, outcomes = pattern_outcomes(grid.window, horizon)
+    if today is None:
+        return None
+    return today, int((outcomes > 0).sum()), int((outcomes < 0).sum()), len(outcomes)
+
+
+def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: dict | None = None,
+                cache: dict | None = None) -> ScanResult:
+    """Every CALL or PUT with probability at or above the threshold, best expected value first.
+
+    `cache` (kept by the caller between scans) holds pattern indexes of grids that never change."""
     result = ScanResult(kind=BINARY, ts=now)
     payouts = payouts or {}
     venues = feed.venues()
@@ -109,7 +143,8 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
         if series is None:
             result.skipped["insufficient_history"] += 1
             continue
-        last_seen, prices, step, source = series
+        grid, source = series
+        last_seen, step = grid.last_seen, grid.step
         allowed_age = thresholds.max_quote_age_ms + (step if source.endswith("closes") else 0)
         latest = max(int(last_seen), quote.ts if quote else 0)
         if now - latest > allowed_age:
@@ -118,19 +153,19 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
         if quote is not None and quote.mid is not None:
             entry, observed = quote.mid, quote.ts
         else:
-            entry, observed = Decimal(repr(float(prices[-1]))), int(last_seen)
+            entry, observed = Decimal(repr(float(grid.values[grid.hi]))), int(last_seen)
         payout = Decimal(str(payouts.get(instrument.symbol, thresholds.default_payout)))
         for expiry in thresholds.expiries:
             horizon = expiry * 1000 // step
             if horizon < 1 or (expiry * 1000) % step:
                 continue
-            today, outcomes = pattern_outcomes(prices, horizon)
+            counted = pattern_counts(grid, horizon, cache)
             result.evaluated += 1
-            samples = len(outcomes)
-            if samples < thresholds.min_samples:
+            if counted is None or counted[3] < thresholds.min_samples:
                 result.skipped["insufficient_history"] += 1
                 continue
-            for direction, wins in (("CALL", int((outcomes > 0).sum())), ("PUT", int((outcomes < 0).sum()))):
+            today, ups, downs, samples = counted
+            for direction, wins in (("CALL", ups), ("PUT", downs)):
                 candidate = _candidate(
                     instrument, direction, wins, samples, expiry, entry, payout, now=now, observed=observed,
                     thresholds=thresholds, pattern=f"{int(today[0]):+d}/{int(today[1]):+d}", source=source,

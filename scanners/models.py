@@ -1,8 +1,9 @@
 from decimal import Decimal
 
 from django.db import models
+from django.db.models.signals import post_delete, post_save
 
-from trifecta_site.models import SingletonSettings
+from trifecta_site.models import SingletonSettings, configuration_changed
 
 
 class FeedState(models.Model):
@@ -276,3 +277,8 @@ class BinaryPayout(models.Model):
 
     def __str__(self):
         return f"{self.symbol}: {self.payout}"
+
+
+for _model in (WithdrawalFee, BinaryPayout):  # configuration the scans keep per process (`kept_configuration`)
+    post_save.connect(configuration_changed, sender=_model, dispatch_uid=f"configuration-{_model.__name__}-saved")
+    post_delete.connect(configuration_changed, sender=_model, dispatch_uid=f"configuration-{_model.__name__}-deleted")

@@ -81,9 +81,9 @@ def _binary() -> Scanner:
     from . import binary
 
     def run(feed, *, now, thresholds, state, payouts=None):
-        return binary.scan_binary(feed, now=now, thresholds=thresholds, payouts=payouts)
+        return binary.scan_binary(feed, now=now, thresholds=thresholds, payouts=payouts, cache=state)
 
-    return Scanner("binary", binary.BinaryThresholds, run,
+    return Scanner("binary", binary.BinaryThresholds, run, dict,
                    fresh_window_ms=lambda thresholds: thresholds.max_quote_age_ms + 60_000)
 
 

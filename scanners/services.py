@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from trifecta_site import events
+from trifecta_site.models import kept_configuration
 
 from . import models
 from .feeds import current_feed
@@ -140,7 +141,7 @@ def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_st
     """Store a scan run and its top N candidates in one transaction; after commit, announce them and
     queue a decision for each (`decide=False` leaves deciding to the caller, as a replay does)."""
     kept = result.top(top_n)
-    with transaction.atomic():
+    with transaction.atomic() if kept else nullcontext():  # one insert alone needs no transaction of its own
         run = ScanRun.objects.create(
             kind=result.kind,
             started_at=started_at,
@@ -215,14 +216,12 @@ _scanner_state: dict[str, object] = {}  # per process: e.g. arbitrage route hist
 
 
 def scan_options(kind: str, row) -> dict:
-    """What a scan reads from the database besides its thresholds."""
+    """What a scan reads from the database besides its thresholds (kept per process until configuration changes)."""
     if kind == "arbitrage":
-        return {
-            "withdrawal_fees": {(f.venue, f.currency): f.fee for f in WithdrawalFee.objects.all()},
-            "rebalance": row.rebalance,
-        }
+        fees = kept_configuration("withdrawal fees", lambda: {(f.venue, f.currency): f.fee for f in WithdrawalFee.objects.all()})
+        return {"withdrawal_fees": fees, "rebalance": row.rebalance}
     if kind == "binary":
-        return {"payouts": dict(BinaryPayout.objects.values_list("symbol", "payout"))}
+        return {"payouts": kept_configuration("binary payouts", lambda: dict(BinaryPayout.objects.values_list("symbol", "payout")))}
     return {}
 
 

@@ -3,7 +3,8 @@
 Events go to the channel layer group of their kind; every WebSocket client subscribed
 to that kind, on any web process, receives `{"type", "ts", "data"}`. Publishing never
 breaks the caller: if the channel layer is away the event is logged and dropped (the
-database remains the record). Callers inside a transaction publish from
+database remains the record); a process with no channel layer (a replay) publishes
+nothing. Callers inside a transaction publish from
 `transaction.on_commit`, so a rolled-back change is never announced.
 
 Sync callers (workers, services) send through one event loop per process, kept running
@@ -51,6 +52,8 @@ def publish(kind: str, data: dict) -> bool:
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}; expected one of {', '.join(KINDS)}")
     layer = get_channel_layer()
+    if layer is None:  # no channel layer configured (a replay's own process): nobody to tell
+        return False
     message = {"type": "stream.event", "event": make_event(kind, data)}
     try:
         asyncio.run_coroutine_threadsafe(layer.group_send(group_name(kind), message), _sender_loop()).result(SEND_TIMEOUT_S)

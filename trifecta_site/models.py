@@ -1,5 +1,12 @@
-from django.db import models
+import copy
+import logging
+import time
+import uuid
+
+from django.db import models, transaction
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
 
 
 class Heartbeat(models.Model):
@@ -50,8 +57,65 @@ class ConfigChange(models.Model):
         return f"{self.setting}.{self.field}: {self.old_value} → {self.new_value}"
 
 
+SETTINGS_VERSION_KEY = "trifecta:settings-version"
+SETTINGS_MAX_AGE_S = 5.0
+_settings_rows: dict[object, tuple[str, float, object]] = {}
+
+
+def _settings_version() -> str | None:
+    """The shared token every change of configuration renews (None: the cache is away, read the database)."""
+    from django.core.cache import cache
+
+    try:
+        return cache.get(SETTINGS_VERSION_KEY, "")
+    except Exception:
+        return None
+
+
+def _renew_settings_version() -> None:
+    from django.core.cache import cache
+
+    try:
+        cache.set(SETTINGS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    except Exception:  # the cache is away: processes notice the change within SETTINGS_MAX_AGE_S
+        logger.warning("settings change not announced: cache unreachable", exc_info=True)
+
+
+def forget_settings() -> None:
+    """Drop this process's copies of the configuration rows (tests do, between tests)."""
+    _settings_rows.clear()
+
+
+def configuration_changed(**_signal) -> None:
+    """A configuration row changed: this process rereads at once, every other one once the change commits."""
+    _settings_rows.clear()
+    transaction.on_commit(_renew_settings_version)
+
+
+def kept_configuration(key, load):
+    """What `load()` reads from configuration tables, kept per process until the configuration changes.
+
+    Read outside a transaction only: inside one, a change not yet committed (or rolled
+    back later) could be kept."""
+    version = _settings_version()
+    kept = _settings_rows.get(key)
+    if version is not None and kept is not None and kept[0] == version and time.monotonic() - kept[1] < SETTINGS_MAX_AGE_S:
+        return kept[2]
+    value = load()
+    if version is not None and not transaction.get_connection().in_atomic_block:
+        _settings_rows[key] = (version, time.monotonic(), value)
+    return value
+
+
 class SingletonSettings(models.Model):
-    """One row of settings, edited at runtime; every change of a field is audited (`ConfigChange`)."""
+    """One row of settings, edited at runtime; every change of a field is audited (`ConfigChange`).
+
+    Configuration rows (`audited`) are read on every scan and decision, so each process
+    keeps a copy and checks one shared token in the cache instead of querying the row:
+    a save renews the token when its transaction commits, and every process reloads at
+    its next read. A copy is also never older than SETTINGS_MAX_AGE_S, in case the cache
+    lost a renewal. Runtime state (`audited = False`) is always read from the database.
+    """
 
     audited = True
 
@@ -62,6 +126,8 @@ class SingletonSettings(models.Model):
         self.pk = 1
         before = type(self).objects.filter(pk=1).first() if self.audited else None
         super().save(*args, **kwargs)
+        if self.audited:
+            configuration_changed()
         if before is None:
             return
         now = timezone.now()
@@ -75,8 +141,10 @@ class SingletonSettings(models.Model):
 
     @classmethod
     def get_solo(cls):
-        row, _ = cls.objects.get_or_create(pk=1)
-        return row
+        """The row (created with its defaults on first use); a copy the caller may change and save."""
+        if not cls.audited:
+            return cls.objects.get_or_create(pk=1)[0]
+        return copy.copy(kept_configuration(cls, lambda: cls.objects.get_or_create(pk=1)[0]))
 
     def thresholds(self, thresholds_type):
         """The scanner's thresholds dataclass, with every field this row has taken from the row."""

@@ -253,6 +253,10 @@ MT5_SYMBOLS = env_list("MT5_SYMBOLS", "EURUSD,GBPUSD,USDJPY")
 # Opportunities and scan runs older than this are pruned (hourly).
 TRIFECTA_RETENTION_DAYS = int(os.environ.get("TRIFECTA_RETENTION_DAYS", "30"))
 
+# `manage.py replay` re-runs itself under trifecta_site/replay_settings.py (an isolated
+# database); this says which side of that a process is on.
+REPLAY_ISOLATED = False
+
 # Controls: initial value of the display-only / auto-execute switch.
 AUTO_EXECUTE = env_bool("AUTO_EXECUTE", False)
 

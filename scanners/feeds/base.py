@@ -106,6 +106,43 @@ class Bar:
 
 
 @dataclass(frozen=True)
+class PriceGrid:
+    """Prices on a regular time grid, each the last observation at or before its time.
+
+    `values[lo:hi + 1]` is the window asked for; `values[i]` is the price at
+    `first_ts + i × step`. `stable`: `values` is the same array at every call and never
+    changes (a replay serves its whole recording's grid), so figures derived from it can
+    be kept between scans. Floats: for scanning math only.
+    """
+
+    values: "np.ndarray"
+    first_ts: int
+    step: int
+    lo: int
+    hi: int
+    last_seen: int
+    stable: bool = False
+
+    @property
+    def window(self):
+        return self.values[self.lo:self.hi + 1]
+
+
+def price_grid_of(stamps, values, *, now: int, step: int) -> PriceGrid | None:
+    """The grid from the first observation's step boundary to `now` over (stamps, values) (None: no data)."""
+    import numpy as np
+
+    if len(stamps) == 0:
+        return None
+    first = -(-int(stamps[0]) // step) * step
+    grid = np.arange(first, now + 1, step, dtype=np.int64)
+    if len(grid) == 0:
+        return None
+    positions = np.searchsorted(stamps, grid, side="right") - 1
+    return PriceGrid(values[positions], first, step, 0, len(grid) - 1, int(stamps[-1]))
+
+
+@dataclass(frozen=True)
 class Instrument:
     venue: str
     symbol: str  # ccxt unified symbol, e.g. "BTC/USDT" or "BTC/USDT:USDT"
@@ -221,6 +258,16 @@ class Feed(ABC):
         bars = [b for b in self.bars(venue, symbol, timeframe, limit=max(1, (self.now() - since) // span + 1))
                 if b.ts + span > since]
         return np.array([b.ts + span for b in bars], dtype=np.int64), np.array([float(b.close) for b in bars])
+
+    def price_grid(self, venue: str, symbol: str, *, timeframe: str | None, since: int, now: int) -> PriceGrid | None:
+        """Bar closes of `timeframe` (quote mids every second when None) that appeared in (since, now], on a grid."""
+        if timeframe:
+            step = TIMEFRAME_MS[timeframe]
+            stamps, values = self.close_history(venue, symbol, timeframe, since=since)
+        else:
+            step = 1000
+            stamps, values = self.mid_history(venue, symbol, since=since)
+        return price_grid_of(stamps, values, now=now, step=step)
 
     def book_after(self, venue: str, symbol: str, ts: int) -> Book | None:
         """The market's depth at `ts` (a fill after latency): the state in force once the clock reaches `ts`."""

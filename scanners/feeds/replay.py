@@ -35,9 +35,11 @@ from .base import (
     FeedStatus,
     NotYetObserved,
     Instrument,
+    PriceGrid,
     Quote,
     RecordingError,
     Venue,
+    price_grid_of,
     wall_ms,
 )
 from .recording import BAR_HEADER, FORMAT, QUOTE_HEADER, filename_to_symbol
@@ -450,11 +452,19 @@ def _event_stream(stamps: array, kind: str, venue: str, symbol: str, timeframe: 
         yield Event(ts, kind, venue, symbol, timeframe)
 
 
+class _FullGrid(NamedTuple):
+    values: np.ndarray
+    first_ts: int
+    stamps: np.ndarray  # the observations' times
+
+
 class RecordingReader:
     """A recording directory: its manifest at once, each data file on first use."""
 
     def __init__(self, path):
         self.path = Path(path)
+        self._instruments: list[Instrument] | None = None
+        self._grids: dict = {}
         manifest_path = self.path / "manifest.json"
         self.manifest = self._read_manifest(manifest_path)
         self.name: str = str(self.manifest.get("name") or self.path.name)
@@ -575,7 +585,12 @@ class RecordingReader:
         return dict(self._venues)
 
     def instruments(self) -> list[Instrument]:
-        """Every (venue, symbol) with a file, from the file names alone."""
+        """Every (venue, symbol) with a file, from the file names alone (listed once: the files do not change)."""
+        if self._instruments is None:
+            self._instruments = self._list_instruments()
+        return list(self._instruments)
+
+    def _list_instruments(self) -> list[Instrument]:
         timeframes: dict[tuple[str, str], list[str]] = {}
         for venue, symbol, timeframe in self.bars:
             timeframes.setdefault((venue, symbol), []).append(timeframe)
@@ -595,6 +610,28 @@ class RecordingReader:
     def load_all(self) -> int:
         """Read and check every file, row and snapshot now; returns the number of data rows."""
         return sum(file.validate() for file in self._all_files())
+
+    def price_grid(self, venue: str, symbol: str, timeframe: str | None, step: int) -> _FullGrid | None:
+        """The whole recording's grid of bar closes (quote mids when `timeframe` is None), built on first use."""
+        key = (venue, symbol, timeframe, step)
+        if key not in self._grids:
+            if timeframe:
+                series = self.bars.get((venue, symbol, timeframe))
+                stamps, values = (None, None) if series is None else series.close_arrays()
+                stamps = None if stamps is None else stamps + TIMEFRAME_MS[timeframe]
+            else:
+                series = self.quotes.get((venue, symbol))
+                if series is None:
+                    stamps = values = None
+                else:
+                    ts, mids, usable = series.mid_arrays()
+                    stamps, values = ts[usable], mids[usable]
+            grid = None
+            if stamps is not None and len(stamps):
+                whole = price_grid_of(stamps, values, now=max(self.end, int(stamps[-1])), step=step)
+                grid = _FullGrid(whole.values, whole.first_ts, stamps)
+            self._grids[key] = grid
+        return self._grids[key]
 
     def event_times(self) -> np.ndarray:
         """Sorted times of every quote, book and bar close (an int64 array)."""
@@ -825,6 +862,25 @@ class ReplayFeed(Feed):
         low = np.searchsorted(opens, since - shift - span, side="right")
         high = np.searchsorted(opens, when - span, side="right")
         return opens[low:high] + span + shift, closes[low:high]
+
+    def price_grid(self, venue: str, symbol: str, *, timeframe: str | None, since: int, now: int) -> PriceGrid | None:
+        """A window of the whole recording's grid, built once per instrument (`stable`: scanners may keep
+        what they derive from it); the same values as `Feed.price_grid` computes from the window alone."""
+        step = TIMEFRAME_MS[timeframe] if timeframe else 1000
+        full = self.reader.price_grid(venue, symbol, timeframe, step)
+        _, shift = self.clock.position()
+        if full is None or now - shift > full.first_ts + (len(full.values) - 1) * step:
+            return super().price_grid(venue, symbol, timeframe=timeframe, since=since, now=now)
+        stamps = full.stamps
+        start = int(np.searchsorted(stamps, since - shift, side="right"))
+        end = int(np.searchsorted(stamps, now - shift, side="right")) - 1
+        if end < start:
+            return None
+        first = -(-int(stamps[start]) // step) * step
+        lo, hi = (first - full.first_ts) // step, (now - shift - full.first_ts) // step
+        if hi < lo:
+            return None
+        return PriceGrid(full.values, full.first_ts + shift, step, lo, hi, int(stamps[end]) + shift, stable=True)
 
     def status(self) -> list[FeedStatus]:
         """One OK status per venue; the detail says where in the recording the replay is."""

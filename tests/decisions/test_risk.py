@@ -71,7 +71,9 @@ def test_risk_level_rises_with_usage_and_high_halves_the_size():
 def test_binary_stakes_get_extra_scrutiny():
     assert approve(size="2000", kind="binary").approved
     assert approve(size="2500", kind="binary").reasons == ["BINARY_STAKE"]
-    RiskLimits.objects.update(max_trades_per_day=4)
+    limits = RiskLimits.get_solo()
+    limits.max_trades_per_day = 4
+    limits.save()
     approve(), approve()  # 3 of 4 used after these: usage 0.75 → MEDIUM, then 4th check at 0.75
     assert approve(size="100", kind="binary").level in ("MEDIUM", "HIGH")
 

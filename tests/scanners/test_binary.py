@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from scanners.binary import BinaryThresholds, pattern_outcomes, scan_binary
+from scanners.binary import BinaryThresholds, PatternIndex, pattern_outcomes, scan_binary
 from scanners.feeds.base import Bar, Instrument
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
 from tests.conftest import shared_recording
@@ -92,3 +92,43 @@ def test_one_second_bitcoin_gives_honest_estimates_with_samples():
     assert estimates and all(c.figures["samples"] > 0 for c in estimates)
     # a random-walk-like market: the calibrated estimates stay near a coin flip, never near certainty
     assert max(c.figures["probability"] for c in estimates) < D("0.75")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([99.0, 100.0, 101.0, float("nan")]), min_size=1, max_size=120),
+       st.integers(1, 12), st.data())
+def test_the_pattern_index_counts_what_pattern_outcomes_finds_in_any_window(values, horizon, data):
+    values = np.array(values)
+    lo = data.draw(st.integers(0, len(values) - 1))
+    hi = data.draw(st.integers(lo, len(values) - 1))
+    today, outcomes = pattern_outcomes(values[lo:hi + 1], horizon)
+    counted = PatternIndex(values, horizon).counts(values, lo, hi)
+    if today is None:
+        assert counted is None
+        return
+    if np.isnan(today[0]) or np.isnan(today[1]):
+        assert counted[1:] == (0, 0, 0)
+    else:
+        assert counted[1:] == (int((outcomes > 0).sum()), int((outcomes < 0).sum()), len(outcomes))
+
+
+def test_a_replay_serves_the_same_price_grid_as_the_window_alone(tmp_path):
+    from scanners.feeds.base import Feed
+    from tests.execution.synthetic import START, write_market
+
+    reader = RecordingReader(write_market(tmp_path / "market", minutes=12))
+    feed = ReplayFeed(reader, ReplayClock.stepped(reader.start))
+    kept_windows = 0
+    for now in range(START - 30 * 60_000, START + 12 * 60_000, 37_000):
+        feed.at(now)
+        for timeframe, symbol, venue in ((None, "BTC/USDT", "alpha"), ("1m", "EUR/USD", "fxb"), (None, "EUR/USD", "fxb")):
+            for lookback in (60_000, 3_600_000):
+                kept = feed.price_grid(venue, symbol, timeframe=timeframe, since=now - lookback, now=now)
+                alone = Feed.price_grid(feed, venue, symbol, timeframe=timeframe, since=now - lookback, now=now)
+                assert (kept is None) == (alone is None)
+                if kept is not None:
+                    assert not alone.stable
+                    kept_windows += kept.stable
+                    assert kept.first_ts + kept.lo * kept.step == alone.first_ts and kept.last_seen == alone.last_seen
+                    np.testing.assert_array_equal(kept.window, alone.window)
+    assert kept_windows > 50

@@ -1,0 +1,145 @@
+"""Replay throughput: the whole desk over real recordings, against just reading them.
+
+For two recordings of ../shared/recordings, picked by their shape (so another set of
+recordings works the same way):
+- `minute_day`: the first day of the first recording with 1-minute bars and at least 5
+  instruments;
+- `ticks`: the quote-only recording with the most market events (the densest tick data).
+Each is replayed as `manage.py replay` does (default settings and scan intervals, its
+own in-memory database), and measured beside a baseline taken in the same run: reading
+every row of the same span and merging them into one time-ordered stream
+(`RecordingReader.load_all` + `events()`), nothing else. Figures:
+- `{name}_x_real_time`: simulated seconds per wall-clock second (targets: 5,000 for the
+  minute day, 1,000 for the ticks);
+- `{name}_scan_events_per_s`: market events per second through the feed and the three
+  scanners alone, at every scan time of the replay (target 50,000 on the ticks; on the
+  minute day, whose events are sparse next to its scan times, it is reported);
+- `{name}_desk_events_per_s` and `{name}_decisions_per_s`: the same for the whole desk
+  (scanners, decisions, executions, monitor, database writes).
+The baseline of each figure is the read-and-merge pass in the same unit; `ratio` says
+how many times slower than reading the desk is (for events) or how fast it is.
+Run: `make bench-replay`.
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "trifecta_site.replay_settings"
+
+from common import ROOT, metric, write_results  # noqa: E402
+
+import django  # noqa: E402
+
+django.setup()
+
+import numpy as np  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+from execution.management.commands.replay import apply_settings  # noqa: E402
+from execution.replay import KINDS, Replay  # noqa: E402
+from scanners import models as scan_models  # noqa: E402
+from scanners import services  # noqa: E402
+from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed  # noqa: E402
+from scanners.scanning import SCANNERS  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "recordings"
+DAY_MS = 86_400_000
+TARGETS = {"minute_day": 5_000, "ticks": 1_000}
+SCAN_EVENTS_TARGET = 50_000
+
+
+def recordings() -> list[RecordingReader]:
+    return [RecordingReader(p) for p in sorted(SHARED.iterdir()) if (p / "manifest.json").is_file()]
+
+
+def pick(readers) -> dict[str, tuple[RecordingReader, int, int]]:
+    picked = {}
+    minute = [r for r in readers if any(tf == "1m" for _, _, tf in r.bars) and len(r.instruments()) >= 5]
+    if minute:
+        reader = minute[0]
+        picked["minute_day"] = (reader, reader.start, min(reader.end, reader.start + DAY_MS - 1))
+    ticks = [r for r in readers if r.quotes and not r.bars and not r.books]
+    if ticks:
+        reader = max(ticks, key=lambda r: len(r.event_times()))
+        picked["ticks"] = (reader, reader.start, reader.end)
+    return picked
+
+
+def read_and_merge(path: Path, start: int, end: int) -> tuple[float, int]:
+    """The baseline: a fresh reader reads and checks every row, then merges them in time order."""
+    began = time.perf_counter()
+    reader = RecordingReader(path)
+    reader.load_all()
+    count = sum(1 for _ in reader.events(start, end))
+    return time.perf_counter() - began, count
+
+
+def scan_only(reader: RecordingReader, replay: Replay) -> float:
+    """Feed and scanners alone at every scan time of the replay's schedule (no database)."""
+    _, per_kind, _ = replay.schedule()
+    feed = ReplayFeed(reader, ReplayClock.stepped(replay.start))
+    plans = []
+    for kind in KINDS:
+        scanner = SCANNERS[kind]
+        row = getattr(scan_models, services.SETTINGS_MODELS[kind]).get_solo()
+        plans.append((scanner, row.thresholds(scanner.thresholds_type), scanner.new_state(), per_kind[kind]))
+    times = np.unique(np.concatenate([p[3] for p in plans]))
+    began = time.perf_counter()
+    for ts in times.tolist():
+        feed.at(ts)
+        for scanner, thresholds, state, scheduled in plans:
+            index = np.searchsorted(scheduled, ts)
+            if index < len(scheduled) and scheduled[index] == ts:
+                scanner.scan(feed, now=ts, thresholds=thresholds, state=state)
+    return time.perf_counter() - began
+
+
+def measure(name: str, reader: RecordingReader, start: int, end: int) -> dict:
+    call_command("flush", interactive=False, verbosity=0)
+    apply_settings({})
+    services._scanner_state.clear()
+    base_s, base_events = read_and_merge(reader.path, start, end)
+    fresh = RecordingReader(reader.path)
+    replay = Replay(fresh, start=start, end=end)
+    began = time.perf_counter()
+    result = replay.run()
+    desk_s = time.perf_counter() - began
+    scan_s = scan_only(RecordingReader(reader.path), replay)
+    span_s = (end - start) / 1000
+    events = result.market_events
+    print(f"{name}: {reader.name} {span_s / 3600:.1f} h, {events} market events, {result.opportunities} opportunities, "
+          f"{result.decisions} decisions, {result.executed} executed; replay {desk_s:.2f} s, scanners alone {scan_s:.2f} s, "
+          f"read and merge {base_s:.2f} s")
+    target = TARGETS[name]
+    x_real = span_s / desk_s
+    base_x_real = span_s / base_s
+    return {
+        f"{name}_x_real_time": metric(x_real, "simulated s per wall s", base_x_real, f">= {target}", x_real >= target,
+                                      ratio=x_real / base_x_real),
+        f"{name}_scan_events_per_s": metric(events / scan_s, "market events/s", base_events / base_s,
+                                            f">= {SCAN_EVENTS_TARGET}" if name == "ticks" else "(reported)",
+                                            events / scan_s >= SCAN_EVENTS_TARGET or name != "ticks",
+                                            ratio=(events / scan_s) / (base_events / base_s)),
+        f"{name}_desk_events_per_s": metric(events / desk_s, "market events/s", base_events / base_s, "(reported)", True,
+                                            ratio=(events / desk_s) / (base_events / base_s)),
+        f"{name}_decisions_per_s": metric(result.decisions / desk_s, "decisions/s", base_events / base_s, "(reported)", True,
+                                          ratio=(result.decisions / desk_s) / (base_events / base_s)),
+    }
+
+
+def main() -> int:
+    if not SHARED.is_dir():
+        print(f"{SHARED} is absent: the replay benchmark runs on the shared recordings")
+        return 1
+    call_command("migrate", verbosity=0, interactive=False)
+    picked = pick(recordings())
+    metrics = {}
+    for name, (reader, start, end) in picked.items():
+        metrics.update(measure(name, reader, start, end))
+    write_results("replay", metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Replaying the whole desk over a recording, as fast as the machine allows.
+
+The same services as live, on a stepped replay clock: each kind is scanned at every
+multiple of its beat interval, every stored opportunity is decided, the approved ones
+are executed, and the monitor looks at open positions every monitor interval. Times
+at which a kind's scan could only find nothing (no market data inside its freshness
+window, as `manage.py scan` skips them) and monitor times with no new market data
+and nothing due are skipped: skipping them changes no result.
+
+What the pipeline did not execute is scored too, under the same fill model: the
+executor plans it (fills after the latency, fees, depth) without booking, and a forex
+or binary position that was never opened is followed by the monitor's own rules until
+it would have closed. The report shows what each limit cost or saved.
+
+Positions still open when the recording ends close as `monitor.final_exit` says, so the
+final equity is the starting value plus the realized P&L.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable
+
+import numpy as np
+
+from decisions.models import Decision
+from decisions.pipeline import EXECUTE
+from scanners.feeds.base import TIMEFRAME_MS
+from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
+from scanners.scanning import SCANNERS, scan_times, times_with_fresh_data
+from scanners.services import SETTINGS_MODELS
+from scanners import models as scan_models
+from trifecta_site.schedule import DEFAULT_SCHEDULE
+
+from .desk import run_cycle
+from .executors import EXECUTORS, Rejected
+from .models import ExecutionSettings, Position, Trade
+from .monitor import binary_exit, close_remaining, final_exit, forex_look
+from .portfolio import current_portfolio, take_snapshot
+
+KINDS = ("arbitrage", "forex", "binary")
+DEFAULT_INTERVALS_S = {
+    "arbitrage": DEFAULT_SCHEDULE["scan arbitrage"][1],
+    "forex": DEFAULT_SCHEDULE["scan forex"][1],
+    "binary": DEFAULT_SCHEDULE["scan binary"][1],
+    "monitor": DEFAULT_SCHEDULE["monitor positions"][1],
+}
+ZERO = Decimal(0)
+
+
+@dataclass
+class Shadow:
+    """An opportunity the desk did not execute, followed as if it had been (never booked)."""
+
+    opportunity_id: int
+    kind: str
+    position: Position | None = None
+    spread: Decimal = ZERO
+    realized_pnl: Decimal | None = None
+    outcome: str = ""
+    closed_ts: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        return bool(self.outcome)
+
+    def settle(self, *, outcome: str, pnl: Decimal | None, ts: int | None) -> None:
+        self.outcome, self.realized_pnl, self.closed_ts = outcome, pnl, ts
+
+
+@dataclass
+class ReplayResult:
+    start: int
+    end: int
+    intervals: dict
+    complete: bool = False
+    simulated_to: int = 0
+    cycles: int = 0
+    scans: dict = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    market_events: int = 0
+    opportunities: int = 0
+    decisions: int = 0
+    executed: int = 0
+    wall_s: float = 0.0
+    shadows: dict[int, Shadow] = field(default_factory=dict)
+
+
+class Replay:
+    """One replay of `reader` over [start, end] in the current database."""
+
+    def __init__(self, reader: RecordingReader, *, start: int | None = None, end: int | None = None,
+                 intervals: dict | None = None, progress: Callable[[ReplayResult], None] | None = None):
+        self.reader = reader
+        self.start = reader.start if start is None else max(start, reader.start)
+        self.end = reader.end if end is None else min(end, reader.end)
+        if self.end < self.start:
+            raise ValueError("the replay window holds no market data")
+        self.intervals = {**DEFAULT_INTERVALS_S, **(intervals or {})}
+        self.feed = ReplayFeed(reader, ReplayClock.stepped(self.start))
+        self.progress = progress
+        self.result = ReplayResult(self.start, self.end, dict(self.intervals))
+        self.settings = ExecutionSettings.get_solo()
+        self._wakes: list[int] = []  # monitor times something is due (a binary expiry, a forex maximum hold)
+        self._open_shadows: list[Shadow] = []
+        self._event_times: dict[tuple[str, str], np.ndarray] = {}
+
+    def _latest_event(self, venue: str, symbol: str, now: int) -> int | None:
+        """When this instrument last had new data at or before `now` (a quote, a book, a bar's close)."""
+        times = self._event_times.get((venue, symbol))
+        if times is None:
+            reader = self.reader
+            parts = [series.ts_array() for key, series in [*reader.quotes.items(), *reader.books.items()] if key == (venue, symbol)]
+            parts += [series.ts_array() + TIMEFRAME_MS[tf] for (v, sym, tf), series in reader.bars.items() if (v, sym) == (venue, symbol)]
+            times = self._event_times[(venue, symbol)] = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        index = int(np.searchsorted(times, now, side="right")) - 1
+        return int(times[index]) if index >= 0 else None
+
+    def schedule(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Every cycle time, which kinds scan at each, and whether the monitor looks."""
+        events = self.reader.event_times()
+        events = events[(events >= self.start) & (events <= self.end)]
+        self.result.market_events = int(len(events))
+        per_kind = {}
+        for kind in KINDS:
+            scanner = SCANNERS[kind]
+            row = getattr(scan_models, SETTINGS_MODELS[kind]).get_solo()
+            window = scanner.fresh_window_ms(row.thresholds(scanner.thresholds_type))
+            times = scan_times(self.start, self.end, int(self.intervals[kind] * 1000))
+            per_kind[kind] = times_with_fresh_data(times, events, window)
+        every = int(self.intervals["monitor"] * 1000)
+        monitor = times_with_fresh_data(scan_times(self.start, self.end, every), events, every)
+        times = np.unique(np.concatenate([*per_kind.values(), monitor]))
+        return times, per_kind, monitor
+
+    def run(self) -> ReplayResult:
+        """Replay to the end, or until interrupted (Ctrl-C): the result says how far it got."""
+        result = self.result
+        began = time.perf_counter()
+        times, per_kind, monitor_times = self.schedule()
+        scans_at = {kind: np.isin(times, per_kind[kind]) for kind in KINDS}
+        monitor_at = np.isin(times, monitor_times)
+        current_portfolio()
+        take_snapshot(ts=self.start)
+        try:
+            for index, ts in enumerate(times.tolist()):
+                self._wake_until(ts - 1)
+                kinds = [kind for kind in KINDS if scans_at[kind][index]]
+                due = bool(self._wakes) and self._wakes[0] <= ts
+                while self._wakes and self._wakes[0] <= ts:
+                    heapq.heappop(self._wakes)
+                self._cycle(ts, kinds, monitor=bool(monitor_at[index]) or due)
+                if self.progress is not None:
+                    result.wall_s = time.perf_counter() - began
+                    self.progress(result)
+            self._wake_until(self.end)
+            self.feed.at(self.end)
+            close_remaining(feed=self.feed, now=self.end)
+            self._settle_shadows_at_end()
+            result.simulated_to = self.end
+            result.complete = True
+        except KeyboardInterrupt:
+            pass  # a partial report: what happened up to `simulated_to`
+        result.wall_s = time.perf_counter() - began
+        return result
+
+    def _wake_until(self, ts: int) -> None:
+        """Monitor-only cycles for whatever falls due before `ts` (expiries between scans)."""
+        while self._wakes and self._wakes[0] <= ts:
+            wake = heapq.heappop(self._wakes)
+            while self._wakes and self._wakes[0] == wake:
+                heapq.heappop(self._wakes)
+            self._cycle(wake, [], monitor=True)
+
+    def _needs_look(self, position: Position, now: int) -> bool:
+        """Whether the monitor's rules could answer anything new: a binary at expiry, a forex
+        position never looked at since it opened, with market data since its last look, or
+        past its maximum holding time."""
+        if position.kind == "binary":
+            return now >= position.expiry_ts
+        if now < position.opened_ts:
+            return False
+        if position.checked_ts <= position.opened_ts or now - position.opened_ts >= self.settings.max_holding_minutes * 60_000:
+            return True
+        return (self._latest_event(position.venue, position.symbol, now) or 0) > position.checked_ts
+
+    def _cycle(self, ts: int, kinds: list[str], *, monitor: bool) -> None:
+        result = self.result
+        self.feed.at(ts)
+        positions = list(Position.objects.filter(status=Position.OPEN).only(
+            "kind", "venue", "symbol", "expiry_ts", "opened_ts", "checked_ts")) if monitor else []
+        look = any(self._needs_look(position, ts) for position in positions)
+        counts = run_cycle(feed=self.feed, kinds=kinds, monitor=look, on_decided=self._decided)
+        if monitor:
+            self._follow_shadows(ts)
+        if counts["executed"] and not look:
+            take_snapshot(ts=ts)  # an arbitrage trade realized its P&L: a point of the equity curve
+        for kind in kinds:
+            result.scans[kind] += 1
+        result.cycles += 1
+        result.opportunities += counts["opportunities"]
+        result.decisions += counts["decisions"]
+        result.executed += counts["executed"]
+        result.simulated_to = ts
+
+    def _due(self, position: Position) -> None:
+        if position.kind == "binary":
+            heapq.heappush(self._wakes, position.expiry_ts)
+        else:
+            heapq.heappush(self._wakes, position.opened_ts + self.settings.max_holding_minutes * 60_000)
+
+    def _decided(self, opportunity, outcome, trade: Trade | None) -> None:
+        if trade is not None and trade.status == Trade.OPEN:
+            self._due(trade.position)
+        if trade is not None and trade.status != Trade.REJECTED:
+            return
+        self.result.shadows[opportunity.pk] = shadow = Shadow(opportunity.pk, opportunity.kind)
+        risk = next((d for d in outcome.decisions if d.layer == Decision.RISK), None)
+        size = risk.size_usd if risk is not None else None
+        if not size:
+            shadow.settle(outcome="no_size", pnl=None, ts=None)
+            return
+        try:
+            plan = EXECUTORS[opportunity.kind].plan(opportunity, feed=self.feed, settings=self.settings, size_usd=size,
+                                                    decided_ts=self.feed.now())
+        except Rejected as rejection:
+            shadow.settle(outcome=rejection.reason.lower(), pnl=None, ts=None)
+            return
+        if plan.position is None:
+            shadow.settle(outcome="filled", pnl=plan.realized_usd, ts=plan.opened_ts)
+            return
+        spec = dict(plan.position)
+        shadow.spread = spec.pop("spread", ZERO)
+        shadow.position = Position(opened_ts=plan.opened_ts, checked_ts=plan.opened_ts, **spec)
+        self._open_shadows.append(shadow)
+        self._due(shadow.position)
+
+    def _follow_shadows(self, now: int) -> None:
+        still_open = []
+        for shadow in self._open_shadows:
+            position = shadow.position
+            if not self._needs_look(position, now):
+                closing = None  # nothing new since the last look: the rules would answer the same
+            elif position.kind == "binary":
+                closing = binary_exit(position, self.feed, now, self.settings)
+            else:
+                look = forex_look(position, self.feed, now, self.settings, spread=shadow.spread)
+                closing = look.exit
+                if closing is None and not look.stale:
+                    position.checked_ts = now
+            if closing is None:
+                still_open.append(shadow)
+            else:
+                shadow.settle(outcome=closing.reason, pnl=closing.pnl, ts=closing.ts)
+        self._open_shadows = still_open
+
+    def _settle_shadows_at_end(self) -> None:
+        for shadow in self._open_shadows:
+            closing = final_exit(shadow.position, self.feed, self.end, self.settings, spread=shadow.spread)
+            shadow.settle(outcome=closing.reason, pnl=closing.pnl, ts=closing.ts)
+        self._open_shadows = []
