@@ -33,7 +33,6 @@ import django  # noqa: E402
 
 django.setup()
 
-import numpy as np  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from execution.management.commands.replay import apply_settings  # noqa: E402
@@ -76,29 +75,26 @@ def read_and_merge(path: Path, start: int, end: int) -> tuple[float, int]:
 
 
 def scan_only(reader: RecordingReader, replay: Replay) -> float:
-    """Feed and scanners alone at every scan time of the replay's schedule (no database)."""
-    _, per_kind, _ = replay.schedule()
+    """Feed and scanners alone, at the times the replay scans each kind (no database)."""
+    plans = replay.schedules()
     feed = ReplayFeed(reader, ReplayClock.stepped(replay.start))
-    plans = []
+    began = time.perf_counter()
     for kind in KINDS:
         scanner = SCANNERS[kind]
         row = getattr(scan_models, services.SETTINGS_MODELS[kind]).get_solo()
-        plans.append((scanner, row.thresholds(scanner.thresholds_type), scanner.new_state(), per_kind[kind]))
-    times = np.unique(np.concatenate([p[3] for p in plans]))
-    began = time.perf_counter()
-    for ts in times.tolist():
-        feed.at(ts)
-        for scanner, thresholds, state, scheduled in plans:
-            index = np.searchsorted(scheduled, ts)
-            if index < len(scheduled) and scheduled[index] == ts:
-                scanner.scan(feed, now=ts, thresholds=thresholds, state=state)
+        thresholds, state, plan = row.thresholds(scanner.thresholds_type), scanner.new_state(), plans[kind]
+        ts = plan.first(replay.start)
+        while ts is not None and ts <= replay.end:
+            feed.at(ts)
+            found = len(scanner.scan(feed, now=ts, thresholds=thresholds, state=state).candidates)
+            ts = plan.after(ts, found=found)
     return time.perf_counter() - began
 
 
 def measure(name: str, reader: RecordingReader, start: int, end: int) -> dict:
     call_command("flush", interactive=False, verbosity=0)
     apply_settings({})
-    services._scanner_state.clear()
+    services.forget_scan_state()
     base_s, base_events = read_and_merge(reader.path, start, end)
     fresh = RecordingReader(reader.path)
     replay = Replay(fresh, start=start, end=end)

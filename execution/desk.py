@@ -24,10 +24,11 @@ def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary"), monitor: bo
     `on_decided(opportunity, outcome, trade)` is told of every decided opportunity (the
     trade is None when nothing was executed); a replay scores what was skipped with it.
     """
-    counts = {"opportunities": 0, "decisions": 0, "executed": 0}
+    counts = {"opportunities": 0, "decisions": 0, "executed": 0, "stored": {}}
     for kind in kinds:
         _, stored = run_scan(kind=kind, feed=feed, decide=False)
         counts["opportunities"] += len(stored)
+        counts["stored"][kind] = len(stored)
         for opportunity in stored:
             outcome = decide_opportunity(opportunity_id=opportunity.pk, feed=feed)
             counts["decisions"] += 1

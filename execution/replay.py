@@ -29,8 +29,8 @@ from decisions.models import Decision
 from decisions.pipeline import EXECUTE
 from scanners.feeds.base import TIMEFRAME_MS
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
-from scanners.scanning import SCANNERS, scan_times, times_with_fresh_data
-from scanners.services import SETTINGS_MODELS
+from scanners.scanning import SCANNERS
+from scanners.services import SETTINGS_MODELS, forget_scan_state
 from scanners import models as scan_models
 from trifecta_site.schedule import DEFAULT_SCHEDULE
 
@@ -68,6 +68,43 @@ class Shadow:
 
     def settle(self, *, outcome: str, pnl: Decimal | None, ts: int | None) -> None:
         self.outcome, self.realized_pnl, self.closed_ts = outcome, pnl, ts
+
+
+@dataclass
+class Schedule:
+    """The multiples of `every` at which a scan (or a look) could change anything.
+
+    Such a time has market data in the window before it (`times_with_fresh_data`'s rule);
+    after a scan that found nothing, a kind with `same_answer_until` is not scanned again
+    before new data of its own or that time."""
+
+    every: int
+    window: int
+    events: np.ndarray
+    same_answer_until: Callable[[int], int] | None = None
+
+    def _ceil(self, ts: int) -> int:
+        return -(-ts // self.every) * self.every
+
+    def _fresh_from(self, candidate: int) -> int | None:
+        while True:
+            index = int(np.searchsorted(self.events, candidate - self.window, side="right"))
+            if index == len(self.events):
+                return None
+            if self.events[index] <= candidate:
+                return candidate
+            candidate = self._ceil(int(self.events[index]))
+
+    def first(self, start: int) -> int | None:
+        return self._fresh_from(self._ceil(start))
+
+    def after(self, ts: int, *, found: int) -> int | None:
+        candidate = ts + self.every - ts % self.every
+        if not found and self.same_answer_until is not None:
+            index = int(np.searchsorted(self.events, ts, side="right"))
+            changes = [self.same_answer_until(ts)] + ([int(self.events[index])] if index < len(self.events) else [])
+            candidate = max(candidate, self._ceil(min(changes)))
+        return self._fresh_from(candidate)
 
 
 @dataclass
@@ -117,40 +154,55 @@ class Replay:
         index = int(np.searchsorted(times, now, side="right")) - 1
         return int(times[index]) if index >= 0 else None
 
-    def schedule(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-        """Every cycle time, which kinds scan at each, and whether the monitor looks."""
+    def _kind_events(self, events: np.ndarray, asset_class: str | None) -> np.ndarray:
+        if asset_class is None:
+            return events
+        reader = self.reader
+        venues = {name for name, venue in reader.venues().items() if venue.asset_class == asset_class}
+        parts = [series.ts_array() for (venue, _), series in [*reader.quotes.items(), *reader.books.items()] if venue in venues]
+        parts += [series.ts_array() + TIMEFRAME_MS[tf] for (venue, _, tf), series in reader.bars.items() if venue in venues]
+        mine = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        return mine[(mine >= self.start) & (mine <= self.end)]
+
+    def schedules(self) -> dict[str, Schedule]:
+        """When each kind scans and the monitor looks: every interval, where it could find something."""
         events = self.reader.event_times()
         events = events[(events >= self.start) & (events <= self.end)]
         self.result.market_events = int(len(events))
-        per_kind = {}
+        plans = {}
         for kind in KINDS:
             scanner = SCANNERS[kind]
             row = getattr(scan_models, SETTINGS_MODELS[kind]).get_solo()
-            window = scanner.fresh_window_ms(row.thresholds(scanner.thresholds_type))
-            times = scan_times(self.start, self.end, int(self.intervals[kind] * 1000))
-            per_kind[kind] = times_with_fresh_data(times, events, window)
+            plans[kind] = Schedule(int(self.intervals[kind] * 1000), scanner.fresh_window_ms(row.thresholds(scanner.thresholds_type)),
+                                   self._kind_events(events, scanner.asset_class), scanner.same_answer_until)
         every = int(self.intervals["monitor"] * 1000)
-        monitor = times_with_fresh_data(scan_times(self.start, self.end, every), events, every)
-        times = np.unique(np.concatenate([*per_kind.values(), monitor]))
-        return times, per_kind, monitor
+        plans["monitor"] = Schedule(every, every, events)
+        return plans
 
     def run(self) -> ReplayResult:
         """Replay to the end, or until interrupted (Ctrl-C): the result says how far it got."""
         result = self.result
         began = time.perf_counter()
-        times, per_kind, monitor_times = self.schedule()
-        scans_at = {kind: np.isin(times, per_kind[kind]) for kind in KINDS}
-        monitor_at = np.isin(times, monitor_times)
+        plans = self.schedules()
+        due = {name: plan.first(self.start) for name, plan in plans.items()}
+        forget_scan_state()
         current_portfolio()
         take_snapshot(ts=self.start)
         try:
-            for index, ts in enumerate(times.tolist()):
+            while True:
+                ts = min((t for t in due.values() if t is not None), default=None)
+                if ts is None or ts > self.end:
+                    break
                 self._wake_until(ts - 1)
-                kinds = [kind for kind in KINDS if scans_at[kind][index]]
-                due = bool(self._wakes) and self._wakes[0] <= ts
+                kinds = [kind for kind in KINDS if due[kind] == ts]
+                woken = bool(self._wakes) and self._wakes[0] <= ts
                 while self._wakes and self._wakes[0] <= ts:
                     heapq.heappop(self._wakes)
-                self._cycle(ts, kinds, monitor=bool(monitor_at[index]) or due)
+                found = self._cycle(ts, kinds, monitor=due["monitor"] == ts or woken)
+                for kind in kinds:
+                    due[kind] = plans[kind].after(ts, found=found[kind])
+                if due["monitor"] == ts:
+                    due["monitor"] = plans["monitor"].after(ts, found=True)
                 if self.progress is not None:
                     result.wall_s = time.perf_counter() - began
                     self.progress(result)
@@ -185,13 +237,15 @@ class Replay:
             return True
         return (self._latest_event(position.venue, position.symbol, now) or 0) > position.checked_ts
 
-    def _cycle(self, ts: int, kinds: list[str], *, monitor: bool) -> None:
+    def _cycle(self, ts: int, kinds: list[str], *, monitor: bool) -> dict[str, int]:
+        """One step of the desk at `ts`; returns how many opportunities each kind stored."""
         result = self.result
         self.feed.at(ts)
         positions = list(Position.objects.filter(status=Position.OPEN).only(
             "kind", "venue", "symbol", "expiry_ts", "opened_ts", "checked_ts")) if monitor else []
         look = any(self._needs_look(position, ts) for position in positions)
         counts = run_cycle(feed=self.feed, kinds=kinds, monitor=look, on_decided=self._decided)
+        found = counts["stored"]
         if monitor:
             self._follow_shadows(ts)
         if counts["executed"] and not look:
@@ -203,6 +257,7 @@ class Replay:
         result.decisions += counts["decisions"]
         result.executed += counts["executed"]
         result.simulated_to = ts
+        return found
 
     def _due(self, position: Position) -> None:
         if position.kind == "binary":

@@ -72,6 +72,17 @@ def market_closed(ms: int) -> bool:
     return (weekday == 4 and hour >= 21) or weekday == 5 or (weekday == 6 and hour < 21)
 
 
+WEEK_MS = 7 * 86_400_000
+CLOSE_OFFSET_MS = (4 * 24 + 21 - 3 * 24) * 3_600_000  # Friday 21:00 UTC after the epoch's Thursday 00:00
+OPEN_OFFSET_MS = CLOSE_OFFSET_MS + 2 * 86_400_000  # Sunday 21:00 UTC
+
+
+def next_market_change(ms: int) -> int:
+    """The first instant after `ms` at which `market_closed` changes its answer (a Friday close or a Sunday open)."""
+    offset = OPEN_OFFSET_MS if market_closed(ms) else CLOSE_OFFSET_MS
+    return ms + 1 + (offset - (ms + 1)) % WEEK_MS
+
+
 def ema(values: np.ndarray, period: int) -> np.ndarray:
     alpha = 2.0 / (period + 1)
     out = np.empty_like(values)

@@ -41,6 +41,11 @@ class Scanner:
     run: Callable[..., ScanResult]  # run(feed, now=, thresholds=, state=) -> ScanResult
     new_state: Callable[[], Any] = lambda: None
     fresh_window_ms: Callable[[Any], int] = lambda thresholds: 7 * 86_400_000  # data older than this is never used
+    # After a scan that found nothing, with no new market data of its asset class since, a
+    # scan finds nothing again until this time (None: no such promise, it must run again).
+    # A replay skips those scans; only time can change such an answer, never for the better.
+    same_answer_until: Callable[[int], int] | None = None
+    asset_class: str | None = None  # the market data it reads (None: every instrument's)
 
     def thresholds_with(self, overrides: dict):
         """Default thresholds with `overrides`; an override this kind has no field for is an error."""
@@ -74,7 +79,8 @@ def _forex() -> Scanner:
         return forex.scan_forex(feed, now=now, thresholds=thresholds, cache=state)
 
     return Scanner("forex", forex.ForexThresholds, run, dict,
-                   fresh_window_ms=lambda thresholds: (thresholds.max_bar_periods + 1) * 86_400_000)
+                   fresh_window_ms=lambda thresholds: (thresholds.max_bar_periods + 1) * 86_400_000,
+                   same_answer_until=forex.next_market_change, asset_class="forex")
 
 
 def _binary() -> Scanner:

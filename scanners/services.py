@@ -1,6 +1,7 @@
 """Services of the scan side: polling feeds, running scans and storing what they find."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager, nullcontext
@@ -136,11 +137,31 @@ def route_of(candidate) -> str:
     return f"bin:{f['venue']}:{f['symbol']}:{f['direction']}:{f['expiry_s']}"
 
 
+def signature(candidate) -> tuple:
+    """What makes a candidate the same opportunity again: its route, its market data and its figures."""
+    figures = {k: v for k, v in candidate.as_json().items() if k != "ts"}
+    return route_of(candidate), candidate.observed_at, json.dumps(figures, sort_keys=True)
+
+
 def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_status: dict, error: str = "",
-               decide: bool = True):
+               decide: bool = True, previous: set | None = None):
     """Store a scan run and its top N candidates in one transaction; after commit, announce them and
-    queue a decision for each (`decide=False` leaves deciding to the caller, as a replay does)."""
-    kept = result.top(top_n)
+    queue a decision for each (`decide=False` leaves deciding to the caller, as a replay does).
+
+    `previous` holds the signatures of what the last scan of this kind kept (updated here):
+    a candidate found again on the same market data with the same figures is not a new
+    opportunity, so it is counted (`unchanged_repeat`) and not stored or decided again.
+    """
+    ranked = list(enumerate(result.top(top_n), start=1))
+    if previous is not None:
+        signatures = [signature(candidate) for _, candidate in ranked]
+        repeats = [s in previous for s in signatures]
+        previous.clear()
+        previous.update(signatures)
+        if any(repeats):
+            result.skipped["unchanged_repeat"] += sum(repeats)
+            ranked = [pair for pair, repeat in zip(ranked, repeats) if not repeat]
+    kept = [candidate for _, candidate in ranked]
     with transaction.atomic() if kept else nullcontext():  # one insert alone needs no transaction of its own
         run = ScanRun.objects.create(
             kind=result.kind,
@@ -155,7 +176,7 @@ def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_st
             error=error[:500],
         )
         rows = []
-        for rank, candidate in enumerate(kept, start=1):
+        for rank, candidate in ranked:
             f = candidate.figures
             rows.append(
                 Opportunity(
@@ -215,6 +236,11 @@ SETTINGS_MODELS = {"arbitrage": "ArbitrageSettings", "forex": "ForexSettings", "
 _scanner_state: dict[str, object] = {}  # per process: e.g. arbitrage route history across scans
 
 
+def forget_scan_state() -> None:
+    """Start this process's scanners afresh (a replay is a new desk)."""
+    _scanner_state.clear()
+
+
 def scan_options(kind: str, row) -> dict:
     """What a scan reads from the database besides its thresholds (kept per process until configuration changes)."""
     if kind == "arbitrage":
@@ -231,6 +257,7 @@ def run_scan(*, kind: str, feed: Feed, decide: bool = True):
     row = getattr(models, SETTINGS_MODELS[kind]).get_solo()
     thresholds = row.thresholds(scanner.thresholds_type)
     state = _scanner_state.setdefault(kind, scanner.new_state())
+    previous = _scanner_state.setdefault(f"{kind}:stored", set())
     if feed.refresh():  # live feeds poll (at most once a second per process); replay does nothing
         share_market(feed)
     statuses = feed.status()
@@ -243,7 +270,7 @@ def run_scan(*, kind: str, feed: Feed, decide: bool = True):
     duration_ms = (time.perf_counter() - began) * 1000
     return store_scan(
         result=result, started_at=started_at, duration_ms=duration_ms, top_n=row.top_n,
-        feed_status={s.venue: s.state for s in statuses}, decide=decide,
+        feed_status={s.venue: s.state for s in statuses}, decide=decide, previous=previous,
     )
 
 

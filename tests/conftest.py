@@ -24,3 +24,17 @@ def shared_recording(name: str) -> Path:
 requires_shared = pytest.mark.skipif(
     not SHARED_RECORDINGS.is_dir(), reason="../shared/recordings is absent: real recordings live outside the repository"
 )
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_memory():
+    """Each test starts with scanners that remember nothing of another test's scans, and no kept
+    configuration rows (a test's database is emptied without the saves that renew their token)."""
+    from scanners.services import forget_scan_state
+    from trifecta_site.models import forget_settings
+
+    forget_scan_state()
+    forget_settings()
+    yield
+    forget_scan_state()
+    forget_settings()

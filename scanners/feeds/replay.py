@@ -452,6 +452,9 @@ def _event_stream(stamps: array, kind: str, venue: str, symbol: str, timeframe: 
         yield Event(ts, kind, venue, symbol, timeframe)
 
 
+MAX_GRID_POINTS = 4_000_000  # 32 MB of floats: 46 days of seconds
+
+
 class _FullGrid(NamedTuple):
     values: np.ndarray
     first_ts: int
@@ -612,7 +615,8 @@ class RecordingReader:
         return sum(file.validate() for file in self._all_files())
 
     def price_grid(self, venue: str, symbol: str, timeframe: str | None, step: int) -> _FullGrid | None:
-        """The whole recording's grid of bar closes (quote mids when `timeframe` is None), built on first use."""
+        """The whole recording's grid of bar closes (quote mids when `timeframe` is None), built on first use
+        (None when there is no data, or the grid would exceed MAX_GRID_POINTS: callers use windows then)."""
         key = (venue, symbol, timeframe, step)
         if key not in self._grids:
             if timeframe:
@@ -627,7 +631,7 @@ class RecordingReader:
                     ts, mids, usable = series.mid_arrays()
                     stamps, values = ts[usable], mids[usable]
             grid = None
-            if stamps is not None and len(stamps):
+            if stamps is not None and len(stamps) and (max(self.end, int(stamps[-1])) - int(stamps[0])) // step <= MAX_GRID_POINTS:
                 whole = price_grid_of(stamps, values, now=max(self.end, int(stamps[-1])), step=step)
                 grid = _FullGrid(whole.values, whole.first_ts, stamps)
             self._grids[key] = grid

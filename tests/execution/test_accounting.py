@@ -29,7 +29,7 @@ def permissive_desk():
                                                                "max_risk_score": D("100")})
     ForexSettings.objects.update_or_create(pk=1, defaults={"auto_min_confidence": D("0.6"), "auto_min_risk_reward": D("1")})
     BinarySettings.objects.update_or_create(pk=1, defaults={"min_probability": D("0.5"), "auto_min_probability": D("0.5")})
-    services._scanner_state.clear()
+    services.forget_scan_state()
 
 
 def replay(path, *, every_ms: int, limit_ms: int | None = None, kinds=("arbitrage", "forex", "binary")):

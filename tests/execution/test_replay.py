@@ -56,7 +56,7 @@ def permissive_report(market, django_db_setup, django_db_blocker):
 
 def replay_report(path, overrides, **window) -> dict:
     apply_settings(overrides)
-    services._scanner_state.clear()
+    services.forget_scan_state()
     result = Replay(RecordingReader(path), **window).run()
     return build_report(result=result, recording_name="synthetic-desk")
 

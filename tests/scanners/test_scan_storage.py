@@ -35,6 +35,18 @@ def test_a_scan_stores_its_run_and_top_n(django_capture_on_commit_callbacks):
     assert len(callbacks) == 2  # the opportunity event and its decide task, both after commit
 
 
+def test_the_same_opportunity_on_unchanged_market_data_is_stored_once(django_capture_on_commit_callbacks):
+    market = spread_market()
+    _, first = services.run_scan(kind="arbitrage", feed=market)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        again, repeated = services.run_scan(kind="arbitrage", feed=market)
+    assert len(first) == 2 and repeated == [] and callbacks == []  # nothing announced or decided twice
+    assert again.opportunities_found == 2 and again.skipped["unchanged_repeat"] == 2
+    market.set_quote("c", "BTC/USD", "102.5", "103", "1", "1", ts=NOW)  # new prices on one route: a new opportunity
+    _, changed = services.run_scan(kind="arbitrage", feed=market)
+    assert changed[0].route == "xv:BTC/USD:a>c" and changed[0].rank == 1 and changed[0].net_pct == Decimal("2.500000")
+
+
 def test_thresholds_changed_in_the_database_apply_to_the_next_scan():
     market = spread_market()
     services.run_scan(kind="arbitrage", feed=market)

@@ -12,13 +12,6 @@ from trifecta_site import models as site_models
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def fresh_copies():
-    site_models.forget_settings()
-    yield
-    site_models.forget_settings()
-
-
 def queries(read):
     with CaptureQueriesContext(connection) as captured:
         value = read()
