@@ -51,6 +51,7 @@ def _equity(report: dict, figure) -> None:
     else:
         axes.step(_times(points), [float(p["equity"]) for p in points], where="post", color=BLUE)
         axes.axhline(float(report["start_equity"]), color=GREY, linewidth=0.8, linestyle="--")
+        axes.ticklabel_format(axis="y", style="plain", useOffset=False)
     axes.set_title("Equity (USD)")
     figure.autofmt_xdate()
 
