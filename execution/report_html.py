@@ -15,10 +15,12 @@ from django.template.loader import render_to_string
 
 CHARTS = ("equity", "drawdown", "calibration", "pnl_by_route")
 TRADES_SHOWN = 500
+ROUTES_SHOWN = 50
 GREEN, RED, BLUE, GREY = "#1a7f37", "#cf222e", "#0969da", "#6e7781"
 
 
 def utc(ms: int | None) -> str:
+    """Epoch ms as a UTC time a person reads; blank for a time not known (an open trade's close)."""
     if ms is None:
         return ""
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -43,29 +45,40 @@ def _times(points) -> list:
     return [datetime.fromtimestamp(p["ts"] / 1000, tz=timezone.utc) for p in points]
 
 
+def _utc_axis(axes) -> None:
+    """Date ticks in UTC whatever the machine's zone, concise so a day or a month both read well."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator(tz=timezone.utc)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=timezone.utc))
+    axes.set_xlabel("UTC")
+
+
 def _equity(report: dict, figure) -> None:
     axes = figure.add_subplot()
     points = report["equity_curve"]
-    if not points:
+    if len(points) < 2:
         _no_data(axes)
     else:
         axes.step(_times(points), [float(p["equity"]) for p in points], where="post", color=BLUE)
-        axes.axhline(float(report["start_equity"]), color=GREY, linewidth=0.8, linestyle="--")
+        if report["start_equity"] is not None:
+            axes.axhline(float(report["start_equity"]), color=GREY, linewidth=0.8, linestyle="--")
         axes.ticklabel_format(axis="y", style="plain", useOffset=False)
+        _utc_axis(axes)
     axes.set_title("Equity (USD)")
-    figure.autofmt_xdate()
 
 
 def _drawdown(report: dict, figure) -> None:
     axes = figure.add_subplot()
     points = report["equity_curve"]
-    if not points:
+    if len(points) < 2:
         _no_data(axes)
     else:
         values = [-float(p["drawdown_pct"]) for p in points]
-        axes.fill_between(_times(points), values, 0, step="post", color=RED, alpha=0.35)
+        axes.fill_between(_times(points), values, 0, step="post", color=RED, alpha=0.35, linewidth=0.8, edgecolor=RED)
+        _utc_axis(axes)
     axes.set_title("Drawdown from the peak (%)")
-    figure.autofmt_xdate()
 
 
 def _calibration(report: dict, figure) -> None:
@@ -117,7 +130,24 @@ def _settings_rows(settings: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _money(value) -> str:
+    """Two decimals with thousands separators: report.json keeps ten, too many to read."""
     return "" if value is None else f"{Decimal(value):,.2f}"
+
+
+def _percent(rate) -> str:
+    return "n/a" if rate is None else f"{Decimal(rate) * 100:.1f} %"
+
+
+def _money_row(row: dict, *keys: str) -> dict:
+    return {**row, **{key: _money(row[key]) for key in keys}}
+
+
+def _limit_effect(would_realize) -> str:
+    """What a reason did to the desk: stopping a loser saved money, stopping a winner cost it."""
+    amount = Decimal(would_realize or 0)
+    if amount < 0:
+        return f"saved {_money(-amount)}"
+    return f"cost {_money(amount)}" if amount > 0 else "neither"
 
 
 def write_html_report(report: dict, out_dir: Path) -> list[Path]:
@@ -133,26 +163,36 @@ def write_html_report(report: dict, out_dir: Path) -> list[Path]:
         images[name] = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
         written.append(path)
     summary = report["summary"]
-    trades = [{**t, "opened": utc(t["opened_at"]), "closed": utc(t["closed_at"]), "pnl": _money(t["realized_pnl"]),
+    trades = [{**_money_row(t, "fees", "size_usd", "realized_pnl"), "opened": utc(t["opened_at"]), "closed": utc(t["closed_at"]),
                "loss": t["realized_pnl"] is not None and Decimal(t["realized_pnl"]) < 0,
                "venues_text": ", ".join(t["venues"])} for t in report["trades"][:TRADES_SHOWN]]
+    max_drawdown = report["max_drawdown_pct"]
     context = {
-        "report": report, "images": images, "summary": summary,
+        "report": report, "images": images,
         "span": f"{utc(report['recording']['start'])} to {utc(report['recording']['end'])} UTC",
         "simulated_to": utc(report["simulated_to"]),
         "figures": [
             ("Start equity", _money(report["start_equity"])), ("Final equity", _money(report["final_equity"])),
-            ("Realized P&L", _money(report["realized_pnl"])), ("Max drawdown", f"{report['max_drawdown_pct']} %"),
-            ("Trades closed", summary["trades"]), ("Win rate", summary["win_rate"] or "n/a"),
+            ("Realized P&L", _money(report["realized_pnl"])), ("Unrealized P&L", _money(report["unrealized_pnl"])),
+            ("Max drawdown", "n/a" if max_drawdown is None else f"{Decimal(max_drawdown):.4f} %"),
+            ("Trades closed", summary["trades"]), ("Win rate", _percent(summary["win_rate"])),
             ("Fees", _money(summary["fees"])), ("Expected P&L", _money(summary["expected_pnl"])),
             ("Opportunities", summary["opportunities"]), ("Executed", summary["executed"]),
             ("Skipped", summary["skipped"]), ("Market events", summary["market_events"]),
         ],
-        "per_kind": [{"kind": kind, **figures} for kind, figures in report["per_kind"].items()],
-        "per_route": report["per_route"][:50],
-        "days": [{**day, "trips": ", ".join(f"{code} {n}" for code, n in day["limit_trips"].items())} for day in report["days"]],
-        "skipped": [{"reason": code, **figures} for code, figures in report["skipped"]["by_reason"].items()],
-        "calibration": [{"kind": kind, **figures} for kind, figures in report["calibration"].items()],
+        "per_kind": [{"kind": kind, **_money_row(figures, "realized_pnl", "expected_pnl", "fees"),
+                      "win_rate": _percent(figures["win_rate"])} for kind, figures in report["per_kind"].items()],
+        "per_route": [{**_money_row(row, "realized_pnl", "expected_pnl", "fees"), "win_rate": _percent(row["win_rate"])}
+                      for row in report["per_route"][:ROUTES_SHOWN]],
+        "routes_total": len(report["per_route"]),
+        "days": [{**_money_row(day, "realized_pnl", "realized_loss"),
+                  "trips": ", ".join(f"{code} {n}" for code, n in day["limit_trips"].items())} for day in report["days"]],
+        "skipped_total": _money(report["skipped"]["would_realize"]),
+        "skipped": [{"reason": code, "count": figures["count"], "would_realize": _money(figures["would_realize"]),
+                     "effect": _limit_effect(figures["would_realize"])}
+                    for code, figures in report["skipped"]["by_reason"].items()],
+        "calibration": [{"kind": kind, "count": figures["count"], "brier": figures["brier"] or "n/a", "bins": figures["bins"]}
+                        for kind, figures in report["calibration"].items()],
         "data_quality": sorted(report["data_quality"].items()),
         "settings": _settings_rows(report["settings"]),
         "trades": trades, "trades_total": len(report["trades"]), "trades_shown": len(trades),

@@ -16,7 +16,7 @@ REPORT = {
                 "rejected_at_execution": 0},
     "per_kind": {"forex": {"trades": 2, "wins": 1, "win_rate": "0.5000", "realized_pnl": "12.5", "expected_pnl": "20", "fees": "1.5"}},
     "per_route": [{"kind": "forex", "route": "fx:b:<script>alert(1)</script>", "trades": 1, "wins": 1, "win_rate": "1.0000",
-                   "realized_pnl": "30", "expected_pnl": "20", "fees": "1"},
+                   "realized_pnl": "1234.5000000000", "expected_pnl": "20", "fees": "1"},
                   {"kind": "forex", "route": "fx:b:EUR/USD", "trades": 1, "wins": 0, "win_rate": "0.0000",
                    "realized_pnl": "-17.5", "expected_pnl": "0", "fees": "0.5"}],
     "trades": [{"id": 1, "opportunity": 1, "kind": "forex", "symbol": "<script>alert(1)</script>", "venues": ["b"], "route": "r",
@@ -38,13 +38,15 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_the_page_and_its_charts_are_written_escaped_and_self_contained(tmp_path):
     written = write_html_report(copy.deepcopy(REPORT), tmp_path)
     assert {p.name for p in written} == {"report.html", "equity.png", "drawdown.png", "calibration.png", "pnl_by_route.png"}
+    assert all(p.is_file() and p.parent == tmp_path for p in written)
     for chart in ("equity", "drawdown", "calibration", "pnl_by_route"):
         assert (tmp_path / f"{chart}.png").read_bytes().startswith(PNG)
     page = (tmp_path / "report.html").read_text()
     assert "fx-test-2024" in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
     assert page.count("data:image/png;base64,") == 4
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
-    assert "TRADE_COUNT" in page and "-4.2" in page and "0.2500" in page
+    assert "TRADE_COUNT" in page and "saved 4.20" in page and "0.2500" in page
+    assert "1,234.50" in page and "100,012.50" in page and "0000000000" not in page
 
 
 def test_a_report_with_nothing_in_it_still_renders(tmp_path):
@@ -52,7 +54,15 @@ def test_a_report_with_nothing_in_it_still_renders(tmp_path):
     empty.update(per_kind={}, per_route=[], trades=[], days=[], equity_curve=[], data_quality={}, limit_trips={},
                  skipped={"count": 0, "would_realize": "0", "by_reason": {}}, complete=False,
                  calibration={"forex": {"count": 0, "brier": None, "bins": []}, "binary": {"count": 0, "brier": None, "bins": []}})
-    write_html_report(empty, tmp_path)
+    written = write_html_report(empty, tmp_path)
     page = (tmp_path / "report.html").read_text()
     assert "Partial report" in page and "no trades" in page
-    assert (tmp_path / "equity.png").read_bytes().startswith(PNG)
+    assert page.count("data:image/png;base64,") == 4
+    assert all(p.read_bytes().startswith(PNG) for p in written if p.suffix == ".png")
+
+
+def test_a_single_equity_point_draws_no_curve_but_does_not_fail(tmp_path):
+    one_point = copy.deepcopy(REPORT)
+    one_point["equity_curve"] = one_point["equity_curve"][:1]
+    written = write_html_report(one_point, tmp_path)
+    assert (tmp_path / "drawdown.png").read_bytes().startswith(PNG) and len(written) == 5
