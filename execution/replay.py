@@ -147,21 +147,15 @@ class Replay:
         """When this instrument last had new data at or before `now` (a quote, a book, a bar's close)."""
         times = self._event_times.get((venue, symbol))
         if times is None:
-            reader = self.reader
-            parts = [series.ts_array() for key, series in [*reader.quotes.items(), *reader.books.items()] if key == (venue, symbol)]
-            parts += [series.ts_array() + TIMEFRAME_MS[tf] for (v, sym, tf), series in reader.bars.items() if (v, sym) == (venue, symbol)]
-            times = self._event_times[(venue, symbol)] = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+            times = self._event_times[(venue, symbol)] = self.reader.event_times(lambda v, sym: (v, sym) == (venue, symbol))
         index = int(np.searchsorted(times, now, side="right")) - 1
         return int(times[index]) if index >= 0 else None
 
     def _kind_events(self, events: np.ndarray, asset_class: str | None) -> np.ndarray:
         if asset_class is None:
             return events
-        reader = self.reader
-        venues = {name for name, venue in reader.venues().items() if venue.asset_class == asset_class}
-        parts = [series.ts_array() for (venue, _), series in [*reader.quotes.items(), *reader.books.items()] if venue in venues]
-        parts += [series.ts_array() + TIMEFRAME_MS[tf] for (venue, _, tf), series in reader.bars.items() if venue in venues]
-        mine = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        venues = {name for name, venue in self.reader.venues().items() if venue.asset_class == asset_class}
+        mine = self.reader.event_times(lambda venue, symbol: venue in venues)
         return mine[(mine >= self.start) & (mine <= self.end)]
 
     def schedules(self) -> dict[str, Schedule]:

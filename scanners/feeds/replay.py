@@ -637,10 +637,14 @@ class RecordingReader:
             self._grids[key] = grid
         return self._grids[key]
 
-    def event_times(self) -> np.ndarray:
-        """Sorted times of every quote, book and bar close (an int64 array)."""
-        parts = [f.ts_array() for f in [*self.quotes.values(), *self.books.values()]]
-        parts += [s.ts_array() + TIMEFRAME_MS[tf] for (_, _, tf), s in self.bars.items()]
+    def event_times(self, keep=None) -> np.ndarray:
+        """Sorted times of every quote, book and bar close (an int64 array); `keep(venue, symbol)`
+        narrows them to some instruments."""
+        def kept(venue, symbol):
+            return keep is None or keep(venue, symbol)
+
+        parts = [f.ts_array() for (v, sym), f in [*self.quotes.items(), *self.books.items()] if kept(v, sym)]
+        parts += [s.ts_array() + TIMEFRAME_MS[tf] for (v, sym, tf), s in self.bars.items() if kept(v, sym)]
         return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
     def events(self, from_ts: int | None = None, to_ts: int | None = None) -> Iterator[Event]:
