@@ -19,6 +19,7 @@ Beta(2, 2) prior: one trade moves it a little, a hundred move it a lot.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,9 +27,12 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import F
 
+from trifecta_site import statements as sql
+
 from .models import AgentState
 
 PRIOR = 2
+STATE_FIELDS = ("key", "wins", "losses", "expected_sum", "realized_sum")
 ONE = Decimal(1)
 
 
@@ -52,11 +56,25 @@ def lower_bound(wins: int, losses: int) -> float:
     return mean - 1.2816 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
 
 
+@functools.cache
+def _states_statement(keys: int) -> str:
+    columns = ", ".join(sql.column(AgentState, name) for name in STATE_FIELDS)
+    return (f"SELECT {columns} FROM {sql.table(AgentState)} WHERE {sql.column(AgentState, 'agent')} = %s "
+            f"AND {sql.column(AgentState, 'key')} IN ({', '.join(['%s'] * keys)})")
+
+
 class Agent:
     name = ""
 
     def state(self, key: str) -> AgentState:
-        return AgentState.objects.filter(agent=self.name, key=key).first() or AgentState(agent=self.name, key=key)
+        return self.states(key)[key]
+
+    def states(self, *keys: str) -> dict[str, AgentState]:
+        """The learned state of each key (a fresh prior where nothing was learned yet), in one statement."""
+        rows = sql.fetch(_states_statement(len(keys)), [self.name, *keys],
+                         [AgentState._meta.get_field(name) for name in STATE_FIELDS])
+        found = {row[0]: AgentState(agent=self.name, **dict(zip(STATE_FIELDS, row))) for row in rows}
+        return {key: found.get(key) or AgentState(agent=self.name, key=key) for key in keys}
 
     def learn(self, key: str, *, win: bool, expected: Decimal = Decimal(0), realized: Decimal = Decimal(0)) -> None:
         """One realized outcome, added atomically (concurrent workers never lose one)."""
@@ -103,7 +121,8 @@ class ForexAgent(Agent):
             return AgentVerdict(False, Decimal(0), Decimal(0), ["HOLD"])
         if confidence < Decimal("0.6"):
             return AgentVerdict(False, Decimal(0), Decimal(0), ["LOW_CONFIDENCE"], {"confidence": str(confidence)})
-        signal_state, pair_state = self.state(f"{pair}:{signal}"), self.state(f"{pair}:*")
+        states = self.states(f"{pair}:{signal}", f"{pair}:*")
+        signal_state, pair_state = states[f"{pair}:{signal}"], states[f"{pair}:*"]
         accuracy = posterior_mean(signal_state.wins, signal_state.losses)
         performance = posterior_mean(pair_state.wins, pair_state.losses)
         raw = Decimal("0.5") * confidence + Decimal("0.3") * accuracy + Decimal("0.2") * performance

@@ -39,7 +39,7 @@ class RiskView(APIView):
         from execution.portfolio import desk_exposure
         from scanners.services import ms_to_datetime
 
-        _, value, _, _ = desk_exposure()
+        value, _, _ = desk_exposure()
         latest = Decision.objects.order_by("-id").values_list("market_ts", flat=True).first()
         now = None if latest is None else ms_to_datetime(latest)  # the desk's clock: a replay's day, not today's
         return Response({"portfolio_value": str(value), **risk_usage(portfolio_value=value, now=now)})

@@ -20,6 +20,8 @@ from scanners.arbitrage import USD_STABLECOINS
 from scanners.feeds.base import Feed
 from scanners.models import Opportunity
 from trifecta_site import events
+from trifecta_site import statements as sql
+from trifecta_site.models import one_configuration_reading
 
 from .agents import AgentVerdict, ArbitrageAgent, BinaryAgent, ForexAgent
 from .governor import DISPLAY, EXECUTE, SKIP, make_decision
@@ -123,14 +125,17 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     from execution.portfolio import desk_exposure
     from scanners.services import ms_to_datetime
 
-    opportunity = Opportunity.objects.get(pk=opportunity_id)
+    opportunity = sql.get(Opportunity, opportunity_id)
+    if opportunity is None:
+        raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
     if opportunity.status != Opportunity.DETECTED:  # decided before (the unique rows below catch a race)
         return _outcome(list(Decision.objects.filter(opportunity_id=opportunity_id)), created=False)
     now = feed.now()
-    controls, limits = Controls.get_solo(), RiskLimits.get_solo()
-    thresholds = THRESHOLD_ROWS[opportunity.kind].get_solo()
-    settings = ExecutionSettings.get_solo()
-    _, value, open_routes, open_count = desk_exposure()
+    with one_configuration_reading():
+        controls, limits = Controls.get_solo(), RiskLimits.get_solo()
+        thresholds = THRESHOLD_ROWS[opportunity.kind].get_solo()
+        settings = ExecutionSettings.get_solo()
+    value, open_routes, open_count = desk_exposure()
     agent = evaluate_agent(opportunity)
     size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
     if size is None:
@@ -147,7 +152,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
                                         kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE, limits=limits)
             governor = make_decision(opportunity, agent, risk, **governor_inputs)
             common = dict(opportunity=opportunity, decided_at=at, market_ts=now)
-            rows = Decision.objects.bulk_create([
+            rows = sql.insert([
                 Decision(layer=Decision.AGENT, verdict="approve" if agent.approved else "skip", reasons=agent.reasons,
                          figures=agent.figures, score=agent.score, size_usd=size, **common),
                 Decision(layer=Decision.RISK, verdict="approved" if risk.approved else "blocked", reasons=risk.reasons,
@@ -159,7 +164,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
                          **common),
             ])
             status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
-            Opportunity.objects.filter(pk=opportunity.pk).update(status=status)
+            sql.update(Opportunity, opportunity.pk, status=status)
             event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
                      "verdict": governor.verdict, "layers": [_decision_event(row) for row in rows]}
             transaction.on_commit(lambda: events.publish("decision", event))

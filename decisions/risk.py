@@ -15,13 +15,16 @@ DRAWDOWN_HALT, BINARY_STAKE, BINARY_RISK_LEVEL.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+
+from trifecta_site import statements as sql
 
 from .models import RiskDay, RiskLimits, RiskState
 
@@ -44,14 +47,32 @@ def risk_day(moment: datetime, limits: RiskLimits):
     return moment.astimezone(ZoneInfo(limits.day_timezone)).date()
 
 
-def _locked(model, **lookup):
-    """The row, locked; created first when missing (once a day for the day's row)."""
-    rows = model.objects.filter(**lookup).select_for_update(no_key=True, of=("self",))
-    row = rows.first()
-    if row is None:
-        model.objects.get_or_create(**lookup)
-        row = rows.get()
-    return row
+STATE_FIELDS = ("loss_streak", "cooldown_until", "peak_equity")
+DAY_FIELDS = ("id", "trades", "realized_pnl", "realized_loss", "limit_trips")
+
+
+@functools.cache
+def _locked_rows_statement() -> tuple[str, list]:
+    fields = [RiskState._meta.get_field(n) for n in STATE_FIELDS] + [RiskDay._meta.get_field(n) for n in DAY_FIELDS]
+    columns = [f"s.{sql.column(RiskState, n)}" for n in STATE_FIELDS] + [f"d.{sql.column(RiskDay, n)}" for n in DAY_FIELDS]
+    return (f"SELECT {', '.join(columns)} FROM {sql.table(RiskState)} s, {sql.table(RiskDay)} d "
+            f"WHERE s.id = 1 AND d.{sql.column(RiskDay, 'date')} = %s{sql.row_lock()}"), fields
+
+
+def _locked_rows(day) -> tuple[RiskState, RiskDay]:
+    """The risk state and the day's row, both locked by one statement (created first when missing, once a day)."""
+    query, fields = _locked_rows_statement()
+    params = [RiskDay._meta.get_field("date").get_db_prep_value(day, connection)]
+    rows = sql.fetch(query, params, fields)
+    if not rows:
+        RiskState.objects.get_or_create(pk=1)
+        RiskDay.objects.get_or_create(date=day)
+        rows = sql.fetch(query, params, fields)
+    values = rows[0]
+    state = RiskState(pk=1, **dict(zip(STATE_FIELDS, values[:len(STATE_FIELDS)])))
+    today = RiskDay(date=day, **dict(zip(DAY_FIELDS, values[len(STATE_FIELDS):])))
+    state._state.adding = today._state.adding = False
+    return state, today
 
 
 def level_for(usage: Decimal) -> str:
@@ -107,8 +128,7 @@ def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_va
     limits = limits or RiskLimits.get_solo()
     day = risk_day(now, limits)
     with transaction.atomic(savepoint=False):  # part of the caller's transaction when there is one
-        state = _locked(RiskState, pk=1)
-        today = _locked(RiskDay, date=day)
+        state, today = _locked_rows(day)
         if state.cooldown_until and state.cooldown_until <= now:
             state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak
             state.save(update_fields=["loss_streak", "cooldown_until"])
@@ -117,14 +137,14 @@ def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_va
         approved = not reasons
         if approved and reserve:
             today.trades += 1
-            today.save(update_fields=["trades"])
+            sql.update(RiskDay, today.pk, trades=today.trades)
         elif not approved:
             for code in reasons:
                 today.limit_trips[code] = today.limit_trips.get(code, 0) + 1
-            today.save(update_fields=["limit_trips"])
+            sql.update(RiskDay, today.pk, limit_trips=today.limit_trips)
         if state.peak_equity is None or portfolio_value > state.peak_equity:
             state.peak_equity = portfolio_value
-            state.save(update_fields=["peak_equity"])
+            sql.update(RiskState, 1, peak_equity=portfolio_value)
     return RiskVerdict(
         approved=approved, level=BLOCKED if not approved else level, reasons=reasons, checks=checks,
         size_multiplier=Decimal("0.5") if level == HIGH else Decimal(1), day=day.isoformat(),
@@ -152,8 +172,7 @@ def record_outcome(*, realized_pnl: Decimal, at: datetime | None = None) -> None
     at = at or timezone.now()
     limits = RiskLimits.get_solo()
     with transaction.atomic(savepoint=False):
-        state = _locked(RiskState, pk=1)
-        today = _locked(RiskDay, date=risk_day(at, limits))
+        state, today = _locked_rows(risk_day(at, limits))
         today.realized_pnl += realized_pnl
         if realized_pnl < 0:
             today.realized_loss += -realized_pnl

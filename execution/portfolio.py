@@ -14,6 +14,7 @@ Accounting, in the reporting currency (USD):
 """
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 
 from django.db import transaction
@@ -23,6 +24,7 @@ from django.utils import timezone
 from scanners.arbitrage import USD_STABLECOINS, UsdRates
 from scanners.feeds.base import Feed
 from scanners.services import ms_to_datetime
+from trifecta_site import statements as sql
 
 from .models import Balance, EquitySnapshot, ExecutionSettings, Portfolio, Position, Trade, stored
 
@@ -87,19 +89,28 @@ def unrealized_total(portfolio: Portfolio) -> Decimal:
         total=Sum("unrealized_pnl"))["total"] or ZERO
 
 
-def desk_exposure() -> tuple[Portfolio, Decimal, set[str], int]:
-    """What a decision needs of the portfolio, in two queries: the portfolio, its value
-    (the cash account's total, which is starting value + realized P&L, + unrealized P&L),
-    the routes of open positions and their count."""
-    cash = (Balance.objects.select_related("portfolio")
-            .filter(portfolio__ended_at__isnull=True, venue=Balance.DESK).order_by("-portfolio_id").first())
-    if cash is None:
-        portfolio = current_portfolio()
-        cash = cash_account(portfolio)
-    open_positions = list(Position.objects.filter(status=Position.OPEN, trade__portfolio_id=cash.portfolio_id)
-                          .values_list("trade__route", "unrealized_pnl"))
-    value = cash.total + sum((pnl for _, pnl in open_positions), ZERO)
-    return cash.portfolio, value, {route for route, _ in open_positions}, len(open_positions)
+@functools.cache
+def _exposure_statement() -> str:
+    cash, position, trade, portfolio = sql.table(Balance), sql.table(Position), sql.table(Trade), sql.table(Portfolio)
+    return (f"SELECT b.portfolio_id, b.total, t.route, p.unrealized_pnl FROM {cash} b "
+            f"JOIN {portfolio} f ON f.id = b.portfolio_id AND f.ended_at IS NULL AND b.currency = f.currency "
+            f"LEFT JOIN ({position} p JOIN {trade} t ON t.id = p.trade_id) "
+            f"ON t.portfolio_id = b.portfolio_id AND p.status = %s "
+            f"WHERE b.venue = %s ORDER BY b.portfolio_id DESC")
+
+
+def desk_exposure() -> tuple[Decimal, set[str], int]:
+    """What a decision needs of the portfolio, in one statement: its value (the cash
+    account's total, which is starting value + realized P&L, + unrealized P&L), the routes
+    of open positions and their count."""
+    rows = sql.fetch(_exposure_statement(), [Position.OPEN, Balance.DESK],
+                     [Balance._meta.pk, Balance._meta.get_field("total"), Trade._meta.get_field("route"),
+                      Position._meta.get_field("unrealized_pnl")])
+    if not rows:
+        return cash_account(current_portfolio()).total, set(), 0
+    open_positions = [(route, pnl) for portfolio_id, _, route, pnl in rows if portfolio_id == rows[0][0] and route is not None]
+    value = rows[0][1] + sum((pnl for _, pnl in open_positions), ZERO)
+    return value, {route for route, _ in open_positions}, len(open_positions)
 
 
 def usd_rates(feed: Feed, currencies) -> UsdRates:

@@ -71,7 +71,7 @@ def test_cross_venue_fills_both_legs_through_the_book_and_realizes_after_fees(tm
     assert Balance.objects.get(venue="a", currency="USDT").total == D("20000") - D("404.404")
     assert Balance.objects.get(venue="b", currency="USDT").total == D("20000") + D("411.176")
     assert cash_account(portfolio).total == D("100000") + D("6.772")
-    assert desk_exposure()[1] == D("100006.772")
+    assert desk_exposure()[0] == D("100006.772")
     assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.EXECUTED
     assert AgentState.objects.get(agent="arbitrage", key="xv:BTC/USDT:a>b").wins == 1
     assert_balances_consistent()
