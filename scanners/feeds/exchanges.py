@@ -122,7 +122,9 @@ class CcxtFeed(Feed):
             await exchange.close()
             raise PaperOnlyError(f"{venue}: exchange credentials are set; the desk refuses to use them")
         for name in ACCOUNT_METHODS:
-            setattr(exchange, name, _refuse(f"{venue}.{name}"))
+            head, *words = name.split("_")
+            for alias in (name, head + "".join(w.title() for w in words)):  # ccxt answers to both spellings
+                setattr(exchange, alias, _refuse(f"{venue}.{alias}"))
         fetch2 = exchange.fetch2
 
         async def public_only(path, api="public", method="GET", params=None, config=None):
