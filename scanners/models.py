@@ -116,6 +116,13 @@ def _fraction(**kwargs):
     )
 
 
+def _at_least_zero():
+    """A cap, a minimum profit or a risk/reward is never negative."""
+    from django.core.validators import MinValueValidator
+
+    return MinValueValidator(Decimal("0"))
+
+
 def _positive_int(default, **kwargs):
     from django.core.validators import MinValueValidator
 
@@ -127,10 +134,10 @@ class ArbitrageSettings(SingletonSettings):
     max_risk_score = _pct(default=Decimal("75"), help_text="drop opportunities above this risk score (0-100)")
     top_n = _positive_int(3, help_text="opportunities stored per scan")
     max_quote_age_ms = _positive_int(5000, help_text="skip quotes older than this at scan time, ms")
-    notional_cap_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10000"), help_text="size cap where the venue gives no sizes, USD")
+    notional_cap_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10000"), validators=[_at_least_zero()], help_text="size cap where the venue gives no sizes, USD")
     rebalance = models.BooleanField(default=False, help_text="include the share of moving inventory back (withdrawal fees)")
     auto_min_net_pct = _pct(default=Decimal("0.5"), help_text="auto-execute only above this net profit, percent")
-    auto_min_profit_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("50"), help_text="auto-execute only above this expected profit, USD")
+    auto_min_profit_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("50"), validators=[_at_least_zero()], help_text="auto-execute only above this expected profit, USD")
     auto_max_risk = _pct(default=Decimal("30"), help_text="auto-execute only below this risk score")
 
     class Meta:
@@ -140,10 +147,10 @@ class ArbitrageSettings(SingletonSettings):
 class ForexSettings(SingletonSettings):
     timeframe = models.CharField(max_length=4, default="1m", choices=[(t, t) for t in ("1m", "5m", "15m", "1h", "4h", "1d")])
     min_confidence = _fraction(default=Decimal("0.60"))
-    min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("1.5"))
+    min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("1.5"), validators=[_at_least_zero()])
     top_n = _positive_int(2)
     auto_min_confidence = _fraction(default=Decimal("0.70"))
-    auto_min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("2.0"))
+    auto_min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("2.0"), validators=[_at_least_zero()])
 
     class Meta:
         verbose_name = verbose_name_plural = "forex thresholds"

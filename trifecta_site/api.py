@@ -57,6 +57,14 @@ def exact_filters(request, queryset, names: dict[str, str]):
 class SettingsSerializer(serializers.ModelSerializer):
     """A singleton settings row; the model's own validation (`full_clean`) decides, as in admin."""
 
+    def to_internal_value(self, data):
+        """A misspelt field is refused, not silently ignored (as `replay --settings-file` refuses it)."""
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
     def validate(self, attrs):
         candidate = copy.copy(self.instance)  # the stored row, changed: validated before anything is saved
         for name, value in attrs.items():
@@ -82,6 +90,7 @@ class SingletonSettingsView(generics.RetrieveUpdateAPIView):
         for name, value in serializer.validated_data.items():
             setattr(instance, name, value)
         instance.save(changed_by=self.request.user)
+        instance.refresh_from_db()  # answer what is stored (e.g. -0.00 is stored as 0.00), as a GET reads it
 
 
 def settings_serializer(model_class) -> type[SettingsSerializer]:
