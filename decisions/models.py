@@ -143,7 +143,10 @@ class Decision(models.Model):
     AGENT, RISK, GOVERNOR = "agent", "risk", "governor"
     LAYERS = [(AGENT, "agent"), (RISK, "risk manager"), (GOVERNOR, "governor")]
 
-    opportunity = models.ForeignKey("scanners.Opportunity", on_delete=models.CASCADE, related_name="decisions")
+    # Indexed by the unique (opportunity, layer) pair and `decision_recent_list`: a separate
+    # index on the key or the time would only slow the three inserts of every decision.
+    opportunity = models.ForeignKey("scanners.Opportunity", on_delete=models.CASCADE, related_name="decisions",
+                                    db_index=False)
     layer = models.CharField(max_length=16, choices=LAYERS)
     verdict = models.CharField(max_length=16, help_text="agent: approve/skip; risk: approved/blocked; governor: execute/display/skip")
     reasons = models.JSONField(default=list, blank=True)
@@ -151,7 +154,7 @@ class Decision(models.Model):
     score = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     level = models.CharField(max_length=8, blank=True, help_text="risk level LOW/MEDIUM/HIGH/BLOCKED")
     size_usd = models.DecimalField(max_digits=28, decimal_places=8, null=True, blank=True, help_text="the size this layer saw or approved")
-    decided_at = models.DateTimeField(db_index=True)
+    decided_at = models.DateTimeField()
     market_ts = models.BigIntegerField(help_text="the feed clock at decision time, epoch ms")
 
     class Meta:

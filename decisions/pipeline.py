@@ -7,6 +7,11 @@ only when the governor would execute), lets the governor have the last word and 
 the three `Decision` rows (one `decision` event carries all three verdicts after
 commit). The unique (opportunity, layer) pair makes it idempotent: a
 second decision of the same opportunity stores nothing and returns the first.
+
+Round trips (PostgreSQL, `trifecta_site.statements`): the opportunity, the portfolio's
+exposure and the configuration version in one; the agent's state; then the transaction,
+which holds the risk rows' locks from the locked read to the commit with one round trip
+between them (the risk writes, the three verdicts and the opportunity's status together).
 """
 from __future__ import annotations
 
@@ -21,12 +26,12 @@ from scanners.feeds.base import Feed
 from scanners.models import Opportunity
 from trifecta_site import events
 from trifecta_site import statements as sql
-from trifecta_site.models import one_configuration_reading
+from trifecta_site.models import configuration_version_statement, one_configuration_reading, version_from
 
 from .agents import AgentVerdict, ArbitrageAgent, BinaryAgent, ForexAgent
 from .governor import DISPLAY, EXECUTE, SKIP, make_decision
 from .models import Controls, Decision, RiskLimits
-from .risk import RiskVerdict, check_trade_approval
+from .risk import RiskVerdict, assess_trade
 
 ZERO, ONE, HUNDRED = Decimal(0), Decimal(1), Decimal(100)
 THRESHOLD_ROWS = {"arbitrage": scan_models.ArbitrageSettings, "forex": scan_models.ForexSettings,
@@ -122,20 +127,22 @@ def _decision_event(decision: Decision) -> dict:
 def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     """Run the three layers on one opportunity and store their verdicts, once."""
     from execution.models import ExecutionSettings
-    from execution.portfolio import desk_exposure
+    from execution.portfolio import exposure_from, exposure_statement
     from scanners.services import ms_to_datetime
 
-    opportunity = sql.get(Opportunity, opportunity_id)
+    found, exposure, version = sql.run(sql.get_statement(Opportunity, opportunity_id), exposure_statement(),
+                                       configuration_version_statement())
+    opportunity = sql.instance_from(Opportunity, found)
     if opportunity is None:
         raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
     if opportunity.status != Opportunity.DETECTED:  # decided before (the unique rows below catch a race)
         return _outcome(list(Decision.objects.filter(opportunity_id=opportunity_id)), created=False)
     now = feed.now()
-    with one_configuration_reading():
+    with one_configuration_reading(version_from(version)):
         controls, limits = Controls.get_solo(), RiskLimits.get_solo()
         thresholds = THRESHOLD_ROWS[opportunity.kind].get_solo()
         settings = ExecutionSettings.get_solo()
-    value, open_routes, open_count = desk_exposure()
+    value, open_routes, open_count = exposure_from(exposure)
     agent = evaluate_agent(opportunity)
     size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
     if size is None:
@@ -148,11 +155,11 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     at = ms_to_datetime(now)
     try:
         with transaction.atomic():
-            risk = check_trade_approval(opportunity.symbol, size, opportunity.direction or "arbitrage", value,
-                                        kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE, limits=limits)
+            risk, risk_writes = assess_trade(size, value, kind=opportunity.kind, now=at,
+                                             reserve=would.verdict == EXECUTE, limits=limits)
             governor = make_decision(opportunity, agent, risk, **governor_inputs)
             common = dict(opportunity=opportunity, decided_at=at, market_ts=now)
-            rows = sql.insert([
+            rows = [
                 Decision(layer=Decision.AGENT, verdict="approve" if agent.approved else "skip", reasons=agent.reasons,
                          figures=agent.figures, score=agent.score, size_usd=size, **common),
                 Decision(layer=Decision.RISK, verdict="approved" if risk.approved else "blocked", reasons=risk.reasons,
@@ -162,9 +169,11 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
                 Decision(layer=Decision.GOVERNOR, verdict=governor.verdict, reasons=governor.reasons,
                          figures=governor.figures, size_usd=size * risk.size_multiplier if governor.verdict == EXECUTE else None,
                          **common),
-            ])
+            ]
             status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
-            sql.update(Opportunity, opportunity.pk, status=status)
+            *_, ids, _ = sql.run(*risk_writes, sql.insert_statement(rows),
+                                 sql.update_statement(Opportunity, opportunity.pk, status=status))
+            sql.inserted(rows, ids)
             event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
                      "verdict": governor.verdict, "layers": [_decision_event(row) for row in rows]}
             transaction.on_commit(lambda: events.publish("decision", event))

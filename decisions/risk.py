@@ -2,7 +2,8 @@
 
 `check_trade_approval` reads the limits, then locks the day's row and the risk state,
 checks every limit, and when it approves reserves the trade slot in the same
-transaction: N workers approving at once can never exceed the daily count or the loss
+transaction (`assess_trade` is the same check for a caller that sends the writes with its
+own): N workers approving at once can never exceed the daily count or the loss
 budget (PostgreSQL: row locks; SQLite: IMMEDIATE transactions serialise writers).
 
 Risk level, from the highest usage of any limit (usage = used / limit):
@@ -124,31 +125,40 @@ def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_va
                          kind: str = "arbitrage", now: datetime | None = None, reserve: bool = True,
                          limits: RiskLimits | None = None) -> RiskVerdict:
     """Approve or block one trade of notional `size` (USD); reserve its slot when approved."""
-    now = now or timezone.now()
-    limits = limits or RiskLimits.get_solo()
-    day = risk_day(now, limits)
     with transaction.atomic(savepoint=False):  # part of the caller's transaction when there is one
-        state, today = _locked_rows(day)
-        if state.cooldown_until and state.cooldown_until <= now:
-            state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak
-            state.save(update_fields=["loss_streak", "cooldown_until"])
-        checks, reasons, level = evaluate_limits(limits, state, today, size=size, portfolio_value=portfolio_value,
-                                                 kind=kind, now=now)
-        approved = not reasons
-        if approved and reserve:
-            today.trades += 1
-            sql.update(RiskDay, today.pk, trades=today.trades)
-        elif not approved:
-            for code in reasons:
-                today.limit_trips[code] = today.limit_trips.get(code, 0) + 1
-            sql.update(RiskDay, today.pk, limit_trips=today.limit_trips)
-        if state.peak_equity is None or portfolio_value > state.peak_equity:
-            state.peak_equity = portfolio_value
-            sql.update(RiskState, 1, peak_equity=portfolio_value)
-    return RiskVerdict(
+        verdict, writes = assess_trade(size, portfolio_value, kind=kind, now=now or timezone.now(),
+                                       reserve=reserve, limits=limits or RiskLimits.get_solo())
+        if writes:
+            sql.run(*writes)
+    return verdict
+
+
+def assess_trade(size: Decimal, portfolio_value: Decimal, *, kind: str, now: datetime, reserve: bool,
+                 limits: RiskLimits) -> tuple[RiskVerdict, list[sql.Statement]]:
+    """The verdict, taken under the risk rows' locks in the caller's open transaction, and the
+    writes that record it (the slot, the limit trips, the equity peak), which the caller
+    sends with its own before the transaction ends: the locks are held for one round trip less."""
+    day = risk_day(now, limits)
+    state, today = _locked_rows(day)
+    writes = []
+    if state.cooldown_until and state.cooldown_until <= now:
+        state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak
+        writes.append(sql.update_statement(RiskState, 1, loss_streak=0, cooldown_until=None))
+    checks, reasons, level = evaluate_limits(limits, state, today, size=size, portfolio_value=portfolio_value,
+                                             kind=kind, now=now)
+    approved = not reasons
+    if approved and reserve:
+        writes.append(sql.update_statement(RiskDay, today.pk, trades=today.trades + 1))
+    elif not approved:
+        trips = {**today.limit_trips, **{code: today.limit_trips.get(code, 0) + 1 for code in reasons}}
+        writes.append(sql.update_statement(RiskDay, today.pk, limit_trips=trips))
+    if state.peak_equity is None or portfolio_value > state.peak_equity:
+        writes.append(sql.update_statement(RiskState, 1, peak_equity=portfolio_value))
+    verdict = RiskVerdict(
         approved=approved, level=BLOCKED if not approved else level, reasons=reasons, checks=checks,
         size_multiplier=Decimal("0.5") if level == HIGH else Decimal(1), day=day.isoformat(),
     )
+    return verdict, writes
 
 
 def risk_usage(*, portfolio_value: Decimal, now: datetime | None = None) -> dict:

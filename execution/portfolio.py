@@ -90,27 +90,36 @@ def unrealized_total(portfolio: Portfolio) -> Decimal:
 
 
 @functools.cache
-def _exposure_statement() -> str:
+def _exposure_sql() -> str:
     cash, position, trade, portfolio = sql.table(Balance), sql.table(Position), sql.table(Trade), sql.table(Portfolio)
-    return (f"SELECT b.portfolio_id, b.total, t.route, p.unrealized_pnl FROM {cash} b "
+    return (f"SELECT b.portfolio_id, b.total, NULL, NULL FROM {cash} b "
             f"JOIN {portfolio} f ON f.id = b.portfolio_id AND f.ended_at IS NULL AND b.currency = f.currency "
-            f"LEFT JOIN ({position} p JOIN {trade} t ON t.id = p.trade_id) "
-            f"ON t.portfolio_id = b.portfolio_id AND p.status = %s "
-            f"WHERE b.venue = %s ORDER BY b.portfolio_id DESC")
+            f"WHERE b.venue = %s "
+            f"UNION ALL SELECT t.portfolio_id, NULL, t.route, p.unrealized_pnl FROM {position} p "
+            f"JOIN {trade} t ON t.id = p.trade_id WHERE p.status = %s")
+
+
+def exposure_statement() -> sql.Statement:
+    """What a decision needs of the portfolio, in one statement (see `exposure_from`)."""
+    return sql.Statement(_exposure_sql(), [Balance.DESK, Position.OPEN],
+                         [Balance._meta.pk, Balance._meta.get_field("total"), Trade._meta.get_field("route"),
+                          Position._meta.get_field("unrealized_pnl")])
+
+
+def exposure_from(rows: list[tuple]) -> tuple[Decimal, set[str], int]:
+    """The portfolio's value (the cash account's total, which is starting value + realized
+    P&L, + unrealized P&L), the routes of its open positions and their count."""
+    cash = max((row for row in rows if row[1] is not None), default=None)  # the open portfolio (the newest)
+    if cash is None:
+        return cash_account(current_portfolio()).total, set(), 0
+    open_positions = [(route, pnl) for portfolio_id, total, route, pnl in rows
+                      if total is None and portfolio_id == cash[0]]
+    value = cash[1] + sum((pnl for _, pnl in open_positions), ZERO)
+    return value, {route for route, _ in open_positions}, len(open_positions)
 
 
 def desk_exposure() -> tuple[Decimal, set[str], int]:
-    """What a decision needs of the portfolio, in one statement: its value (the cash
-    account's total, which is starting value + realized P&L, + unrealized P&L), the routes
-    of open positions and their count."""
-    rows = sql.fetch(_exposure_statement(), [Position.OPEN, Balance.DESK],
-                     [Balance._meta.pk, Balance._meta.get_field("total"), Trade._meta.get_field("route"),
-                      Position._meta.get_field("unrealized_pnl")])
-    if not rows:
-        return cash_account(current_portfolio()).total, set(), 0
-    open_positions = [(route, pnl) for portfolio_id, _, route, pnl in rows if portfolio_id == rows[0][0] and route is not None]
-    value = rows[0][1] + sum((pnl for _, pnl in open_positions), ZERO)
-    return value, {route for route, _ in open_positions}, len(open_positions)
+    return exposure_from(sql.run(exposure_statement())[0])
 
 
 def usd_rates(feed: Feed, currencies) -> UsdRates:

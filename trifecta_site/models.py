@@ -1,14 +1,11 @@
 import contextlib
 import contextvars
 import copy
-import logging
-import time
-import uuid
 
 from django.db import models, transaction
 from django.utils import timezone
 
-logger = logging.getLogger(__name__)
+from trifecta_site import statements
 
 
 class Heartbeat(models.Model):
@@ -59,44 +56,43 @@ class ConfigChange(models.Model):
         return f"{self.setting}.{self.field}: {self.old_value} → {self.new_value}"
 
 
-SETTINGS_VERSION_KEY = "trifecta:settings-version"
-SETTINGS_MAX_AGE_S = 5.0
-_UNREAD = object()
-_settings_rows: dict[object, tuple[str, float, object]] = {}
+class ConfigurationVersion(models.Model):
+    """One row whose number every change of configuration raises, in the change's own transaction.
+
+    Processes keep configuration rows and compare this number before using them: a change
+    reaches every process at its next read, and a change rolled back reaches none."""
+
+    version = models.BigIntegerField(default=0)
 
 
-_pinned_version: contextvars.ContextVar = contextvars.ContextVar("pinned_settings_version", default=_UNREAD)
+_settings_rows: dict[object, tuple[int, object]] = {}
+_pinned_version: contextvars.ContextVar = contextvars.ContextVar("pinned_configuration_version", default=None)
 
 
-def _settings_version() -> str | None:
-    """The shared token every change of configuration renews (None: the cache is away, read the database)."""
-    from django.core.cache import cache
+def configuration_version_statement() -> statements.Statement:
+    """The read of the version, for callers that send it with their own reads in one round trip."""
+    field = ConfigurationVersion._meta.get_field("version")
+    return statements.Statement(f"SELECT {statements.column(ConfigurationVersion, 'version')} "
+                                f"FROM {statements.table(ConfigurationVersion)} WHERE id = 1", [], [field])
 
+
+def version_from(rows: list[tuple]) -> int:
+    return rows[0][0] if rows else 0
+
+
+def configuration_version() -> int:
     pinned = _pinned_version.get()
-    if pinned is not _UNREAD:
+    if pinned is not None:
         return pinned
-    try:
-        return cache.get(SETTINGS_VERSION_KEY, "")
-    except Exception:
-        return None
-
-
-def _renew_settings_version() -> None:
-    from django.core.cache import cache
-
-    try:
-        cache.set(SETTINGS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    except Exception:  # the cache is away: processes notice the change within SETTINGS_MAX_AGE_S
-        logger.warning("settings change not announced: cache unreachable", exc_info=True)
+    return version_from(statements.fetch(*configuration_version_statement()))
 
 
 @contextlib.contextmanager
-def one_configuration_reading():
-    """Inside the block every configuration row is checked against one reading of the token.
-
-    A decision reads four rows: one cache round trip instead of four, and all four from
-    the same configuration."""
-    token = _pinned_version.set(_settings_version())
+def one_configuration_reading(version: int | None = None):
+    """Inside the block every configuration row is checked against one reading of the version
+    (`version` when the caller read it already): one round trip instead of one per row, and
+    every row from the same configuration."""
+    token = _pinned_version.set(configuration_version() if version is None else version)
     try:
         yield
     finally:
@@ -109,23 +105,26 @@ def forget_settings() -> None:
 
 
 def configuration_changed(**_signal) -> None:
-    """A configuration row changed: this process rereads at once, every other one once the change commits."""
+    """A configuration row changed: raise the version in the same transaction (this process also forgets at once)."""
     _settings_rows.clear()
-    transaction.on_commit(_renew_settings_version)
+    raised = models.F("version") + 1
+    if not ConfigurationVersion.objects.filter(pk=1).update(version=raised):
+        ConfigurationVersion.objects.get_or_create(pk=1)
+        ConfigurationVersion.objects.filter(pk=1).update(version=raised)
 
 
 def kept_configuration(key, load):
     """What `load()` reads from configuration tables, kept per process until the configuration changes.
 
-    Read outside a transaction only: inside one, a change not yet committed (or rolled
-    back later) could be kept."""
-    version = _settings_version()
+    Kept only when read outside a transaction: inside one, a change not yet committed (or
+    rolled back later) could be kept."""
+    version = configuration_version()
     kept = _settings_rows.get(key)
-    if version is not None and kept is not None and kept[0] == version and time.monotonic() - kept[1] < SETTINGS_MAX_AGE_S:
-        return kept[2]
+    if kept is not None and kept[0] == version:
+        return kept[1]
     value = load()
-    if version is not None and not transaction.get_connection().in_atomic_block:
-        _settings_rows[key] = (version, time.monotonic(), value)
+    if not transaction.get_connection().in_atomic_block:
+        _settings_rows[key] = (version, value)
     return value
 
 
@@ -133,10 +132,9 @@ class SingletonSettings(models.Model):
     """One row of settings, edited at runtime; every change of a field is audited (`ConfigChange`).
 
     Configuration rows (`audited`) are read on every scan and decision, so each process
-    keeps a copy and checks one shared token in the cache instead of querying the row:
-    a save renews the token when its transaction commits, and every process reloads at
-    its next read. A copy is also never older than SETTINGS_MAX_AGE_S, in case the cache
-    lost a renewal. Runtime state (`audited = False`) is always read from the database.
+    keeps a copy and checks one number (`ConfigurationVersion`) instead of reading the
+    rows: a save raises it in its own transaction, and every process reloads at its next
+    read. Runtime state (`audited = False`) is always read from the database.
     """
 
     audited = True

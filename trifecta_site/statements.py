@@ -1,19 +1,29 @@
 """Statements written out for the desk's hot loop (deciding an opportunity, executing it).
 
 Building a queryset and compiling its SQL costs the ORM 3-8 times the statement's own
-round trip (0.4-0.8 ms against 0.07-0.1 ms on PostgreSQL, `make bench-decide`), and a
-decision runs several. These helpers send plain SQL through Django's connection and give
-values back through the same converters the ORM applies, so a Decimal is a Decimal and a
-time an aware datetime on SQLite and PostgreSQL alike. Everything else uses the ORM.
-Statement texts are kept once built (a process uses one database).
+round trip (0.4-0.8 ms against 0.1 ms on PostgreSQL, `make bench-decide`), and a decision
+runs several. These helpers send plain SQL through Django's connection and give values
+back through the same converters the ORM applies, so a Decimal is a Decimal and a time an
+aware datetime on SQLite and PostgreSQL alike. On PostgreSQL parameters are bound on the
+server (psycopg prepares a statement run repeatedly, so the server stops parsing and
+planning it) and `run` sends several statements in one round trip (psycopg's pipeline
+mode). Everything else uses the ORM. Statement texts are kept once built (a process uses
+one database).
 """
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Field, Model
 from django.db.models.sql import Query
+
+
+class Statement(NamedTuple):
+    sql: str
+    params: list
+    fields: list[Field] = []  # what the returned columns are, in order (converted as the ORM converts them)
 
 
 @functools.cache
@@ -35,8 +45,6 @@ def row_lock() -> str:
 
 
 def _cursor():
-    """A cursor that binds parameters on the server on PostgreSQL: psycopg then prepares a
-    statement run repeatedly, and the server stops parsing and planning it every time."""
     if connection.vendor != "postgresql":
         return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
@@ -45,28 +53,39 @@ def _cursor():
     return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
-def fetch(sql: str, params, fields: list[Field]) -> list[tuple]:
-    """Rows of `sql`, column i converted as the ORM converts `fields[i]` (a model field)."""
-    with _cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+def _converted(rows: list[tuple], fields: list[Field]) -> list[tuple]:
+    if not rows or not fields:
+        return rows
     compiler = Query(None).get_compiler(connection=connection)
     converters = compiler.get_converters([field.get_col(field.model._meta.db_table) for field in fields])
-    return list(compiler.apply_converters(rows, converters)) if converters and rows else rows
+    return list(compiler.apply_converters(rows, converters)) if converters else rows
 
 
-def execute(sql: str, params) -> int:
-    """Run one write; the number of rows it changed."""
-    with _cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+def run(*statements: Statement) -> list[list[tuple]]:
+    """Run the statements in order, in one round trip where the database allows; the rows each returned."""
+    cursors = [_cursor() for _ in statements]
+    try:
+        if len(statements) > 1 and connection.vendor == "postgresql":
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                for cursor, statement in zip(cursors, statements):
+                    cursor.execute(statement.sql, statement.params)
+        else:
+            for cursor, statement in zip(cursors, statements):
+                cursor.execute(statement.sql, statement.params)
+        return [_converted(cursor.fetchall() if cursor.description else [], statement.fields)
+                for cursor, statement in zip(cursors, statements)]
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
-def update(model: type[Model], pk, **values) -> int:
-    """Write some fields of one row, by primary key, in one statement."""
-    fields = [model._meta.get_field(name) for name in values]
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    return execute(_update_by_pk(model, tuple(values)), [*params, pk])
+def fetch(sql: str, params, fields: list[Field]) -> list[tuple]:
+    """Rows of `sql`, column i converted as the ORM converts `fields[i]` (a model field)."""
+    return run(Statement(sql, params, fields))[0]
+
+
+def execute(sql: str, params) -> None:
+    run(Statement(sql, params))
 
 
 @functools.cache
@@ -75,17 +94,34 @@ def _update_by_pk(model: type[Model], names: tuple[str, ...]) -> str:
     return f"UPDATE {table(model)} SET {assignments} WHERE {column(model, model._meta.pk.name)} = %s"
 
 
+def update_statement(model: type[Model], pk, **values) -> Statement:
+    """Write some fields of one row, by primary key."""
+    params = [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+    return Statement(_update_by_pk(model, tuple(values)), [*params, pk])
+
+
+def update(model: type[Model], pk, **values) -> None:
+    run(update_statement(model, pk, **values))
+
+
 @functools.cache
 def _select_by_pk(model: type[Model]) -> str:
     names = ", ".join(connection.ops.quote_name(f.column) for f in model._meta.concrete_fields)
     return f"SELECT {names} FROM {table(model)} WHERE {column(model, model._meta.pk.name)} = %s"
 
 
+def get_statement(model: type[Model], pk) -> Statement:
+    return Statement(_select_by_pk(model), [pk], model._meta.concrete_fields)
+
+
+def instance_from(model: type[Model], rows: list[tuple]) -> Model | None:
+    """The model instance of a `get_statement` row (None when there was none)."""
+    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], rows[0]) if rows else None
+
+
 def get(model: type[Model], pk) -> Model | None:
     """One row by primary key as a model instance (None when absent)."""
-    fields = model._meta.concrete_fields
-    rows = fetch(_select_by_pk(model), [pk], fields)
-    return model.from_db(connection.alias, [f.attname for f in fields], rows[0]) if rows else None
+    return instance_from(model, run(get_statement(model, pk))[0])
 
 
 @functools.cache
@@ -99,16 +135,21 @@ def _insert_returning_pk(model: type[Model], count: int) -> str:
     return f"INSERT INTO {table(model)} ({names}) VALUES {', '.join([row] * count)} RETURNING {pk}"
 
 
-def insert(objs: list[Model]) -> list[Model]:
-    """Insert instances of one model in one statement and give each its primary key."""
+def insert_statement(objs: list[Model]) -> Statement:
+    """Insert instances of one model in one statement; give its rows to `inserted`."""
     model = type(objs[0])
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     params = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields]
-    pk = model._meta.pk
-    with _cursor() as cursor:
-        cursor.execute(_insert_returning_pk(model, len(objs)), params)
-        ids = [r[0] for r in cursor.fetchall()]
-    for obj, value in zip(objs, ids):
-        setattr(obj, pk.attname, value)
+    return Statement(_insert_returning_pk(model, len(objs)), params, [model._meta.pk])
+
+
+def inserted(objs: list[Model], rows: list[tuple]) -> list[Model]:
+    """The instances of an `insert_statement`, each with its primary key."""
+    for obj, (value,) in zip(objs, rows):
+        setattr(obj, obj._meta.pk.attname, value)
         obj._state.adding, obj._state.db = False, connection.alias
     return objs
+
+
+def insert(objs: list[Model]) -> list[Model]:
+    return inserted(objs, run(insert_statement(objs))[0])

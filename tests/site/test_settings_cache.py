@@ -2,12 +2,13 @@
 from decimal import Decimal as D
 
 import pytest
-from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from decisions.models import RiskLimits, RiskState
 from trifecta_site import models as site_models
+from trifecta_site.models import ConfigurationVersion
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,36 +20,51 @@ def queries(read):
 
 
 def test_a_configuration_row_is_read_from_the_database_once_then_kept():
-    RiskLimits.get_solo()  # creates the row: that save renews the token
+    RiskLimits.get_solo()  # creates the row: that save raises the version
     RiskLimits.get_solo()
-    limits, count = queries(RiskLimits.get_solo)
-    assert count == 0 and limits.max_trades_per_day == 50
+    with CaptureQueriesContext(connection) as captured:
+        limits = RiskLimits.get_solo()
+    assert [q["sql"] for q in captured] == [site_models.configuration_version_statement().sql]
+    assert limits.max_trades_per_day == 50
     limits.max_trades_per_day = 7  # a copy: changing it changes nothing kept
     assert RiskLimits.get_solo().max_trades_per_day == 50
 
 
 def test_a_save_anywhere_reaches_every_process_at_its_next_read():
     RiskLimits.get_solo(), RiskLimits.get_solo()
-    RiskLimits.objects.filter(pk=1).update(max_daily_loss=D("42"))  # another process commits a change...
+    RiskLimits.objects.filter(pk=1).update(max_daily_loss=D("42"))  # another process writes the row...
     assert RiskLimits.get_solo().max_daily_loss == D("100")
-    cache.set(site_models.SETTINGS_VERSION_KEY, "renewed by the other process")  # ...and renews the token
+    ConfigurationVersion.objects.filter(pk=1).update(version=F("version") + 1)  # ...and raises the version
     assert RiskLimits.get_solo().max_daily_loss == D("42")
 
 
-def test_saving_renews_the_token_after_commit():
-    before = cache.get(site_models.SETTINGS_VERSION_KEY)
+def test_saving_raises_the_version_in_its_own_transaction():
     limits = RiskLimits.get_solo()
-    limits.max_trades_per_day = 9
-    limits.save()
-    assert cache.get(site_models.SETTINGS_VERSION_KEY) != before
+    before = site_models.configuration_version()
+    with transaction.atomic():
+        limits.max_trades_per_day = 9
+        limits.save()
+        assert site_models.configuration_version() == before + 1
     assert RiskLimits.get_solo().max_trades_per_day == 9
 
 
-def test_a_copy_is_never_older_than_the_maximum_age(monkeypatch):
-    RiskLimits.get_solo(), RiskLimits.get_solo()
-    RiskLimits.objects.filter(pk=1).update(max_trades_per_day=3)
-    monkeypatch.setattr(site_models, "SETTINGS_MAX_AGE_S", 0)
-    assert RiskLimits.get_solo().max_trades_per_day == 3
+def test_a_change_rolled_back_reaches_no_process():
+    RiskLimits.get_solo()
+    before = site_models.configuration_version()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        limits = RiskLimits.get_solo()
+        limits.max_trades_per_day = 9
+        limits.save()
+        raise RuntimeError("the admin's transaction fails")
+    assert site_models.configuration_version() == before
+    assert RiskLimits.get_solo().max_trades_per_day == 50
+
+
+def test_one_reading_checks_every_row_against_one_version():
+    RiskLimits.get_solo(), RiskLimits.get_solo()  # the first creates the row, the second keeps it
+    with site_models.one_configuration_reading():
+        _, count = queries(lambda: (RiskLimits.get_solo(), RiskLimits.get_solo()))
+    assert count == 0
 
 
 def test_runtime_state_is_always_read_from_the_database():
