@@ -7,7 +7,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres install clean-var
+.PHONY: run test test-sqlite test-postgres test-reliability install clean-var
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-postgres: install
 	else \
 		echo "PostgreSQL not reachable at $(TEST_POSTGRES_URL): PostgreSQL pass skipped"; \
 	fi
+
+# The long fault scenarios (tests/reliability, marker `reliability`: a 30 s Redis outage,
+# minutes of SQLite writes), on both passes like `make test`, which leaves them out.
+test-reliability:
+	$(MAKE) test PYTEST_ARGS="-m reliability tests/reliability $(PYTEST_ARGS)"
 
 clean-var:
 	rm -rf var

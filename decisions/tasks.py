@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from scanners.feeds import desk_feed
 from scanners.feeds.base import FeedError
@@ -6,9 +7,11 @@ from scanners.feeds.base import FeedError
 from . import pipeline
 
 
-@shared_task(ignore_result=True, autoretry_for=(OSError, FeedError), retry_backoff=True, max_retries=5)
+@shared_task(ignore_result=True, autoretry_for=(OSError, FeedError, OperationalError, InterfaceError), retry_backoff=True,
+             max_retries=5)
 def decide(opportunity_id: int):
-    """Decide one opportunity; when the governor says execute, hand it to execution (idempotent both ways)."""
+    """Decide one opportunity; when the governor says execute, hand it to execution (idempotent both ways).
+    A lost database connection rolled the whole decision back: retry with backoff."""
     outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=desk_feed())
     if outcome.verdict == pipeline.EXECUTE:
         from execution.models import Trade

@@ -248,6 +248,9 @@ TRIFECTA_REPLAY_SPEED = os.environ.get("TRIFECTA_REPLAY_SPEED", "1")
 TRIFECTA_VENUES = env_list("TRIFECTA_VENUES", "binance,kraken")
 TRIFECTA_SYMBOLS = env_list("TRIFECTA_SYMBOLS", "BTC/USDT,ETH/USDT")
 CCXT_TIMEOUT_MS = int(os.environ.get("CCXT_TIMEOUT_MS", "10000"))
+# venue=base URL pairs: a venue's public API served elsewhere (a mirror, or the local
+# server the tests run), as `manage.py record --urls` takes them.
+CCXT_URLS = dict(item.split("=", 1) for item in env_list("CCXT_URLS", "") if "=" in item)
 MT5_SYMBOLS = env_list("MT5_SYMBOLS", "EURUSD,GBPUSD,USDJPY")
 
 # Opportunities and scan runs older than this are pruned (hourly).

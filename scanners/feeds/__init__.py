@@ -41,7 +41,8 @@ def build_feed(kind: str | None = None) -> Feed:
         from .exchanges import CcxtFeed
 
         universe = FeedSettings.get_solo()
-        return CcxtFeed(venues=universe.venue_list(), symbols=universe.symbol_list(), timeout_ms=settings.CCXT_TIMEOUT_MS)
+        return CcxtFeed(venues=universe.venue_list(), symbols=universe.symbol_list(), timeout_ms=settings.CCXT_TIMEOUT_MS,
+                        urls=settings.CCXT_URLS)
     if kind == "mt5":
         from scanners.models import FeedSettings
 
