@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection
+from django.utils import timezone
 
 from trifecta_site import statements as sql
 
@@ -63,6 +63,19 @@ def _states_statement(keys: int) -> str:
             f"AND {sql.column(AgentState, 'key')} IN ({', '.join(['%s'] * keys)})")
 
 
+@functools.cache
+def _learning_sql() -> str:
+    names = ("agent", "key", "wins", "losses", "expected_sum", "realized_sum", "updated_at")
+    table = sql.table(AgentState)
+    added = ", ".join(f"{sql.column(AgentState, n)} = {table}.{sql.column(AgentState, n)} + excluded.{sql.column(AgentState, n)}"
+                      for n in ("wins", "losses", "expected_sum", "realized_sum"))
+    updated = sql.column(AgentState, "updated_at")
+    return (f"INSERT INTO {table} ({', '.join(sql.column(AgentState, n) for n in names)}) "
+            f"VALUES ({', '.join(['%s'] * len(names))}) "
+            f"ON CONFLICT ({sql.column(AgentState, 'agent')}, {sql.column(AgentState, 'key')}) "
+            f"DO UPDATE SET {added}, {updated} = excluded.{updated}")
+
+
 class Agent:
     name = ""
 
@@ -77,13 +90,14 @@ class Agent:
         return {key: found.get(key) or AgentState(agent=self.name, key=key) for key in keys}
 
     def learn(self, key: str, *, win: bool, expected: Decimal = Decimal(0), realized: Decimal = Decimal(0)) -> None:
-        """One realized outcome, added atomically (concurrent workers never lose one)."""
-        changes = dict(wins=F("wins") + (1 if win else 0), losses=F("losses") + (0 if win else 1),
-                       expected_sum=F("expected_sum") + expected, realized_sum=F("realized_sum") + realized)
-        with transaction.atomic(savepoint=False):
-            if not AgentState.objects.filter(agent=self.name, key=key).update(**changes):
-                AgentState.objects.get_or_create(agent=self.name, key=key)  # the first outcome of this key
-                AgentState.objects.filter(agent=self.name, key=key).update(**changes)
+        sql.run(self.learning(key, win=win, expected=expected, realized=realized))
+
+    def learning(self, key: str, *, win: bool, expected: Decimal = Decimal(0), realized: Decimal = Decimal(0)) -> sql.Statement:
+        """One realized outcome added to the key's counts in one statement (an upsert: concurrent workers never lose one)."""
+        values = {"agent": self.name, "key": key, "wins": 1 if win else 0, "losses": 0 if win else 1,
+                  "expected_sum": expected, "realized_sum": realized, "updated_at": timezone.now()}
+        params = [AgentState._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+        return sql.Statement(_learning_sql(), params)
 
     def reset(self) -> int:
         deleted, _ = AgentState.objects.filter(agent=self.name).delete()
@@ -109,7 +123,10 @@ class ArbitrageAgent(Agent):
         )
 
     def learn_route(self, route: str, *, realized: Decimal, expected: Decimal) -> None:
-        self.learn(route, win=realized > 0, expected=expected, realized=realized)
+        sql.run(*self.route_learning(route, realized=realized, expected=expected))
+
+    def route_learning(self, route: str, *, realized: Decimal, expected: Decimal) -> list[sql.Statement]:
+        return [self.learning(route, win=realized > 0, expected=expected, realized=realized)]
 
 
 class ForexAgent(Agent):
@@ -135,8 +152,10 @@ class ForexAgent(Agent):
         })
 
     def update_signal_result(self, pair: str, signal: str, profitable: bool) -> None:
-        self.learn(f"{pair}:{signal}", win=profitable)
-        self.learn(f"{pair}:*", win=profitable)
+        sql.run(*self.signal_learning(pair, signal, profitable))
+
+    def signal_learning(self, pair: str, signal: str, profitable: bool) -> list[sql.Statement]:
+        return [self.learning(f"{pair}:{signal}", win=profitable), self.learning(f"{pair}:*", win=profitable)]
 
     def get_best_pairs(self, top_n: int = 5) -> list[tuple[str, float]]:
         """Pairs ranked by the lower bound of their realized accuracy (a long record beats a lucky one)."""
@@ -160,4 +179,8 @@ class BinaryAgent(Agent):
         })
 
     def learn_expiry(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal, won: bool) -> None:
-        self.learn(f"{underlying}:{direction}:{expiry_s}", win=won, expected=Decimal(predicted))
+        sql.run(*self.expiry_learning(underlying, direction, expiry_s, predicted=predicted, won=won))
+
+    def expiry_learning(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal,
+                        won: bool) -> list[sql.Statement]:
+        return [self.learning(f"{underlying}:{direction}:{expiry_s}", win=won, expected=Decimal(predicted))]

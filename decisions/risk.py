@@ -31,6 +31,7 @@ from .models import RiskDay, RiskLimits, RiskState
 
 LOW, MEDIUM, HIGH, BLOCKED = "LOW", "MEDIUM", "HIGH", "BLOCKED"
 HUNDRED = Decimal(100)
+ZERO = Decimal(0)
 
 
 @dataclass
@@ -53,27 +54,34 @@ DAY_FIELDS = ("id", "trades", "realized_pnl", "realized_loss", "limit_trips")
 
 
 @functools.cache
-def _locked_rows_statement() -> tuple[str, list]:
+def _locked_rows_sql() -> tuple[str, list]:
     fields = [RiskState._meta.get_field(n) for n in STATE_FIELDS] + [RiskDay._meta.get_field(n) for n in DAY_FIELDS]
     columns = [f"s.{sql.column(RiskState, n)}" for n in STATE_FIELDS] + [f"d.{sql.column(RiskDay, n)}" for n in DAY_FIELDS]
     return (f"SELECT {', '.join(columns)} FROM {sql.table(RiskState)} s, {sql.table(RiskDay)} d "
             f"WHERE s.id = 1 AND d.{sql.column(RiskDay, 'date')} = %s{sql.row_lock()}"), fields
 
 
-def _locked_rows(day) -> tuple[RiskState, RiskDay]:
-    """The risk state and the day's row, both locked by one statement (created first when missing, once a day)."""
-    query, fields = _locked_rows_statement()
-    params = [RiskDay._meta.get_field("date").get_db_prep_value(day, connection)]
-    rows = sql.fetch(query, params, fields)
+def locked_rows_statement(day) -> sql.Statement:
+    """The risk state and the day's row, both locked by one statement (see `locked_rows_from`)."""
+    query, fields = _locked_rows_sql()
+    return sql.Statement(query, [RiskDay._meta.get_field("date").get_db_prep_value(day, connection)], fields)
+
+
+def locked_rows_from(rows: list[tuple], day) -> tuple[RiskState, RiskDay]:
+    """The rows `locked_rows_statement` read; when one was missing (once a day) it is created and both read again."""
     if not rows:
         RiskState.objects.get_or_create(pk=1)
         RiskDay.objects.get_or_create(date=day)
-        rows = sql.fetch(query, params, fields)
+        rows = sql.run(locked_rows_statement(day))[0]
     values = rows[0]
     state = RiskState(pk=1, **dict(zip(STATE_FIELDS, values[:len(STATE_FIELDS)])))
     today = RiskDay(date=day, **dict(zip(DAY_FIELDS, values[len(STATE_FIELDS):])))
     state._state.adding = today._state.adding = False
     return state, today
+
+
+def locked_rows(day) -> tuple[RiskState, RiskDay]:
+    return locked_rows_from(sql.run(locked_rows_statement(day))[0], day)
 
 
 def level_for(usage: Decimal) -> str:
@@ -139,7 +147,7 @@ def assess_trade(size: Decimal, portfolio_value: Decimal, *, kind: str, now: dat
     writes that record it (the slot, the limit trips, the equity peak), which the caller
     sends with its own before the transaction ends: the locks are held for one round trip less."""
     day = risk_day(now, limits)
-    state, today = _locked_rows(day)
+    state, today = locked_rows(day)
     writes = []
     if state.cooldown_until and state.cooldown_until <= now:
         state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak
@@ -182,17 +190,23 @@ def record_outcome(*, realized_pnl: Decimal, at: datetime | None = None) -> None
     at = at or timezone.now()
     limits = RiskLimits.get_solo()
     with transaction.atomic(savepoint=False):
-        state, today = _locked_rows(risk_day(at, limits))
-        today.realized_pnl += realized_pnl
-        if realized_pnl < 0:
-            today.realized_loss += -realized_pnl
-            state.loss_streak += 1
-            if state.loss_streak >= limits.max_consecutive_losses:
-                state.cooldown_until = at + timedelta(minutes=limits.cooldown_minutes)
-        elif realized_pnl > 0:
-            state.loss_streak = 0
-        today.save(update_fields=["realized_pnl", "realized_loss"])
-        state.save(update_fields=["loss_streak", "cooldown_until"])
+        state, today = locked_rows(risk_day(at, limits))
+        sql.run(*outcome_writes(state, today, realized_pnl=realized_pnl, at=at, limits=limits))
+
+
+def outcome_writes(state: RiskState, today: RiskDay, *, realized_pnl: Decimal, at: datetime,
+                   limits: RiskLimits) -> list[sql.Statement]:
+    """What one realized outcome changes in the locked risk rows (Decimal arithmetic here: SQLite would add floats)."""
+    streak, cooldown_until, loss = state.loss_streak, state.cooldown_until, ZERO
+    if realized_pnl < 0:
+        loss, streak = -realized_pnl, streak + 1
+        if streak >= limits.max_consecutive_losses:
+            cooldown_until = at + timedelta(minutes=limits.cooldown_minutes)
+    elif realized_pnl > 0:
+        streak = 0
+    return [sql.update_statement(RiskDay, today.pk, realized_pnl=today.realized_pnl + realized_pnl,
+                                 realized_loss=today.realized_loss + loss),
+            sql.update_statement(RiskState, 1, loss_streak=streak, cooldown_until=cooldown_until)]
 
 
 def release_trade_slot(*, at: datetime) -> None:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
 from scanners.arbitrage import USD_STABLECOINS
 from scanners.feeds.base import Feed
 from scanners.models import Opportunity
 from scanners.services import ms_to_datetime
 from trifecta_site import events
+from trifecta_site import statements as sql
+from trifecta_site.models import configuration_version_statement, one_configuration_reading, version_from
 
 from . import portfolio as book_keeping
 from .fills import BUY, SELL, FillResult, MarketRules, fill_market_order, round_down
@@ -295,21 +296,27 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
     Raises `NotYetObserved` when the fill time lies after the feed's clock (the task
     retries then). Size and decision time come from the stored decisions.
     """
-    from decisions.models import Decision
+    from decisions.models import RiskLimits
 
-    opportunity = Opportunity.objects.get(pk=opportunity_id)
+    found, verdicts, version, open_portfolio = sql.run(
+        sql.get_statement(Opportunity, opportunity_id), _verdicts_statement(opportunity_id),
+        configuration_version_statement(), book_keeping.open_portfolio_statement())
+    opportunity = sql.instance_from(Opportunity, found)
+    if opportunity is None:
+        raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
     if opportunity.status in (Opportunity.EXECUTED, Opportunity.REJECTED):  # booked before, or never to be
         existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
         if existing is not None:
             return existing
     if size_usd is None or decided_ts is None:
-        verdicts = {d.layer: d for d in Decision.objects.filter(opportunity=opportunity)}
-        governor, risk = verdicts.get(Decision.GOVERNOR), verdicts.get(Decision.RISK)
-        if governor is None or governor.verdict != "execute":
+        layers = {layer: (verdict, size, market_ts) for layer, verdict, size, market_ts in verdicts}
+        governor, risk = layers.get("governor"), layers.get("risk")
+        if governor is None or governor[0] != "execute":
             raise ValueError(f"opportunity {opportunity_id} is not approved for execution")
-        size_usd, decided_ts = risk.size_usd, governor.market_ts
-    settings = ExecutionSettings.get_solo()
-    portfolio = book_keeping.current_portfolio()
+        size_usd, decided_ts = risk[1], governor[2]
+    with one_configuration_reading(version_from(version)):
+        settings, limits = ExecutionSettings.get_solo(), RiskLimits.get_solo()
+    portfolio = sql.instance_from(Portfolio, open_portfolio) or book_keeping.current_portfolio()
     try:
         plan = EXECUTORS[opportunity.kind].plan(opportunity, feed=feed, settings=settings, size_usd=size_usd,
                                                 decided_ts=decided_ts)
@@ -317,7 +324,7 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
         plan = Plan(opportunity, size_usd, decided_ts + settings.fill_latency_ms(), rejected=rejection)
     try:
         with transaction.atomic():
-            trade = _book(plan, portfolio, settings)
+            trade = _book(plan, portfolio, settings, limits)
     except IntegrityError:
         existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
         if existing is None:
@@ -326,7 +333,23 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
     return trade
 
 
-def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> Trade:
+def _verdicts_statement(opportunity_id: int) -> sql.Statement:
+    from decisions.models import Decision
+
+    names = ("layer", "verdict", "size_usd", "market_ts")
+    columns = ", ".join(sql.column(Decision, name) for name in names)
+    return sql.Statement(f"SELECT {columns} FROM {sql.table(Decision)} WHERE {sql.column(Decision, 'opportunity')} = %s",
+                         [opportunity_id], [Decision._meta.get_field(name) for name in names])
+
+
+def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits) -> Trade:
+    """Book the plan in the caller's transaction, in three round trips: lock the balances it
+    moves (and the risk rows when the trade closes at once), insert the trade, then send
+    its fills, balances, position or outcome and the opportunity's status together."""
+    from decisions.risk import locked_rows_from, locked_rows_statement, risk_day
+
+    from .monitor import closing_writes
+
     opportunity = plan.opportunity
     trade = Trade(
         portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
@@ -334,11 +357,17 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> Trad
         opened_ts=plan.opened_ts, opened_at=ms_to_datetime(plan.opened_ts), size_usd=plan.size_usd,
         fees_usd=plan.fees_usd, expected_pnl_usd=plan.expected_usd, edge=plan.edge,
     )
+    closes_now = plan.position is None  # arbitrage: every leg has filled, the P&L is realized now
+    writes, risk_rows = [], None
     if plan.rejected is None:
+        day = risk_day(trade.opened_at, limits)
         try:
-            _move_balances(plan, portfolio, settings)
+            writes, risk_rows = _move_balances(plan, portfolio, settings,
+                                               also=[locked_rows_statement(day)] if closes_now else [])
         except Rejected as rejection:
             plan.rejected = rejection
+        if risk_rows is not None:
+            risk_rows = locked_rows_from(risk_rows[0], day)
     if plan.rejected is not None:
         trade.status, trade.reject_reason = Trade.REJECTED, plan.rejected.reason
         trade.edge = {"rejected": plan.rejected.reason, **plan.rejected.detail}
@@ -353,43 +382,66 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> Trad
     spread = spec.pop("spread", None)
     if spread is not None:
         trade.edge = {**trade.edge, "entry_spread": str(spread)}
-    if plan.position is None:  # arbitrage: every leg has filled, the P&L is realized now
-        book_keeping.settle(trade=trade, realized_pnl=plan.realized_usd, closed_ts=plan.opened_ts, save=False)
+    if closes_now:
+        trade.status, trade.realized_pnl = Trade.CLOSED, stored(plan.realized_usd)
+        trade.closed_ts, trade.closed_at = plan.opened_ts, trade.opened_at
     else:
         trade.status = Trade.OPEN
-    trade.save()
-    Fill.objects.bulk_create(
+    sql.insert([trade])
+    fills = [
         Fill(trade=trade, leg=k, venue=leg.venue, symbol=leg.symbol, side=leg.side, requested=leg.fill.requested,
              quantity=leg.fill.quantity, price=leg.fill.price, notional=leg.fill.notional, fee=leg.fill.fee,
              fee_rate=leg.fill.fee_rate, filled_ts=leg.fill.filled_ts or plan.opened_ts,
              evidence={**leg.fill.evidence(), "detected_price": None if leg.detected_price is None else str(leg.detected_price)})
         for k, leg in enumerate(plan.legs, start=1)
-    )
-    Opportunity.objects.filter(pk=opportunity.pk).update(status=Opportunity.EXECUTED)
-    if plan.position is not None:
-        position = Position.objects.create(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
-                                           reserved_usd=plan.reserve_usd, **spec)
-        transaction.on_commit(lambda: events.publish("position", position_event(position)))
+    ]
+    writes += [sql.update_statement(Opportunity, opportunity.pk, status=Opportunity.EXECUTED)]
+    position = None
+    if closes_now:
+        state, today = risk_rows
+        writes += closing_writes(trade=trade, won=plan.realized_usd > 0, state=state, today=today, limits=limits)
     else:
-        from .monitor import record_close
-
-        record_close(trade=trade, won=plan.realized_usd > 0)
+        position = Position(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
+                            reserved_usd=plan.reserve_usd, **spec)
+    inserts = ([sql.insert_statement(fills)] if fills else []) + ([sql.insert_statement([position])] if position else [])
+    results = sql.run(*writes, *inserts)
+    if fills:
+        sql.inserted(fills, results[len(writes)])
+    if position is not None:
+        sql.inserted([position], results[-1])
+        transaction.on_commit(lambda: events.publish("position", position_event(position)))
     transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
     return trade
 
 
-def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> None:
-    """Apply every flow under row locks; refuse what the venue cannot fund (no transfers)."""
+def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings,
+                   also: list[sql.Statement]) -> tuple[list[sql.Statement], list | None]:
+    """The balance writes of the plan, computed under row locks; refuse what the venue cannot fund (no transfers).
+
+    The rows are locked by one statement, sent with `also` (statements that must run in
+    the same round trip, after the lock); returns the writes and `also`'s rows. A trade
+    that closes at once moves its realized P&L into the cash account; one that opens a
+    position reserves its margin or stake there."""
     plan.reserve_usd = stored(plan.reserve_usd)
+    flows = {key: stored(amount) for key, amount in sorted(plan.flows.items())}
+    desk = (Balance.DESK, portfolio.currency)
+    realized = stored(plan.realized_usd) if plan.position is None else None
+    keys = set(flows) | ({desk} if plan.reserve_usd or realized is not None else set())
+    if not keys:
+        return [], (sql.run(*also) if also else None)
+    found, *others = sql.run(_locked_balances(portfolio, keys), *also)
+    balances = {(b.venue, b.currency): b for b in sql.instances_from(Balance, found)}
+    if keys - balances.keys():
+        if desk not in balances:
+            raise Balance.DoesNotExist(f"portfolio {portfolio.pk} has no cash account")
+        _seed(portfolio, keys - balances.keys(), plan.seed_rates, settings)
+        balances = {(b.venue, b.currency): b for b in sql.instances_from(Balance, sql.run(_locked_balances(portfolio, keys))[0])}
     if plan.reserve_usd:
-        cash = book_keeping.cash_account(portfolio, lock=True)
+        cash = balances[desk]
         if cash.free < plan.reserve_usd:
             raise Rejected(INSUFFICIENT_BALANCE, {"venue": Balance.DESK, "needed": str(plan.reserve_usd), "free": str(cash.free)})
         cash.free -= plan.reserve_usd
         cash.reserved += plan.reserve_usd
-        cash.save(update_fields=["free", "reserved"])
-    flows = {key: stored(amount) for key, amount in sorted(plan.flows.items())}
-    balances = _inventory(portfolio, flows, plan.seed_rates, settings)
     for key, amount in flows.items():
         balance = balances[key]
         if balance.free + amount < 0:
@@ -397,21 +449,26 @@ def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings
                                                   "needed": str(-amount), "free": str(balance.free)})
         balance.free += amount
         balance.total += amount
-    if balances:
-        Balance.objects.bulk_update(balances.values(), ["free", "total"])
+    if realized is not None:  # Decimal arithmetic here: SQLite would add floats
+        cash = balances[desk]
+        cash.total += realized
+        cash.free = cash.total - cash.reserved
+    writes = [sql.update_statement(Balance, b.pk, free=b.free, reserved=b.reserved, total=b.total)
+              for key, b in sorted(balances.items())]
+    return writes, (others or None)
 
 
-def _inventory(portfolio: Portfolio, flows: dict, usd_rates: dict, settings: ExecutionSettings) -> dict:
-    """The trade's venue balances, locked in one statement; each seeded with `inventory_usd` worth on first use."""
-    if not flows:
-        return {}
-    match = Q()
-    for venue, currency in flows:
-        match |= Q(venue=venue, currency=currency)
-    rows = Balance.objects.select_for_update().filter(match, portfolio=portfolio).order_by("venue", "currency")
-    found = {(b.venue, b.currency): b for b in rows}
-    missing = [key for key in flows if key not in found]
-    for venue, currency in missing:
+def _locked_balances(portfolio: Portfolio, keys) -> sql.Statement:
+    venue, currency = sql.column(Balance, "venue"), sql.column(Balance, "currency")
+    match = " OR ".join([f"({venue} = %s AND {currency} = %s)"] * len(keys))
+    params = [portfolio.pk, *(value for key in sorted(keys) for value in key)]
+    return sql.select_statement(Balance, f"{sql.column(Balance, 'portfolio')} = %s AND ({match})", params,
+                                order_by=f"{venue}, {currency}", lock=True)
+
+
+def _seed(portfolio: Portfolio, keys, usd_rates: dict, settings: ExecutionSettings) -> None:
+    """Inventory rows used for the first time, each with `inventory_usd` worth."""
+    for venue, currency in sorted(keys):
         rate = usd_rates.get(currency)
         amount = stored(settings.inventory_usd / rate) if rate else ZERO
         try:
@@ -420,9 +477,6 @@ def _inventory(portfolio: Portfolio, flows: dict, usd_rates: dict, settings: Exe
                                        usd_at_seed=rate)
         except IntegrityError:
             pass  # another worker seeded it first
-    if missing:
-        found = {(b.venue, b.currency): b for b in rows.all()}
-    return found
 
 
 def trade_event(trade: Trade) -> dict:

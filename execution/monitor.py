@@ -26,6 +26,7 @@ from django.db import transaction
 
 from scanners.feeds.base import TIMEFRAME_MS, Feed
 from trifecta_site import events
+from trifecta_site import statements as sql
 
 from . import portfolio as book_keeping
 from .models import ExecutionSettings, Position, Trade, stored
@@ -36,19 +37,31 @@ ZERO, ONE = Decimal(0), Decimal(1)
 
 def record_close(*, trade: Trade, won: bool | None) -> None:
     """Feed a realized outcome back: the agent of the kind learns, the risk day counts it."""
+    from decisions.models import RiskLimits
+    from decisions.risk import locked_rows, risk_day
+
+    limits = RiskLimits.get_solo()
+    with transaction.atomic(savepoint=False):
+        state, today = locked_rows(risk_day(trade.closed_at, limits))
+        sql.run(*closing_writes(trade=trade, won=won, state=state, today=today, limits=limits))
+
+
+def closing_writes(*, trade: Trade, won: bool | None, state, today, limits) -> list[sql.Statement]:
+    """What a realized outcome writes: the agent's learning and the risk rows (locked by the caller)."""
     from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent
-    from decisions.risk import record_outcome
+    from decisions.risk import outcome_writes
 
     pnl = trade.realized_pnl
-    figures = trade.opportunity.figures
+    writes = []
     if trade.kind == "arbitrage":
-        ArbitrageAgent().learn_route(trade.route, realized=pnl, expected=trade.expected_pnl_usd or ZERO)
+        writes += ArbitrageAgent().route_learning(trade.route, realized=pnl, expected=trade.expected_pnl_usd or ZERO)
     elif trade.kind == "forex":
-        ForexAgent().update_signal_result(trade.symbol, trade.direction, pnl > 0)
+        writes += ForexAgent().signal_learning(trade.symbol, trade.direction, pnl > 0)
     elif trade.kind == "binary" and won is not None:
-        BinaryAgent().learn_expiry(trade.symbol, trade.direction, int(figures["expiry_s"]),
-                                   predicted=Decimal(figures["probability"]), won=won)
-    record_outcome(realized_pnl=pnl, at=trade.closed_at)
+        figures = trade.opportunity.figures
+        writes += BinaryAgent().expiry_learning(trade.symbol, trade.direction, int(figures["expiry_s"]),
+                                                predicted=Decimal(figures["probability"]), won=won)
+    return writes + outcome_writes(state, today, realized_pnl=pnl, at=trade.closed_at, limits=limits)
 
 
 def price_at(feed: Feed, venue: str, symbol: str, ts: int, *, max_age_ms: int) -> tuple[Decimal | None, int | None]:

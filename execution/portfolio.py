@@ -34,9 +34,15 @@ MINUTE_MS = 60_000
 USD_LIKE = USD_STABLECOINS | {"USD"}
 
 
+def open_portfolio_statement() -> sql.Statement:
+    """The open portfolio's row (none before first use: see `current_portfolio`)."""
+    return sql.select_statement(Portfolio, f"{sql.column(Portfolio, 'ended_at')} IS NULL", [],
+                                order_by=f"{sql.column(Portfolio, 'id')} DESC")
+
+
 def current_portfolio() -> Portfolio:
     """The open portfolio, created with the configured starting value on first use."""
-    portfolio = Portfolio.objects.filter(ended_at__isnull=True).order_by("-id").first()
+    portfolio = sql.instance_from(Portfolio, sql.run(open_portfolio_statement())[0])
     if portfolio is not None:
         return portfolio
     with transaction.atomic():

@@ -1,8 +1,9 @@
 import contextlib
 import contextvars
 import copy
+import secrets
 
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 from trifecta_site import statements
@@ -57,10 +58,12 @@ class ConfigChange(models.Model):
 
 
 class ConfigurationVersion(models.Model):
-    """One row whose number every change of configuration raises, in the change's own transaction.
+    """One row holding a number that every change of configuration replaces, in the change's own transaction.
 
     Processes keep configuration rows and compare this number before using them: a change
-    reaches every process at its next read, and a change rolled back reaches none."""
+    reaches every process at its next read, and a change rolled back reaches none. The
+    number is random, not counted up: one written by a transaction that rolled back can
+    never come back, so a copy read inside a transaction may be kept too."""
 
     version = models.BigIntegerField(default=0)
 
@@ -105,26 +108,19 @@ def forget_settings() -> None:
 
 
 def configuration_changed(**_signal) -> None:
-    """A configuration row changed: raise the version in the same transaction (this process also forgets at once)."""
+    """A configuration row changed: a new version in the same transaction (this process also forgets at once)."""
     _settings_rows.clear()
-    raised = models.F("version") + 1
-    if not ConfigurationVersion.objects.filter(pk=1).update(version=raised):
-        ConfigurationVersion.objects.get_or_create(pk=1)
-        ConfigurationVersion.objects.filter(pk=1).update(version=raised)
+    ConfigurationVersion.objects.update_or_create(pk=1, defaults={"version": secrets.randbits(62) + 1})
 
 
 def kept_configuration(key, load):
-    """What `load()` reads from configuration tables, kept per process until the configuration changes.
-
-    Kept only when read outside a transaction: inside one, a change not yet committed (or
-    rolled back later) could be kept."""
+    """What `load()` reads from configuration tables, kept per process until the configuration changes."""
     version = configuration_version()
     kept = _settings_rows.get(key)
     if kept is not None and kept[0] == version:
         return kept[1]
     value = load()
-    if not transaction.get_connection().in_atomic_block:
-        _settings_rows[key] = (version, value)
+    _settings_rows[key] = (version, value)
     return value
 
 
@@ -133,7 +129,7 @@ class SingletonSettings(models.Model):
 
     Configuration rows (`audited`) are read on every scan and decision, so each process
     keeps a copy and checks one number (`ConfigurationVersion`) instead of reading the
-    rows: a save raises it in its own transaction, and every process reloads at its next
+    rows: a save replaces it in its own transaction, and every process reloads at its next
     read. Runtime state (`audited = False`) is always read from the database.
     """
 

@@ -105,18 +105,29 @@ def update(model: type[Model], pk, **values) -> None:
 
 
 @functools.cache
-def _select_by_pk(model: type[Model]) -> str:
+def _select(model: type[Model], where: str, order_by: str, lock: bool) -> str:
     names = ", ".join(connection.ops.quote_name(f.column) for f in model._meta.concrete_fields)
-    return f"SELECT {names} FROM {table(model)} WHERE {column(model, model._meta.pk.name)} = %s"
+    return (f"SELECT {names} FROM {table(model)} WHERE {where}" + (f" ORDER BY {order_by}" if order_by else "")
+            + (row_lock() if lock else ""))
+
+
+def select_statement(model: type[Model], where: str, params, *, order_by: str = "", lock: bool = False) -> Statement:
+    """Whole rows of `model` (see `instances_from`); `where` and `order_by` are SQL with %s parameters."""
+    return Statement(_select(model, where, order_by, lock), list(params), model._meta.concrete_fields)
 
 
 def get_statement(model: type[Model], pk) -> Statement:
-    return Statement(_select_by_pk(model), [pk], model._meta.concrete_fields)
+    return select_statement(model, f"{column(model, model._meta.pk.name)} = %s", [pk])
+
+
+def instances_from(model: type[Model], rows: list[tuple]) -> list[Model]:
+    names = [f.attname for f in model._meta.concrete_fields]
+    return [model.from_db(connection.alias, names, row) for row in rows]
 
 
 def instance_from(model: type[Model], rows: list[tuple]) -> Model | None:
-    """The model instance of a `get_statement` row (None when there was none)."""
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], rows[0]) if rows else None
+    """The instance of the first row (None when there was none)."""
+    return instances_from(model, rows[:1])[0] if rows else None
 
 
 def get(model: type[Model], pk) -> Model | None:

@@ -33,7 +33,7 @@ MANAGE = Path(settings.BASE_DIR) / "manage.py"
 PERMISSIVE = {
     "limits": {"max_trades_per_day": 10_000, "max_daily_loss": "1000000", "max_consecutive_losses": 1000,
                "drawdown_halt_pct": "100"},
-    "thresholds": {"arbitrage": {"min_net_pct": "0", "auto_min_net_pct": "0", "auto_min_profit_usd": "-1000000",
+    "thresholds": {"arbitrage": {"min_net_pct": "0", "auto_min_net_pct": "0", "auto_min_profit_usd": "0",
                                  "auto_max_risk": "100", "max_risk_score": "100"},
                    "forex": {"auto_min_confidence": "0.6", "auto_min_risk_reward": "1"},
                    "binary": {"min_probability": "0.5", "auto_min_probability": "0.5"}},
