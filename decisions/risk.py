@@ -204,9 +204,11 @@ def outcome_writes(state: RiskState, today: RiskDay, *, realized_pnl: Decimal, a
             cooldown_until = at + timedelta(minutes=limits.cooldown_minutes)
     elif realized_pnl > 0:
         streak = 0
-    return [sql.update_statement(RiskDay, today.pk, realized_pnl=today.realized_pnl + realized_pnl,
-                                 realized_loss=today.realized_loss + loss),
-            sql.update_statement(RiskState, 1, loss_streak=streak, cooldown_until=cooldown_until)]
+    writes = [sql.update_statement(RiskDay, today.pk, realized_pnl=today.realized_pnl + realized_pnl,
+                                   realized_loss=today.realized_loss + loss)]
+    if (streak, cooldown_until) != (state.loss_streak, state.cooldown_until):
+        writes.append(sql.update_statement(RiskState, 1, loss_streak=streak, cooldown_until=cooldown_until))
+    return writes
 
 
 def release_trade_slot(*, at: datetime) -> None:

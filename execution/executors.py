@@ -453,9 +453,8 @@ def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings
         cash = balances[desk]
         cash.total += realized
         cash.free = cash.total - cash.reserved
-    writes = [sql.update_statement(Balance, b.pk, free=b.free, reserved=b.reserved, total=b.total)
-              for key, b in sorted(balances.items())]
-    return writes, (others or None)
+    moved = {b.pk: {"free": b.free, "reserved": b.reserved, "total": b.total} for b in balances.values()}
+    return [sql.update_many_statement(Balance, moved)], (others or None)
 
 
 def _locked_balances(portfolio: Portfolio, keys) -> sql.Statement:

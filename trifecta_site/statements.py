@@ -105,6 +105,24 @@ def update(model: type[Model], pk, **values) -> None:
 
 
 @functools.cache
+def _update_many(model: type[Model], names: tuple[str, ...], count: int) -> str:
+    pk = column(model, model._meta.pk.name)
+    row = "SELECT " + ", ".join(f"%s AS {name}" for name in ("pk", *names))
+    assignments = ", ".join(f"{column(model, name)} = v.{name}" for name in names)
+    return (f"UPDATE {table(model)} SET {assignments} FROM ({' UNION ALL '.join([row] * count)}) AS v "
+            f"WHERE {table(model)}.{pk} = v.pk")
+
+
+def update_many_statement(model: type[Model], rows: dict) -> Statement:
+    """Write the same fields of several rows (primary key -> {field: value}) in one statement."""
+    names = tuple(next(iter(rows.values())))
+    fields = [model._meta.get_field(name) for name in names]
+    params = [value for pk, values in rows.items()
+              for value in (pk, *(f.get_db_prep_save(values[f.name], connection) for f in fields))]
+    return Statement(_update_many(model, names, len(rows)), params)
+
+
+@functools.cache
 def _select(model: type[Model], where: str, order_by: str, lock: bool) -> str:
     names = ", ".join(connection.ops.quote_name(f.column) for f in model._meta.concrete_fields)
     return (f"SELECT {names} FROM {table(model)} WHERE {where}" + (f" ORDER BY {order_by}" if order_by else "")
