@@ -1,10 +1,15 @@
+from datetime import timedelta
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from scanners.feeds import desk_feed
 from scanners.feeds.base import FeedError
+from scanners.models import Opportunity
 
 from . import pipeline
+from .models import Decision
 
 
 @shared_task(ignore_result=True, autoretry_for=(OSError, FeedError, OperationalError, InterfaceError), retry_backoff=True,
@@ -19,3 +24,19 @@ def decide(opportunity_id: int):
 
         if not Trade.objects.filter(opportunity_id=opportunity_id).exists():
             execute.delay(opportunity_id)
+
+
+@shared_task(ignore_result=True, expires=60)
+def decide_pending(older_than_s: int = 60, limit: int = 500):
+    """Queue again the decisions and executions whose messages the broker lost (a Redis that
+    restarted without persistence, a publish that failed as Redis went away): the database,
+    not the queue, says what is still to do. Deciding twice is harmless (`decide` is idempotent
+    and hands an approved opportunity without a trade to execution again)."""
+    now = timezone.now()
+    recent = Opportunity.objects.filter(detected_at__lt=now - timedelta(seconds=older_than_s),
+                                        detected_at__gte=now - timedelta(hours=1)).order_by("detected_at")
+    undecided = recent.filter(status=Opportunity.DETECTED)
+    unexecuted = recent.filter(status=Opportunity.DECIDED, trade__isnull=True, decisions__layer=Decision.GOVERNOR,
+                               decisions__verdict=pipeline.EXECUTE)
+    for pk in {*undecided.values_list("pk", flat=True)[:limit], *unexecuted.values_list("pk", flat=True)[:limit]}:
+        decide.delay(pk)

@@ -159,8 +159,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "trifecta_site.throttling.AnonRateThrottle",
+        "trifecta_site.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_ANON_RATE", "120/min"),
@@ -234,6 +234,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_mutex_expire": 3 * CELERY_RESTORE_INTERVAL_S,
     "socket_timeout": 5, "socket_connect_timeout": 5,
 }
+# Celery's consumer with one fix: a worker holding unacknowledged tasks reconnects after
+# losing Redis instead of exiting (trifecta_site/worker.py says why).
+CELERY_WORKER_CONSUMER = "trifecta_site.worker:Consumer"
 CELERY_BEAT_SCHEDULER = "trifecta_site.beat:HeartbeatDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
