@@ -3,7 +3,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trifecta_site.api import SingletonSettingsView, exact_filters, filter_param, settings_serializer
+from trifecta_site.api import RowsViewSet, SingletonSettingsView, exact_filters, filter_param, settings_serializer
 
 from .agents import ForexAgent, lower_bound, posterior_mean
 from .models import AgentState, Controls, Decision, RiskLimits
@@ -17,7 +17,7 @@ class DecisionSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=[filter_param("opportunity", integer=True), filter_param("layer", [l for l, _ in Decision.LAYERS]), filter_param("verdict")]))
-class DecisionViewSet(viewsets.ReadOnlyModelViewSet):
+class DecisionViewSet(RowsViewSet):
     """Every layer's verdict on every opportunity, newest first."""
 
     serializer_class = DecisionSerializer

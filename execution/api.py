@@ -1,10 +1,10 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scanners.api import KINDS
-from trifecta_site.api import epoch_ms_param, exact_filters, filter_param, time_range
+from trifecta_site.api import RowsViewSet, epoch_ms_param, exact_filters, filter_param, time_range
 
 from . import portfolio as book_keeping
 from .models import EquitySnapshot, Fill, Position, Trade
@@ -27,13 +27,13 @@ class TradeSerializer(serializers.ModelSerializer):
 @extend_schema_view(list=extend_schema(parameters=[
     filter_param("kind", KINDS), filter_param("status", [Trade.OPEN, Trade.CLOSED, Trade.REJECTED]), filter_param("symbol"),
     epoch_ms_param("since", "opened at or after"), epoch_ms_param("until", "opened before")]))
-class TradeViewSet(viewsets.ReadOnlyModelViewSet):
+class TradeViewSet(RowsViewSet):
     """Paper trades with their fills, fees, expected vs realized edge and P&L, newest first."""
 
     serializer_class = TradeSerializer
 
     def get_queryset(self):
-        rows = Trade.objects.prefetch_related("fills").order_by("-opened_at", "-id")
+        rows = Trade.objects.order_by("-opened_at", "-id")
         rows = exact_filters(self.request, rows, {"kind": "kind", "status": "status", "symbol": "symbol"})
         return time_range(self.request, "opened_at", rows)
 
@@ -45,7 +45,7 @@ class PositionSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=[filter_param("kind", ["forex", "binary"]), filter_param("status", [Position.OPEN, Position.CLOSED])]))
-class PositionViewSet(viewsets.ReadOnlyModelViewSet):
+class PositionViewSet(RowsViewSet):
     """Forex positions and binary stakes; open ones carry their unrealized P&L."""
 
     serializer_class = PositionSerializer

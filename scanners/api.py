@@ -1,9 +1,9 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trifecta_site.api import SingletonSettingsView, epoch_ms_param, filter_param, exact_filters, settings_serializer, time_range
+from trifecta_site.api import RowsViewSet, SingletonSettingsView, epoch_ms_param, exact_filters, filter_param, settings_serializer, time_range
 
 from .models import ArbitrageSettings, BinarySettings, FeedState, ForexSettings, Opportunity, ScanRun
 
@@ -34,13 +34,13 @@ OPPORTUNITY_FILTERS = [epoch_ms_param("since", "detected at or after"), epoch_ms
 
 
 @extend_schema_view(list=extend_schema(parameters=[*OPPORTUNITY_FILTERS, filter_param("kind", KINDS), filter_param("status", [s for s, _ in Opportunity.STATUSES]), filter_param("symbol")]))
-class OpportunityViewSet(viewsets.ReadOnlyModelViewSet):
+class OpportunityViewSet(RowsViewSet):
     """What the scanners found, newest first, each with its decision trail (why traded or not)."""
 
     serializer_class = OpportunitySerializer
 
     def get_queryset(self):
-        rows = Opportunity.objects.prefetch_related("decisions").order_by("-detected_at", "rank", "-id")
+        rows = Opportunity.objects.order_by("-detected_at", "rank", "-id")
         rows = exact_filters(self.request, rows, {"kind": "kind", "status": "status", "symbol": "symbol"})
         return time_range(self.request, "detected_at", rows)
 
@@ -52,7 +52,7 @@ class ScanRunSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=[filter_param("kind", KINDS)]))
-class ScanRunViewSet(viewsets.ReadOnlyModelViewSet):
+class ScanRunViewSet(RowsViewSet):
     serializer_class = ScanRunSerializer
 
     def get_queryset(self):
@@ -65,7 +65,7 @@ class FeedStateSerializer(serializers.ModelSerializer):
         fields = "__all__"
 
 
-class FeedStateViewSet(viewsets.ReadOnlyModelViewSet):
+class FeedStateViewSet(RowsViewSet):
     """Status per venue as the scan worker last saw it."""
 
     serializer_class = FeedStateSerializer

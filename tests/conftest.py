@@ -28,13 +28,15 @@ requires_shared = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def fresh_process_memory():
-    """Each test starts with scanners that remember nothing of another test's scans, and no kept
-    configuration rows (a test's database is emptied without the saves that renew their token)."""
+    """Each test starts with scanners that remember nothing of another test's scans, no kept
+    configuration rows (a test's database is emptied without the saves that replace their
+    version) and no kept list counts."""
     from scanners.services import forget_scan_state
+    from trifecta_site.pagination import forget_counts
     from trifecta_site.models import forget_settings
 
-    forget_scan_state()
-    forget_settings()
+    for forget in (forget_scan_state, forget_settings, forget_counts):
+        forget()
     yield
-    forget_scan_state()
-    forget_settings()
+    for forget in (forget_scan_state, forget_settings, forget_counts):
+        forget()

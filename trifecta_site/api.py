@@ -1,14 +1,19 @@
-"""What every app's API shares: staff-only writes, time-range filters, singleton settings views."""
+"""What every app's API shares: staff-only writes, time-range filters, list pages read as rows,
+singleton settings views."""
 from __future__ import annotations
 
 import copy
+import decimal
+import functools
 
 from datetime import datetime, timezone as dt_timezone
 
 from django.core.exceptions import ValidationError as ModelValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import generics, permissions, serializers
+from rest_framework import generics, permissions, serializers, viewsets
+from rest_framework.relations import PrimaryKeyRelatedField
+from rest_framework.settings import ISO_8601, api_settings
 
 
 class IsStaffOrReadOnly(permissions.BasePermission):
@@ -52,6 +57,76 @@ def exact_filters(request, queryset, names: dict[str, str]):
                 raise serializers.ValidationError({param: "must not contain NUL characters"})
             queryset = queryset.filter(**{lookup: value})
     return queryset
+
+
+class RowsViewSet(viewsets.ReadOnlyModelViewSet):
+    """A read-only list whose pages are serialized from `.values()` rows through the serializer's own fields.
+
+    DRF builds a model instance per row and walks every field's attribute; a page of 50
+    opportunities with their decision trails took about 20 ms that way. Here each value goes
+    through the same field's `to_representation`, so the output and the schema are the
+    serializer's. A nested list field (`many=True`) of a reverse foreign key is read with one
+    more query for the whole page, in the related model's own order, as `prefetch_related` does.
+    """
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        fields = _fields_of(self.get_serializer_class())
+        own = {name: field for name, field in fields.items() if not isinstance(field, serializers.ListSerializer)}
+        rows = self.paginate_queryset(queryset.values(*(field.source for field in own.values())))
+        results = _represent(own, rows)
+        for name, field in fields.items():
+            if isinstance(field, serializers.ListSerializer):
+                _nest(queryset.model, name, field.child.fields, results, [row["id"] for row in rows])
+        return self.get_paginated_response(results)
+
+
+@functools.cache
+def _fields_of(serializer_class) -> dict:
+    """The serializer's fields, built once (they depend on the model, not on the request)."""
+    return serializer_class().fields
+
+
+def _represent(fields: dict, rows: list[dict]) -> list[dict]:
+    converters = [(name, field.source, _converter(field)) for name, field in fields.items()]
+    return [{name: None if (value := row[source]) is None else convert(value) for name, source, convert in converters}
+            for row in rows]
+
+
+def _converter(field):
+    """`field.to_representation` for one column's values, without the per-value work that does
+    not depend on the value (the same output: the API tests compare both)."""
+    if isinstance(field, PrimaryKeyRelatedField):
+        return lambda value: value  # `.values()` gives the key itself
+    if isinstance(field, serializers.DecimalField) and field.decimal_places is not None and not (
+            field.normalize_output or field.localize or not getattr(field, "coerce_to_string", True)):
+        context = decimal.getcontext().copy()
+        if field.max_digits is not None:
+            context.prec = field.max_digits
+        exponent, rounding = decimal.Decimal(".1") ** field.decimal_places, field.rounding
+        return lambda value: f"{value.quantize(exponent, rounding=rounding, context=context):f}"
+    if (isinstance(field, serializers.DateTimeField) and getattr(field, "format", api_settings.DATETIME_FORMAT) == ISO_8601
+            and getattr(field, "timezone", None) is None):
+        zone = field.default_timezone()
+        if zone is not None:
+            def iso(value):
+                text = value.astimezone(zone).isoformat()
+                return text[:-6] + "Z" if text.endswith("+00:00") else text
+            return iso
+    if type(field) in (serializers.CharField, serializers.JSONField, serializers.ChoiceField) and not getattr(field, "binary", False):
+        return lambda value: value if isinstance(value, (str, dict, list)) else field.to_representation(value)
+    return field.to_representation
+
+
+def _nest(model, name: str, fields: dict, results: list[dict], ids: list) -> None:
+    relation = model._meta.get_field(name)
+    related, key = relation.related_model, relation.field.attname
+    rows = list(related.objects.filter(**{f"{key}__in": ids}).values(key, *(f.source for f in fields.values())))
+    children = {result["id"]: [] for result in results}
+    for row, child in zip(rows, _represent(fields, rows)):
+        children[row[key]].append(child)
+    for result in results:
+        result[name] = children[result["id"]]
 
 
 class SettingsSerializer(serializers.ModelSerializer):

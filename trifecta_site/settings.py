@@ -149,6 +149,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 # REST API: nothing is open unless a view says so (DRF's own default is AllowAny).
+# A list's `count` is computed at most this often per query and web process (the rows are always fresh).
+LIST_COUNT_MAX_AGE_S = float(os.environ.get("LIST_COUNT_MAX_AGE_S", "2"))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -156,7 +158,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "trifecta_site.pagination.ListPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
         "trifecta_site.throttling.AnonRateThrottle",

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from decisions.models import Controls, RiskLimits
 from scanners.models import BinarySettings, Opportunity
 from trifecta_site.models import ConfigChange
+from trifecta_site.pagination import forget_counts
 
 from ..execution.test_executors import T0, opportunity
 
@@ -137,10 +138,47 @@ def test_list_endpoints_query_the_same_whatever_the_page_holds(path):
     counts = []
     for n in (2, 10):
         populate(n)
+        forget_counts()  # each read counts its rows (a kept count would save the second a query)
         with CaptureQueriesContext(connection) as queries:
             assert api.get(path).status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1], f"{path}: {counts[0]} queries for a few rows, {counts[1]} for more (N+1)"
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_list_pages_read_as_rows_are_what_the_serializer_makes_of_the_objects(path):
+    """The list pages skip model instances (`RowsViewSet`); every value must be what DRF itself renders."""
+    import json
+
+    from django.urls import resolve
+    from rest_framework.renderers import JSONRenderer
+
+    populate(3)
+    from execution.models import Trade
+
+    Trade.objects.update(realized_pnl=D("-1.5"), size_usd=D("1234.5"), edge={"fees": "0.1", "nested": [1, None]})
+    Opportunity.objects.update(confidence=D("0.75"), figures={"signal": "BUY", "confidence": 0.75})
+    api = client_for(staff=False)
+    page = api.get(path).json()["results"]
+    view = resolve(path).func.cls()
+    view.request = type("Request", (), {"query_params": {}})()
+    serializer = view.get_serializer_class()
+    ordered = list(view.get_queryset()[:len(page)])
+    assert len(page) == len(ordered) > 0
+    assert page == json.loads(JSONRenderer().render(serializer(ordered, many=True).data))
+
+
+def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fresh(settings):
+    settings.LIST_COUNT_MAX_AGE_S = 60
+    api = client_for(staff=False)
+    opportunity("arbitrage", {"symbol": "BTC/USDT"})
+    assert api.get("/api/opportunities/").json()["count"] == 1
+    opportunity("forex", {"symbol": "EUR/USD"})
+    body = api.get("/api/opportunities/").json()
+    assert body["count"] == 1 and len(body["results"]) == 2  # the kept count; the rows as they are now
+    assert api.get("/api/opportunities/?kind=forex").json()["count"] == 1  # another query counts for itself
+    settings.LIST_COUNT_MAX_AGE_S = 0
+    assert api.get("/api/opportunities/").json()["count"] == 2
 
 
 def test_a_nul_character_in_a_filter_is_a_400():

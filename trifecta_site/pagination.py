@@ -1,0 +1,65 @@
+"""Pages of the REST API's lists: 50 a page (`?page=`), the count kept a moment."""
+import time
+
+from django.conf import settings
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
+from django.utils.functional import cached_property
+from rest_framework import pagination
+
+_counts: dict[str, tuple[float, int]] = {}
+
+
+class CountKeepingPaginator(Paginator):
+    """Counts each query at most once per LIST_COUNT_MAX_AGE_S in this process.
+
+    Counting a growing table for every page costs more than the page itself (2 ms for
+    30,000 rows, ten times that for 300,000), and a live list's count is a moment's figure
+    anyway. The rows are always read fresh, and whether a next page exists is decided by
+    reading one row more than a page, never by the kept count."""
+
+    @cached_property
+    def count(self):
+        key, now = str(self.object_list.query), time.monotonic()
+        kept = _counts.get(key)
+        if kept is not None and now - kept[0] < settings.LIST_COUNT_MAX_AGE_S:
+            return kept[1]
+        if len(_counts) > 1000:
+            _counts.clear()
+        count = super().count
+        _counts[key] = (now, count)
+        return count
+
+    def validate_number(self, number):
+        """A whole number from 1 (whether its page has rows is known once it is read)."""
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger("That page number is not an integer")
+        if number < 1:
+            raise EmptyPage("That page number is less than 1")
+        return number
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        rows = list(self.object_list[bottom:bottom + self.per_page + 1])
+        if not rows and number > 1:
+            raise EmptyPage("That page contains no results")
+        return RowsPage(rows[:self.per_page], number, self, more=len(rows) > self.per_page)
+
+
+class RowsPage(Page):
+    def __init__(self, object_list, number, paginator, *, more: bool):
+        super().__init__(object_list, number, paginator)
+        self.more = more
+
+    def has_next(self):
+        return self.more
+
+
+def forget_counts() -> None:
+    _counts.clear()
+
+
+class ListPagination(pagination.PageNumberPagination):
+    django_paginator_class = CountKeepingPaginator
