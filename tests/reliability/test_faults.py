@@ -21,6 +21,7 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 import requests
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
@@ -42,7 +43,6 @@ from trifecta_site.celery import app
 from trifecta_site.models import Heartbeat
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
 
 
 @pytest.fixture
@@ -84,11 +84,17 @@ def send(task, *args, broker: str):
 
 
 @pytest.fixture
-def launched(tmp_path):
+def launched():
     """Processes started by a test, stopped at its end whatever happened."""
     started = []
     yield started
     processes.stop(*started)
+
+
+def token_session(user) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    return session
 
 
 def health(base_url: str) -> tuple[int, dict]:
@@ -99,8 +105,9 @@ def health(base_url: str) -> tuple[int, dict]:
 # 1. Redis stopped and restarted --------------------------------------------------------------
 
 def keep_every_arbitrage():
-    """desk-smoke's routes lose their fees: keep and auto-execute them anyway (bypassing the
-    admin's validation), so every scan of the looping replay stores, decides and fills something."""
+    """desk-smoke's routes lose their fees: keep them, and let the governor auto-execute them
+    when the desk does (bypassing the admin's validation), so every scan of the looping replay
+    stores and decides something."""
     ArbitrageSettings.get_solo()
     ArbitrageSettings.objects.update(min_net_pct=D("-1"), max_risk_score=D("100"), auto_min_net_pct=D("-1"),
                                      auto_min_profit_usd=D("-1000"), auto_max_risk=D("100"))
@@ -117,12 +124,13 @@ def redis_outage(tmp_path, redis_server, launched, outage_s: float):
     controls = Controls.get_solo()
     controls.auto_execute = True
     controls.save()
-    env = processes.desk_env(REDIS_URL=redis_server.url, CELERY_VISIBILITY_TIMEOUT_S=5, CELERY_RESTORE_INTERVAL_S=1)
+    env = processes.desk_env(REDIS_URL=redis_server.url)
     port = embedded.free_port()
     launched.append(processes.start_web(env, tmp_path / "web.log", port))
     launched.append(processes.start_worker(env, tmp_path / "worker.log"))
     launched.append(processes.start_beat(env, tmp_path / "beat.log", tmp_path))
     base = f"http://127.0.0.1:{port}"
+    api = token_session(get_user_model().objects.create_user("watcher", password="pw-for-tests-1"))
     wait_for(lambda: health(base)[0] == 200, 90, "a healthy desk", tmp_path / "worker.log")
     wait_for(lambda: Decision.objects.filter(layer="governor").count() >= 3, 60, "the first decisions", tmp_path / "worker.log")
 
@@ -134,6 +142,7 @@ def redis_outage(tmp_path, redis_server, launched, outage_s: float):
     while time.monotonic() - began < outage_s:
         status, body = health(base)
         answers[(status, body["checks"]["broker"]["status"])] += 1
+        answers[(api.get(base + "/api/opportunities/", timeout=5).status_code, "opportunities")] += 1
         time.sleep(1)
     during = Opportunity.objects.filter(detected_at__gt=stopped_at).count()
     redis_server.start()
@@ -168,7 +177,7 @@ def redis_outage(tmp_path, redis_server, launched, outage_s: float):
         scans_resumed_s=round(scans_resumed_s, 1), decisions_resumed_s=round(decisions_resumed_s, 1),
         worker_reconnects=worker_log.count("Connected to redis://"),
     )
-    assert answers and set(answers) == {(503, "down")}, answers
+    assert answers and set(answers) == {(503, "down"), (200, "opportunities")}, answers
     assert twice == 0
     assert lost == [], f"{len(lost)} stored opportunities never decided"
     assert Trade.objects.values("opportunity").annotate(n=Count("id")).filter(n__gt=1).count() == 0
@@ -269,11 +278,15 @@ def blocked_backend(locker) -> int:
     return wait_for(find, 60, "the worker's transaction waiting on the lock")
 
 
-def terminate_mid_transaction(locker, opportunity_id: int) -> int:
+def terminate_mid_transaction(locker) -> list[str]:
+    """Terminate the waiting worker's backend; the tables its open transaction had written to."""
     with connection.cursor() as cursor:
         pid = blocked_backend(locker)
+        cursor.execute("SELECT DISTINCT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                       "WHERE l.pid = %s AND l.mode = 'RowExclusiveLock' AND c.relkind = 'r'", [pid])
+        written = sorted(row[0] for row in cursor.fetchall())
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    return pid
+    return written
 
 
 def retries(log, task: str) -> list[str]:
@@ -282,7 +295,8 @@ def retries(log, task: str) -> list[str]:
     return [f"{delay}: {error}" for delay, error in found if error in ("OperationalError", "InterfaceError")]
 
 
-def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, tmp_path, redis_server, launched, row_locker):
+def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, tmp_path, redis_server,
+                                                                                    launched, row_locker):
     env = processes.desk_env(REDIS_URL=redis_server.url)
     log = tmp_path / "worker.log"
     launched.append(processes.start_worker(env, log, queues="desk"))
@@ -293,7 +307,7 @@ def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retri
 
     row_locker.execute("SELECT id FROM scanners_opportunity WHERE id = %s FOR UPDATE", [pk])
     send(execute, pk, broker=redis_server.url)
-    terminate_mid_transaction(row_locker, pk)  # waiting to mark it executed: balances moved, trade and fills inserted
+    written = terminate_mid_transaction(row_locker)  # balances moved, trade inserted, waiting to mark it executed
     dropped = time.monotonic()
     half = {
         "trades": Trade.objects.filter(opportunity_id=pk).count(),
@@ -305,8 +319,9 @@ def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retri
     recovered_s = time.monotonic() - dropped
     trade = Trade.objects.get(opportunity_id=pk)
     seen = retries(log, "execution.tasks.execute")
-    figures("pg_drop_execute", after_drop=half, retries=seen, recovered_after_s=round(recovered_s, 1),
+    figures("pg_drop_execute", written_before_drop=written, after_drop=half, retries=seen, recovered_after_s=round(recovered_s, 1),
             trades=Trade.objects.filter(opportunity_id=pk).count(), fills=trade.fills.count())
+    assert {"execution_balance", "execution_trade"} <= set(written), written
     assert half == {"trades": 0, "fills": 0, "balances_changed": 0}
     assert seen, "no retry after the dropped connection"
     assert trade.status == Trade.CLOSED and trade.fills.count() == 2
@@ -314,7 +329,8 @@ def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retri
     assert all(b.total == b.free + b.reserved for b in Balance.objects.all())
 
 
-def test_decision_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, tmp_path, redis_server, launched, row_locker):
+def test_decision_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, tmp_path, redis_server,
+                                                                                   launched, row_locker):
     env = processes.desk_env(REDIS_URL=redis_server.url)
     log = tmp_path / "worker.log"
     launched.append(processes.start_worker(env, log, queues="desk"))
@@ -324,14 +340,15 @@ def test_decision_connection_dropped_mid_transaction_rolls_back_whole_and_retrie
 
     row_locker.execute("SELECT id FROM scanners_opportunity WHERE id = %s FOR UPDATE", [target.pk])
     send(decide, target.pk, broker=redis_server.url)
-    terminate_mid_transaction(row_locker, target.pk)  # risk day counted, verdicts inserted, waiting on the status update
+    written = terminate_mid_transaction(row_locker)  # waiting to mark it decided
     dropped = time.monotonic()
     half = Decision.objects.filter(opportunity=target).count()
     row_locker.commit()
     wait_for(lambda: Decision.objects.filter(opportunity=target).count() == 3, 60, "the retried decision", log)
     recovered_s = time.monotonic() - dropped
     seen = retries(log, "decisions.tasks.decide")
-    figures("pg_drop_decide", decisions_after_drop=half, retries=seen, recovered_after_s=round(recovered_s, 1))
+    figures("pg_drop_decide", written_before_drop=written, decisions_after_drop=half, retries=seen, recovered_after_s=round(recovered_s, 1))
+    assert "decisions_decision" in written, written
     assert half == 0
     assert seen, "no retry after the dropped connection"
     assert Opportunity.objects.get(pk=target.pk).status != Opportunity.DETECTED
@@ -419,8 +436,6 @@ def test_a_failing_venue_is_degraded_in_the_api_the_other_scans_on_and_it_recove
     """The feed's own reaction is unit-tested in tests/scanners/test_ccxt_feed.py; here a real
     scan worker polls the venue server over HTTP (every fault in turn, each cleared again) and
     a real web process shows what it stored."""
-    from django.contrib.auth import get_user_model
-
     server = VenueServer(FIXTURES / "recordings" / "two-venues", clock=VENUE_START + 20_000, timeout_s=10).start()
     seen = {}
     try:
@@ -431,9 +446,7 @@ def test_a_failing_venue_is_degraded_in_the_api_the_other_scans_on_and_it_recove
         log = tmp_path / "worker.log"
         launched.append(processes.start_web(env, tmp_path / "web.log", port))
         launched.append(processes.start_worker(env, log, queues="scan"))
-        user = get_user_model().objects.create_user("watcher", password="pw-for-tests-1")
-        api = requests.Session()
-        api.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+        api = token_session(get_user_model().objects.create_user("watcher", password="pw-for-tests-1"))
 
         def feeds():
             rows = api.get(f"http://127.0.0.1:{port}/api/feeds/", timeout=10).json()["results"]
