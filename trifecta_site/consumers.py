@@ -85,4 +85,4 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group_name(kind), self.channel_name)
 
     async def stream_event(self, message):
-        await self.send_json(message["event"])
+        await self.send(text_data=message["text"])  # encoded once by the publisher

@@ -16,12 +16,14 @@ to empty and is called at exit.
 """
 import asyncio
 import atexit
+import json
 import logging
 import os
 import threading
 import time
 
 from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +94,8 @@ def publish(kind: str, data: dict) -> bool:
     layer = get_channel_layer()
     if layer is None:  # no channel layer configured (a replay's own process): nobody to tell
         return False
-    return _current_sender().put((layer, kind, {"type": "stream.event", "event": make_event(kind, data)}))
+    text = json.dumps(make_event(kind, data), cls=DjangoJSONEncoder)  # once, not once per subscriber
+    return _current_sender().put((layer, kind, {"type": "stream.event", "text": text}))
 
 
 def flush(timeout: float = SEND_TIMEOUT_S) -> int:
