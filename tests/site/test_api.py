@@ -181,6 +181,19 @@ def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fr
     assert api.get("/api/opportunities/").json()["count"] == 2
 
 
+def test_a_client_over_its_rate_gets_429_until_the_window_ends(monkeypatch):
+    import uuid
+
+    from trifecta_site.throttling import UserRateThrottle
+
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/min", "anon": "3/min"})
+    monkeypatch.setattr(UserRateThrottle, "cache_format", f"test-{uuid.uuid4().hex}-%(scope)s-%(ident)s")
+    api = client_for(staff=False)
+    assert [api.get("/api/feeds/").status_code for _ in range(3)] == [200, 200, 200]
+    refused = api.get("/api/feeds/")
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 60
+
+
 def test_a_nul_character_in_a_filter_is_a_400():
     response = client_for(staff=False).get("/api/decisions/?layer=%00")
     assert response.status_code == 400 and "layer" in response.json()
