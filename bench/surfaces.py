@@ -2,12 +2,13 @@
 
 API: list endpoints, pages of 50 (the newest 20 pages, in turn, as dashboards and
 polling scripts read them) on tables of 30,000 rows in PostgreSQL, 8 concurrent
-keep-alive connections against uvicorn with 2 worker processes (DEBUG off): requests/s
-and p99 per endpoint. Baseline, same server, same run: a plain Django view returning the
+keep-alive connections (wrk where installed, else Python threads) against the HTTP tier:
+gunicorn, 2 worker processes of BENCH_HTTP_THREADS threads (DEBUG off): requests/s and
+p99 per endpoint. Baseline, same server, same run: a plain Django view returning the
 same page of opportunities as JSON without DRF (`bench/bench_urls.py`).
 Targets: >= 400 req/s and p99 < 50 ms on 2 cores.
 
-WebSocket fan-out: 200 clients connected at once to the same web server; events are
+WebSocket fan-out, against the stream tier (uvicorn, 2 workers): 200 clients connected at once; events are
 published from another process at 20 broadcasts/s for 10 s; every client must receive
 every event. Delivery latency = receive time - the event's `ts`. Targets: p99 < 100 ms,
 zero dropped events. Baseline: the same events' publish-call time in the publisher.
@@ -17,9 +18,12 @@ Results: bench/results/surfaces.json.
 import asyncio
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -29,6 +33,7 @@ from common import ROOT, metric, postgres_ready, write_results
 URL = "postgres://postgres@127.0.0.1:5432/trifecta_bench"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 ROWS, CONNECTIONS, SECONDS, CLIENTS, RATE, BROADCAST_S = 30_000, 8, 8, 200, 20, 10
+HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", "2"))
 RECENT_PAGES = 20  # clients read the newest rows: pages 1-20 (1,000 rows) of the 30,000, in turn
 ENV = {**os.environ, "DATABASE_URL": URL, "REDIS_URL": REDIS, "DEBUG": "false", "LOG_LEVEL": "WARNING",
        "DJANGO_SETTINGS_MODULE": "trifecta_site.settings", "API_USER_RATE": "100000000/min",
@@ -78,11 +83,9 @@ def setup() -> str:
     return Token.objects.create(user=user).key
 
 
-def start_web(port: int) -> subprocess.Popen:
+def start(command: list[str], port: int) -> subprocess.Popen:
     env = {**ENV, "DJANGO_SETTINGS_MODULE": "bench_settings"}
-    web = subprocess.Popen([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host", "127.0.0.1",
-                            "--port", str(port), "--workers", "2", "--log-level", "warning"],
-                           cwd=ROOT, env=env, start_new_session=True)
+    web = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -90,10 +93,41 @@ def start_web(port: int) -> subprocess.Popen:
             return web
         except requests.ConnectionError:
             time.sleep(0.2)
-    raise RuntimeError("web did not start")
+    raise RuntimeError(f"{command[2]} did not start")
+
+
+def stop(web: subprocess.Popen) -> None:
+    os.killpg(web.pid, 15)
+    web.wait(30)
+
+
+WRK_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", wrk.path .. "?page=" .. (counter % PAGES + 1))
+end
+"""
 
 
 def load(url: str, token: str, pages: int) -> dict:
+    """8 keep-alive connections for SECONDS reading the newest pages in turn: wrk where installed
+    (a C client, light on the cores it shares with the server), else Python threads."""
+    if shutil.which("wrk"):
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(WRK_SCRIPT.replace("PAGES", str(pages)))
+        out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", script.name,
+                              "-H", f"Authorization: Token {token}", url], capture_output=True, text=True, check=True).stdout
+        os.unlink(script.name)
+        p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        return {"per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                "p99": float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)],
+                "errors": int(errors.group(1)) if errors else 0, "client": "wrk"}
+    return python_load(url, token, pages)
+
+
+def python_load(url: str, token: str, pages: int) -> dict:
     latencies, errors, stop = [], [], time.monotonic() + SECONDS
 
     def client(n):
@@ -116,7 +150,8 @@ def load(url: str, token: str, pages: int) -> dict:
         t.join()
     elapsed = time.perf_counter() - began
     latencies.sort()
-    return {"per_s": len(latencies) / elapsed, "p99": latencies[int(0.99 * (len(latencies) - 1))], "errors": len(errors)}
+    return {"per_s": len(latencies) / elapsed, "p99": latencies[int(0.99 * (len(latencies) - 1))], "errors": len(errors),
+            "client": "python threads"}
 
 
 async def fan_out(port: int, token: str) -> dict:
@@ -178,11 +213,13 @@ def main() -> None:
     from trifecta_site.embedded import free_port
 
     port = free_port()
-    web = start_web(port)
+    http = start([sys.executable, "-m", "gunicorn", "trifecta_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                  "--workers", "2", "--worker-class", "gthread", "--threads", str(HTTP_THREADS), "--log-level", "warning"], port)
     try:
         base = f"http://127.0.0.1:{port}"
         pages = RECENT_PAGES
         baseline = load(f"{base}/plain/opportunities/", token, pages)
+        print(f"HTTP load client: {baseline['client']}")
         metrics = {}
         for name in ("opportunities", "decisions", "trades", "scans"):
             figures = load(f"{base}/api/{name}/", token, pages)
@@ -190,13 +227,17 @@ def main() -> None:
             metrics[f"api_{name}_requests_per_s"] = metric(figures["per_s"], "req/s", baseline["per_s"], ">= 400 req/s",
                                                            figures["per_s"] >= 400, ratio=figures["per_s"] / baseline["per_s"])
             metrics[f"api_{name}_p99"] = metric(figures["p99"], "ms", baseline["p99"], "< 50 ms, no errors", ok)
+    finally:
+        stop(http)
+    stream = start([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host", "127.0.0.1",
+                    "--port", str(port), "--workers", "2", "--log-level", "warning"], port)
+    try:
         fan = asyncio.run(fan_out(port, token))
         metrics["ws_fanout_200_clients_p99_delivery"] = metric(fan["p99"], "ms", fan["publish_p99"], "< 100 ms",
                                                                fan["p99"] < 100)
         metrics["ws_fanout_dropped_events"] = metric(fan["dropped"], "events", 0, "0", fan["dropped"] == 0, ratio=1.0)
     finally:
-        os.killpg(web.pid, 15)
-        web.wait(30)
+        stop(stream)
     write_results("surfaces", metrics)
 
 

@@ -194,6 +194,35 @@ def test_a_client_over_its_rate_gets_429_until_the_window_ends(monkeypatch):
     assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 60
 
 
+def test_the_wsgi_application_serves_the_api_and_the_dashboards_static_files():
+    """The production HTTP tier (gunicorn) runs `trifecta_site.wsgi`; the embedded one runs ASGI."""
+    from wsgiref.util import setup_testing_defaults
+
+    from trifecta_site.wsgi import application
+
+    token = Token.objects.create(user=get_user_model().objects.create_user("script", password="pw-for-tests-1")).key
+
+    def get(path, **headers):
+        environ, answer = {"PATH_INFO": path, "HTTP_HOST": "localhost", **headers}, {}
+        setup_testing_defaults(environ)
+        body = b"".join(application(environ, lambda status, _headers: answer.setdefault("status", status)))
+        return int(answer["status"].split()[0]), body
+
+    from django.core import signals
+    from django.db import close_old_connections
+
+    for signal in (signals.request_started, signals.request_finished):  # as Django's test client does:
+        signal.disconnect(close_old_connections)  # the test's transaction holds the connection
+    try:
+        status, body = get("/api/feeds/", HTTP_AUTHORIZATION=f"Token {token}")
+        assert status == 200 and b'"results"' in body
+        assert get("/api/feeds/")[0] in (401, 403)
+        assert get("/static/trifecta/desk.js")[0] == 200
+    finally:
+        for signal in (signals.request_started, signals.request_finished):
+            signal.connect(close_old_connections)
+
+
 def test_a_nul_character_in_a_filter_is_a_400():
     response = client_for(staff=False).get("/api/decisions/?layer=%00")
     assert response.status_code == 400 and "layer" in response.json()
