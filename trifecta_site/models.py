@@ -87,7 +87,7 @@ def configuration_version() -> int:
     pinned = _pinned_version.get()
     if pinned is not None:
         return pinned
-    return version_from(statements.fetch(*configuration_version_statement()))
+    return version_from(statements.run(configuration_version_statement())[0])
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ class Statement(NamedTuple):
     sql: str
     params: list
     fields: list[Field] = []  # what the returned columns are, in order (converted as the ORM converts them)
+    one_by_one: tuple[str, int] | None = None  # an insert's single-row form and row count, for SQLite before 3.35
 
 
 @functools.cache
@@ -69,14 +70,25 @@ def run(*statements: Statement) -> list[list[tuple]]:
             with connection.wrap_database_errors, connection.connection.pipeline():
                 for cursor, statement in zip(cursors, statements):
                     cursor.execute(statement.sql, statement.params)
-        else:
-            for cursor, statement in zip(cursors, statements):
-                cursor.execute(statement.sql, statement.params)
-        return [_converted(cursor.fetchall() if cursor.description else [], statement.fields)
-                for cursor, statement in zip(cursors, statements)]
+            return [_converted(cursor.fetchall() if cursor.description else [], statement.fields)
+                    for cursor, statement in zip(cursors, statements)]
+        return [_run_alone(cursor, statement) for cursor, statement in zip(cursors, statements)]
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+def _run_alone(cursor, statement: Statement) -> list[tuple]:
+    if statement.one_by_one is not None:  # no RETURNING here: one row at a time, its key from lastrowid
+        single, count = statement.one_by_one
+        width = len(statement.params) // count
+        keys = []
+        for row in range(count):
+            cursor.execute(single, statement.params[row * width:(row + 1) * width])
+            keys.append((cursor.lastrowid,))
+        return keys
+    cursor.execute(statement.sql, statement.params)
+    return _converted(cursor.fetchall() if cursor.description else [], statement.fields)
 
 
 def fetch(sql: str, params, fields: list[Field]) -> list[tuple]:
@@ -154,14 +166,12 @@ def get(model: type[Model], pk) -> Model | None:
 
 
 @functools.cache
-def _insert_returning_pk(model: type[Model], count: int) -> str:
-    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
-        raise NotImplementedError("this database cannot return the keys of a multi-row insert")
+def _insert_sql(model: type[Model], count: int, returning: bool) -> str:
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     pk = connection.ops.quote_name(model._meta.pk.column)
-    return f"INSERT INTO {table(model)} ({names}) VALUES {', '.join([row] * count)} RETURNING {pk}"
+    return f"INSERT INTO {table(model)} ({names}) VALUES {', '.join([row] * count)}" + (f" RETURNING {pk}" if returning else "")
 
 
 def insert_statement(objs: list[Model]) -> Statement:
@@ -169,7 +179,8 @@ def insert_statement(objs: list[Model]) -> Statement:
     model = type(objs[0])
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     params = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields]
-    return Statement(_insert_returning_pk(model, len(objs)), params, [model._meta.pk])
+    one_by_one = None if connection.features.can_return_rows_from_bulk_insert else (_insert_sql(model, 1, False), len(objs))
+    return Statement(_insert_sql(model, len(objs), True), params, [model._meta.pk], one_by_one)
 
 
 def inserted(objs: list[Model], rows: list[tuple]) -> list[Model]:
