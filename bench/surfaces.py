@@ -33,7 +33,7 @@ from common import ROOT, metric, postgres_ready, write_results
 URL = "postgres://postgres@127.0.0.1:5432/trifecta_bench"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 ROWS, CONNECTIONS, SECONDS, CLIENTS, RATE, BROADCAST_S = 30_000, 8, 8, 200, 20, 10
-HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", "2"))
+HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", "1"))
 RECENT_PAGES = 20  # clients read the newest rows: pages 1-20 (1,000 rows) of the 30,000, in turn
 ENV = {**os.environ, "DATABASE_URL": URL, "REDIS_URL": REDIS, "DEBUG": "false", "LOG_LEVEL": "WARNING",
        "DJANGO_SETTINGS_MODULE": "trifecta_site.settings", "API_USER_RATE": "100000000/min",

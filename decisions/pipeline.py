@@ -182,6 +182,22 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     return _outcome(rows, created=True)
 
 
+def pending_opportunity_ids(*, older_than_s: int, limit: int) -> set[int]:
+    """Opportunities from the last hour, older than `older_than_s`, still undecided or approved
+    for execution without a trade: what a lost queue message left undone."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    recent = Opportunity.objects.filter(detected_at__lt=now - timedelta(seconds=older_than_s),
+                                        detected_at__gte=now - timedelta(hours=1)).order_by("detected_at")
+    undecided = recent.filter(status=Opportunity.DETECTED)
+    unexecuted = recent.filter(status=Opportunity.DECIDED, trade__isnull=True, decisions__layer=Decision.GOVERNOR,
+                               decisions__verdict=EXECUTE)
+    return {*undecided.values_list("pk", flat=True)[:limit], *unexecuted.values_list("pk", flat=True)[:limit]}
+
+
 def _outcome(rows: list[Decision], *, created: bool) -> Outcome:
     governor = next((d for d in rows if d.layer == Decision.GOVERNOR), None)
     return Outcome(governor.verdict if governor else DISPLAY, rows, created)

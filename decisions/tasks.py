@@ -1,15 +1,10 @@
-from datetime import timedelta
-
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
-from django.utils import timezone
 
 from scanners.feeds import desk_feed
 from scanners.feeds.base import FeedError
-from scanners.models import Opportunity
 
 from . import pipeline
-from .models import Decision
 
 
 @shared_task(ignore_result=True, autoretry_for=(OSError, FeedError, OperationalError, InterfaceError), retry_backoff=True,
@@ -32,11 +27,5 @@ def decide_pending(older_than_s: int = 60, limit: int = 500):
     restarted without persistence, a publish that failed as Redis went away): the database,
     not the queue, says what is still to do. Deciding twice is harmless (`decide` is idempotent
     and hands an approved opportunity without a trade to execution again)."""
-    now = timezone.now()
-    recent = Opportunity.objects.filter(detected_at__lt=now - timedelta(seconds=older_than_s),
-                                        detected_at__gte=now - timedelta(hours=1)).order_by("detected_at")
-    undecided = recent.filter(status=Opportunity.DETECTED)
-    unexecuted = recent.filter(status=Opportunity.DECIDED, trade__isnull=True, decisions__layer=Decision.GOVERNOR,
-                               decisions__verdict=pipeline.EXECUTE)
-    for pk in {*undecided.values_list("pk", flat=True)[:limit], *unexecuted.values_list("pk", flat=True)[:limit]}:
+    for pk in pipeline.pending_opportunity_ids(older_than_s=older_than_s, limit=limit):
         decide.delay(pk)

@@ -1,5 +1,5 @@
 from celery import shared_task
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 
 from scanners.feeds import desk_feed
 from scanners.feeds.base import FeedError, NotYetObserved
@@ -17,7 +17,7 @@ def execute(self, opportunity_id: int):
         executors.execute_opportunity(opportunity_id=opportunity_id, feed=desk_feed())
     except NotYetObserved as pending:
         raise self.retry(countdown=max(0.01, (pending.ts - pending.now) / 1000), max_retries=None)
-    except (OperationalError, FeedError) as exc:  # the database or the market snapshot is away: back off
+    except (OperationalError, InterfaceError, FeedError) as exc:  # the database or the market snapshot is away: back off
         raise self.retry(exc=exc, countdown=min(30, 0.5 * 2 ** self.request.retries))
 
 

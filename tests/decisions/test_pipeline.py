@@ -112,3 +112,26 @@ def test_auto_thresholds_not_met_display_with_the_missed_ones(feed):
     assert decide_opportunity(opportunity_id=opp.pk, feed=feed).verdict == "display"
     governor = verdicts(opp)["governor"]
     assert governor.reasons == ["AUTO_THRESHOLDS"] and governor.figures["auto_thresholds_missed"] == ["expected_profit_usd"]
+
+
+def test_pending_opportunities_are_the_recent_undecided_and_the_approved_without_a_trade():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from decisions.pipeline import pending_opportunity_ids
+
+    def aged(seconds, status, verdict=None):
+        opp = arbitrage(route=f"r{seconds}{status}{verdict}")
+        Opportunity.objects.filter(pk=opp.pk).update(status=status, detected_at=timezone.now() - timedelta(seconds=seconds))
+        if verdict:
+            Decision.objects.create(opportunity=opp, layer=Decision.GOVERNOR, verdict=verdict,
+                                    decided_at=timezone.now(), market_ts=T0)
+        return opp.pk
+
+    undecided = aged(120, Opportunity.DETECTED)
+    approved = aged(120, Opportunity.DECIDED, "execute")
+    aged(120, Opportunity.DECIDED, "display")  # decided: nothing to do
+    aged(10, Opportunity.DETECTED)  # its message may still be on its way
+    aged(7200, Opportunity.DETECTED)  # too old to act on
+    assert pending_opportunity_ids(older_than_s=60, limit=10) == {undecided, approved}
