@@ -42,6 +42,11 @@ class CountKeepingPaginator(Paginator):
     def page(self, number):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
+        if number > 1 and bottom >= self.count:  # past the kept count: is it past the rows as they are now?
+            _counts.pop(str(self.object_list.query), None)
+            self.__dict__.pop("count", None)
+            if bottom >= self.count:
+                raise EmptyPage("That page contains no results")
         rows = list(self.object_list[bottom:bottom + self.per_page + 1])
         if not rows and number > 1:
             raise EmptyPage("That page contains no results")

@@ -179,6 +179,12 @@ def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fr
     assert api.get("/api/opportunities/?kind=forex").json()["count"] == 1  # another query counts for itself
     settings.LIST_COUNT_MAX_AGE_S = 0
     assert api.get("/api/opportunities/").json()["count"] == 2
+    settings.LIST_COUNT_MAX_AGE_S = 60
+    for _ in range(50):
+        opportunity("forex", {"symbol": "EUR/USD"})
+    assert len(api.get("/api/opportunities/?page=2").json()["results"]) == 2  # beyond the kept count: counted again
+    assert api.get("/api/opportunities/?page=3").status_code == 404
+    assert api.get("/api/opportunities/?page=3765812875021776322560").status_code == 404
 
 
 def test_a_client_over_its_rate_gets_429_until_the_window_ends(monkeypatch):
