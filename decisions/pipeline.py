@@ -182,14 +182,12 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
     return _outcome(rows, created=True)
 
 
-def pending_opportunity_ids(*, older_than_s: int, limit: int) -> set[int]:
-    """Opportunities from the last hour, older than `older_than_s`, still undecided or approved
-    for execution without a trade: what a lost queue message left undone."""
+def pending_opportunity_ids(*, now, older_than_s: int, limit: int) -> set[int]:
+    """Opportunities detected in the hour before `now` (wall clock, as `detected_at` is),
+    older than `older_than_s`, still undecided or approved for execution without a trade:
+    what a lost queue message left undone."""
     from datetime import timedelta
 
-    from django.utils import timezone
-
-    now = timezone.now()
     recent = Opportunity.objects.filter(detected_at__lt=now - timedelta(seconds=older_than_s),
                                         detected_at__gte=now - timedelta(hours=1)).order_by("detected_at")
     undecided = recent.filter(status=Opportunity.DETECTED)

@@ -27,5 +27,7 @@ def decide_pending(older_than_s: int = 60, limit: int = 500):
     restarted without persistence, a publish that failed as Redis went away): the database,
     not the queue, says what is still to do. Deciding twice is harmless (`decide` is idempotent
     and hands an approved opportunity without a trade to execution again)."""
-    for pk in pipeline.pending_opportunity_ids(older_than_s=older_than_s, limit=limit):
+    from django.utils import timezone
+
+    for pk in pipeline.pending_opportunity_ids(now=timezone.now(), older_than_s=older_than_s, limit=limit):
         decide.delay(pk)

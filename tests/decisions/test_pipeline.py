@@ -134,4 +134,5 @@ def test_pending_opportunities_are_the_recent_undecided_and_the_approved_without
     aged(120, Opportunity.DECIDED, "display")  # decided: nothing to do
     aged(10, Opportunity.DETECTED)  # its message may still be on its way
     aged(7200, Opportunity.DETECTED)  # too old to act on
-    assert pending_opportunity_ids(older_than_s=60, limit=10) == {undecided, approved}
+    assert pending_opportunity_ids(now=timezone.now(), older_than_s=60, limit=10) == {undecided, approved}
+    assert pending_opportunity_ids(now=timezone.now() - timedelta(hours=3), older_than_s=60, limit=10) == set()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from decisions.models import Controls, Decision
-from decisions.tasks import decide
+from decisions.tasks import decide, decide_pending
 from execution.models import Balance, Fill, Trade
 from execution.tasks import execute
 from scanners.models import ArbitrageSettings, Opportunity, ScanRun
@@ -75,6 +75,13 @@ def redis_server(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+def settled_count(count, quiet_s: float = 3.0):
+    """`count()` once it has not changed for `quiet_s` (None before)."""
+    first = count()
+    time.sleep(quiet_s)
+    return first if count() == first else None
 
 
 def send(task, *args, broker: str):
@@ -231,6 +238,7 @@ def test_a_whole_worker_killed_mid_execution_is_redelivered_to_the_next(postgres
     first = processes.start_worker(env, first_log, queues="desk")
     launched.append(first)
     ids = approved(200)
+    Opportunity.objects.filter(pk__in=ids).update(detected_at=timezone.now())  # when a scan stores them (wall clock)
     for pk in ids:
         send(execute, pk, broker=redis_server.url)
     wait_for(lambda: Trade.objects.count() >= 20, 60, "the first trades", first_log)
@@ -240,18 +248,23 @@ def test_a_whole_worker_killed_mid_execution_is_redelivered_to_the_next(postgres
     done_at_kill = Trade.objects.count()
     assert done_at_kill < len(ids), "the worker finished before it could be killed: raise the count"
     launched.append(processes.start_worker(env, second_log, queues="desk"))
-    wait_for(lambda: Trade.objects.count() == len(ids), 120, "every trade after the kill", second_log)
-    recovered_s = time.monotonic() - killed_at
     received = r"execution\.tasks\.execute\[([0-9a-f-]+)\] received"
     in_flight = set(re.findall(received, first_log.read_text()))
     in_flight -= set(re.findall(r"execution\.tasks\.execute\[([0-9a-f-]+)\] succeeded", first_log.read_text()))
     # One may have committed its trade in the instant before the kill: its redelivery finds the trade and books nothing.
-    redelivered = wait_for(lambda: in_flight <= set(re.findall(received, second_log.read_text())) and in_flight, 30,
+    redelivered = wait_for(lambda: in_flight <= set(re.findall(received, second_log.read_text())) and in_flight, 60,
                            "the killed worker's unfinished tasks delivered again", second_log)
+    settled = wait_for(lambda: settled_count(Trade.objects.count), 120, "the queue to drain", second_log)
+    # kombu's Redis transport loses a message popped in the very instant its worker died
+    # (README); the database still says the opportunity is approved without a trade, and
+    # the sweep beat runs every 30 s (`decide_pending`) queues it again.
+    send(decide_pending, 0, broker=redis_server.url)
+    wait_for(lambda: Trade.objects.count() == len(ids), 60, "every trade after the sweep", second_log)
+    recovered_s = time.monotonic() - killed_at
     time.sleep(2)  # a late duplicate would land now
     figures("worker_sigkill", executions=len(ids), trades_at_kill=done_at_kill, unfinished_at_kill=len(in_flight),
-            redelivered=len(redelivered), trades=Trade.objects.count(), fills=Fill.objects.count(),
-            all_trades_after_s=round(recovered_s, 1))
+            redelivered=len(redelivered), lost_by_the_broker=len(ids) - settled, trades=Trade.objects.count(),
+            fills=Fill.objects.count(), all_trades_after_s=round(recovered_s, 1))
     assert Trade.objects.count() == len(ids) and Fill.objects.count() == 2 * len(ids)
     assert all(b.total == b.free + b.reserved for b in Balance.objects.all())
 
