@@ -71,6 +71,7 @@ def worker(url: str, mode: str, ids: list[int], ready, go, out) -> None:
     from decisions.models import RiskState
     from decisions.pipeline import decide_opportunity
     from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
+    from trifecta_site.celery import freeze_startup_objects
     from trifecta_site.models import ConfigChange
 
     reader = RecordingReader(RECORDING)
@@ -87,6 +88,7 @@ def worker(url: str, mode: str, ids: list[int], ready, go, out) -> None:
 
     now_ = timezone.now()
     step = bare if mode == "baseline" else (lambda pk: decide_opportunity(opportunity_id=pk, feed=feed))
+    freeze_startup_objects()  # as a desk worker process does once set up
     ready.put(1)
     go.wait()
     latencies, began = [], time.perf_counter()
