@@ -52,6 +52,11 @@ clean-var:
 # Benchmarks print figures beside a baseline measured in the same run and write
 # bench/results/NAME.json; record each result with its command in bench/RESULTS.md.
 # `make bench-NAME` runs bench/NAME.py (dashes become underscores).
+# `make soak`: the whole desk under load for SOAK_SECONDS (default 600), bench/soak.py.
+.PHONY: soak
+soak: install
+	cd bench && ../$(BIN)/python soak.py
+
 BENCHES := replay-open scan decide execute surfaces replay
 .PHONY: $(addprefix bench-,$(BENCHES))
 $(addprefix bench-,$(BENCHES)): bench-%: install
