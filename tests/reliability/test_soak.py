@@ -13,7 +13,7 @@ from django.db import connection
 
 from tests.conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))
 import soak  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
