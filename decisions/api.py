@@ -3,7 +3,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trifecta_site.api import RowsViewSet, SingletonSettingsView, exact_filters, filter_param, settings_serializer
+from trifecta_site.api import RowsViewSet, SingletonSettingsView, exact_filters, filter_param, integer_param, settings_serializer
 
 from .agents import ForexAgent, lower_bound, posterior_mean
 from .models import AgentState, Controls, Decision, RiskLimits
@@ -24,9 +24,10 @@ class DecisionViewSet(RowsViewSet):
 
     def get_queryset(self):
         rows = Decision.objects.order_by("-decided_at", "-id")
-        if "opportunity" in self.request.query_params and not self.request.query_params["opportunity"].isdigit():
-            raise serializers.ValidationError({"opportunity": "an opportunity id"})
-        return exact_filters(self.request, rows, {"opportunity": "opportunity_id", "layer": "layer", "verdict": "verdict"})
+        opportunity = integer_param(self.request, "opportunity", "an opportunity id")
+        if opportunity is not None:
+            rows = rows.filter(opportunity_id=opportunity)
+        return exact_filters(self.request, rows, {"layer": "layer", "verdict": "verdict"})
 
 
 class RiskView(APIView):

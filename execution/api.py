@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scanners.api import KINDS
-from trifecta_site.api import RowsViewSet, epoch_ms_param, exact_filters, filter_param, time_range
+from trifecta_site.api import RowsViewSet, epoch_ms_param, exact_filters, filter_param, integer_param, time_range
 
 from . import portfolio as book_keeping
 from .models import EquitySnapshot, Fill, Position, Trade
@@ -67,11 +67,9 @@ class PortfolioView(APIView):
         """The current portfolio and its equity curve (one point a minute; the last day unless `since`)."""
         portfolio = book_keeping.current_portfolio()
         points = EquitySnapshot.objects.filter(portfolio=portfolio)
-        since = request.query_params.get("since")
+        since = integer_param(request, "since", "an integer of epoch milliseconds")
         if since is not None:
-            if not since.lstrip("-").isdigit():
-                raise serializers.ValidationError({"since": "an integer of epoch milliseconds"})
-            points = points.filter(minute_ts__gte=int(since)).order_by("minute_ts")[:10_080]
+            points = points.filter(minute_ts__gte=since).order_by("minute_ts")[:10_080]
         else:
             points = reversed(list(points.order_by("-minute_ts")[:1440]))
         return Response({

@@ -63,6 +63,11 @@ def test_filters_and_their_bad_values():
     bad = api.get("/api/opportunities/?since=yesterday")
     assert bad.status_code == 400 and "since" in bad.json()
     assert api.get("/api/decisions/?opportunity=x").status_code == 400
+    for past_any_column in ("111372409373866556968025135517106438144", "\u00b2", "-99999999999999999999"):
+        for path in (f"/api/decisions/?opportunity={past_any_column}", f"/api/portfolio/?since={past_any_column}"):
+            bad = api.get(path)
+            assert bad.status_code == 400 and set(bad.json()) == {path.split("?")[1].split("=")[0]}, path
+    assert api.get("/api/decisions/?opportunity=-1").json()["count"] == 0
 
 
 def test_only_staff_change_controls_and_every_change_is_audited():
