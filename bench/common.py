@@ -1,4 +1,5 @@
 """What every benchmark shares: timing helpers and the results file format."""
+import asyncio
 import json
 import os
 import sys
@@ -37,6 +38,20 @@ def write_results(name: str, metrics: dict) -> Path:
         print(f"{key}: {m['value']} {m['unit']} (baseline {m['baseline']}, ratio {m['ratio']}x, target {m['target']}: {'met' if m['met'] else 'MISSED'})")
     print(f"wrote {path.relative_to(ROOT)}")
     return path
+
+
+async def open_streams(port: int, token: str, kinds: str, count: int) -> list:
+    """`count` WebSocket clients on /ws/stream/ as a script connects (token, the host's Origin),
+    each past its `subscribed` answer."""
+    import websockets
+
+    url = f"ws://127.0.0.1:{port}/ws/stream/?kinds={kinds}&token={token}"
+    headers = {"Origin": f"http://127.0.0.1:{port}"}
+    sockets = await asyncio.gather(*(websockets.connect(url, additional_headers=headers, open_timeout=60, max_queue=None)
+                                     for _ in range(count)))
+    for s in sockets:
+        assert json.loads(await asyncio.wait_for(s.recv(), 30))["type"] == "subscribed"
+    return sockets
 
 
 def postgres_ready(database: str = "trifecta_bench") -> bool:

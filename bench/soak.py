@@ -4,9 +4,10 @@ Why: the benches measure one path at a time for seconds; leaks, queues that cree
 latency that drifts only show when every process runs together for minutes.
 
 Desk: PostgreSQL (database trifecta_soak, created afresh), a private redis-server
-(never the machine's shared one), web (uvicorn, 2 workers), a scan worker (-Q scan), a
-desk worker (-Q desk, concurrency 2), beat; a replay at SOAK_REPLAY_SPEED (default 20)
-of a crypto+forex recording (see recording()), auto-execute on, for SOAK_SECONDS (default 600).
+(never the machine's shared one), web (gunicorn, 2 workers), stream (uvicorn, 2 workers),
+a scan worker (-Q scan), a desk worker (-Q desk, concurrency 2), beat; a replay at
+SOAK_REPLAY_SPEED (default 20) of a crypto+forex recording (see recording()), auto-execute
+on, risk limits opened, for SOAK_SECONDS (default 600).
 Load: SOAK_API_CLIENTS (100) API clients with a staff token reading the lists,
 /api/stats/, /api/risk/ and /api/portfolio/ (each waits SOAK_API_PAUSE_S between its
 requests, as a polling dashboard does), and SOAK_WS_CLIENTS (200) WebSocket clients on
@@ -39,7 +40,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import redis
-from common import ROOT, metric, postgres_ready, write_results
+from common import ROOT, metric, open_streams, postgres_ready, write_results
 
 from tests.integration import processes
 from trifecta_site import embedded
@@ -85,9 +86,11 @@ def staff_token(env: dict) -> str:
 
 def busy_desk(env: dict) -> None:
     """Scans every second (as an operator sets in admin) and every arbitrage kept and
-    auto-executed, looser forex signals, so the whole pipeline (decide, execute, monitor)
-    works all the soak; quotes may be as old as the replay speed makes them between scans.
-    Thresholds are written past the admin's validation, as the fault tests do
+    auto-executed, looser forex signals, and risk limits an operator opens for a load test
+    (the lenient thresholds lose money: with the default limits the day's loss budget stops
+    execution within minutes), so the whole pipeline (decide, execute, monitor) works all the
+    soak; quotes may be as old as the replay speed makes them between scans. Thresholds are
+    written past the admin's validation, as the fault tests do
     (tests/reliability/test_faults.py keep_every_arbitrage)."""
     code = ("from decimal import Decimal as D; from scanners.models import ArbitrageSettings, ForexSettings;"
             "ArbitrageSettings.get_solo(); ForexSettings.get_solo();"
@@ -95,21 +98,32 @@ def busy_desk(env: dict) -> None:
             " auto_min_profit_usd=D('-1000'), auto_max_risk=D('100'), max_quote_age_ms=3_600_000);"
             "ForexSettings.objects.update(min_confidence=D('0.3'), min_risk_reward=D('0.5'),"
             " auto_min_confidence=D('0.3'), auto_min_risk_reward=D('0.5'));"
+            "from decisions.models import RiskLimits; RiskLimits.get_solo();"
+            "RiskLimits.objects.update(max_trades_per_day=1_000_000, max_daily_loss=D('1000000'),"
+            " max_consecutive_losses=1_000_000, drawdown_halt_pct=D('100'));"
             "from django_celery_beat.models import IntervalSchedule, PeriodicTask;"
             "every = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)[0];"
             "PeriodicTask.objects.filter(name__in=['scan arbitrage', 'scan binary', 'scan forex']).update(interval=every)")
     manage(env, "shell", "-c", code)
 
 
-def start_desk(env: dict, logs: Path, port: int) -> dict:
-    """README's production layout, each process logging to its own file."""
+def start_desk(env: dict, logs: Path, port: int, stream_port: int) -> dict:
+    """README's production layout, each process logging to its own file: HTTP on gunicorn
+    and the stream on uvicorn (README's proxy sends /ws/ there; the clients go to each
+    tier's port directly)."""
     celery = [sys.executable, "-m", "celery", "-A", "trifecta_site"]
     common = ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
     started = {}
     try:
-        started["web"] = processes._spawn([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host",
-                                           "127.0.0.1", "--port", str(port), "--workers", "2"], env, logs / "web.log", "web")
+        started["web"] = processes._spawn([sys.executable, "-m", "gunicorn", "trifecta_site.wsgi:application", "--bind",
+                                           f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
+                                           "--threads", "1"], env, logs / "web.log", "web")
         processes.wait_for_http(f"http://127.0.0.1:{port}/admin/login/", started["web"], logs / "web.log", timeout_s=60)
+        started["stream"] = processes._spawn([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host",
+                                              "127.0.0.1", "--port", str(stream_port), "--workers", "2"],
+                                             env, logs / "stream.log", "stream")
+        processes.wait_for_http(f"http://127.0.0.1:{stream_port}/admin/login/", started["stream"], logs / "stream.log",
+                                timeout_s=60)
         started["scan"] = processes._spawn([*celery, "worker", "-Q", "scan", "-n", "scan@%h", "--concurrency", "1", *common],
                                            env, logs / "scan.log", "scan")
         started["desk"] = processes._spawn([*celery, "worker", "-Q", "desk", "-n", "desk@%h", "--concurrency", "2", *common],
@@ -179,12 +193,7 @@ async def ws_clients(port: int, token: str, count: int, connected: asyncio.Event
     """Each client counts what it receives; one that is closed before `stop` counts as disconnected."""
     import websockets
 
-    url = f"ws://127.0.0.1:{port}/ws/stream/?kinds={WS_KINDS}&token={token}"
-    headers = {"Origin": f"http://127.0.0.1:{port}"}
-    sockets = await asyncio.gather(*(websockets.connect(url, additional_headers=headers, open_timeout=60, max_queue=None)
-                                     for _ in range(count)))
-    for s in sockets:
-        assert json.loads(await asyncio.wait_for(s.recv(), 30))["type"] == "subscribed"
+    sockets = await open_streams(port, token, WS_KINDS, count)
     connected.set()
 
     async def receive(socket):
@@ -275,7 +284,7 @@ def soak(seconds: int, workdir: Path, api_clients: int = 100, ws_count: int = 20
         raise RuntimeError("the soak needs PostgreSQL on 127.0.0.1:5432")
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    redis_port, port = embedded.free_port(), embedded.free_port()
+    redis_port, port, stream_port = embedded.free_port(), embedded.free_port(), embedded.free_port()
     replayed, skip_ms = recording(workdir)
     env = {**os.environ, "DATABASE_URL": DB_URL, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "DJANGO_SETTINGS_MODULE": "trifecta_site.settings", "DEBUG": "false", "PYTHONUNBUFFERED": "1",
@@ -289,8 +298,8 @@ def soak(seconds: int, workdir: Path, api_clients: int = 100, ws_count: int = 20
         manage(env, "migrate", "--verbosity", "0")
         token = staff_token(env)
         busy_desk(env)
-        desk = start_desk(env, logs, port)
-        figures = asyncio.run(_load(desk, port, token, seconds, api_clients, ws_count, api_pause_s, broker))
+        desk = start_desk(env, logs, port, stream_port)
+        figures = asyncio.run(_load(desk, port, stream_port, token, seconds, api_clients, ws_count, api_pause_s, broker))
         with psycopg.connect(DB_URL, autocommit=True) as conn:
             figures["latency_per_minute"] = latency_per_minute(conn, figures.pop("began"), speed)
             figures["ledger"] = ledger(conn)
@@ -303,9 +312,9 @@ def soak(seconds: int, workdir: Path, api_clients: int = 100, ws_count: int = 20
     return figures
 
 
-async def _load(desk, port, token, seconds, api_clients, ws_count, api_pause_s, broker) -> dict:
+async def _load(desk, port, stream_port, token, seconds, api_clients, ws_count, api_pause_s, broker) -> dict:
     stop_api, stop_ws, connected = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    ws_task = asyncio.create_task(ws_clients(port, token, ws_count, connected, stop_ws))
+    ws_task = asyncio.create_task(ws_clients(stream_port, token, ws_count, connected, stop_ws))
     await asyncio.wait_for(connected.wait(), 120)
     api_task = asyncio.create_task(api_load(f"http://127.0.0.1:{port}", token, api_clients, api_pause_s, stop_api))
     sampler = Sampler(broker)
@@ -370,12 +379,14 @@ def verdicts(f: dict) -> dict:
     for q, top in f["queues"].items():
         m[f"queue_{q}_max"] = metric(top, "messages", 0, "< 100 (bounded)", 0 <= top < 100, ratio=1)
     minutes = [row for row in f["latency_per_minute"] if row["decisions"] >= 5]
+    if len(minutes) > 2:  # the first minute is the warm-up (RSS is read after it too): compare with the next
+        minutes = minutes[1:]
     if minutes:
         first, last = minutes[0]["p99_ms"], minutes[-1]["p99_ms"]
         worst = max(row["p99_ms"] for row in minutes)
-        m["decision_p99_last_minute"] = metric(last, "ms", first, "<= 2x the first minute's p99 (+50 ms)",
+        m["decision_p99_last_minute"] = metric(last, "ms", first, "<= 2x the first minute's p99 after the warm-up (+50 ms)",
                                                last <= 2 * first + 50)
-        m["decision_p99_worst_minute"] = metric(worst, "ms", first, "<= 3x the first minute's p99 (+100 ms)",
+        m["decision_p99_worst_minute"] = metric(worst, "ms", first, "<= 3x the first minute's p99 after the warm-up (+100 ms)",
                                                 worst <= 3 * first + 100)
     else:
         m["decision_p99_last_minute"] = metric(0, "ms", 0, "decisions every minute", False, ratio=1)

@@ -28,7 +28,7 @@ import threading
 import time
 
 import requests
-from common import ROOT, metric, postgres_ready, write_results
+from common import ROOT, metric, open_streams, postgres_ready, write_results
 
 URL = "postgres://postgres@127.0.0.1:5432/trifecta_bench"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -157,12 +157,7 @@ def python_load(url: str, token: str, pages: int) -> dict:
 async def fan_out(port: int, token: str) -> dict:
     import websockets
 
-    url = f"ws://127.0.0.1:{port}/ws/stream/?kinds=stats&token={token}"
-    headers = {"Origin": f"http://127.0.0.1:{port}"}
-    sockets = await asyncio.gather(*(websockets.connect(url, additional_headers=headers, open_timeout=60, max_queue=None)
-                                     for _ in range(CLIENTS)))
-    for s in sockets:
-        assert json.loads(await asyncio.wait_for(s.recv(), 30))["type"] == "subscribed"
+    sockets = await open_streams(port, token, "stats", CLIENTS)
     expected = RATE * BROADCAST_S
     delays = []
 

@@ -83,7 +83,7 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout_s: flo
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
 
