@@ -152,9 +152,11 @@ X_FRAME_OPTIONS = "DENY"
 # A list's `count` is computed at most this often per query and web process (the rows are always fresh).
 LIST_COUNT_MAX_AGE_S = float(os.environ.get("LIST_COUNT_MAX_AGE_S", "2"))
 REST_FRAMEWORK = {
+    # Token first: a script without credentials, or with a wrong token, gets 401 and
+    # `WWW-Authenticate: Token` (with session first it got 403); sessions still need CSRF.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

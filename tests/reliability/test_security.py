@@ -107,13 +107,13 @@ def test_anonymous_users_reach_nothing_but_login_and_health():
         if kind == "page":
             assert_sent_to_login(response, path)
         elif kind == "api":
-            assert response.status_code in (401, 403), (path, response.status_code)
+            assert response.status_code == 401 and response["WWW-Authenticate"] == "Token", (path, response.status_code)
         for method in WRITES:
             response = getattr(client, method)(path, {}, format="json")
             if kind == "page":
                 assert_sent_to_login(response, path)
             elif kind == "api":
-                assert response.status_code in (401, 403), (method, path, response.status_code)
+                assert response.status_code == 401, (method, path, response.status_code)
     assert client.get("/api/health/").status_code in (200, 503)
     assert client.get("/admin/login/").status_code == 200
 
@@ -268,7 +268,8 @@ def test_a_failing_request_logs_neither_the_secret_key_nor_the_caller_s_credenti
         client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
         client.cookies["sessionid"] = session_id
         assert client.get("/api/risk/?token=" + token).status_code == 500
-        assert APIClient().get("/api/limits/", HTTP_AUTHORIZATION="Token " + token[::-1]).status_code in (401, 403)
+        wrong = APIClient().get("/api/limits/", HTTP_AUTHORIZATION="Token " + token[::-1])
+        assert wrong.status_code == 401 and wrong["WWW-Authenticate"] == "Token"
     finally:
         logging.getLogger().removeHandler(handler)
     logged = output.getvalue()
