@@ -26,9 +26,12 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import requests
 from common import ROOT, metric, open_streams, postgres_ready, write_results
+
+from tests.integration import processes
 
 URL = "postgres://postgres@127.0.0.1:5432/trifecta_bench"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -83,17 +86,15 @@ def setup() -> str:
     return Token.objects.create(user=user).key
 
 
-def start(command: list[str], port: int) -> subprocess.Popen:
+def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
     env = {**ENV, "DJANGO_SETTINGS_MODULE": "bench_settings"}
-    web = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/api/health/", timeout=1)
-            return web
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{command[2]} did not start")
+    web = processes._spawn(command, env, log, command[2])
+    try:
+        processes.wait_for_http(f"http://127.0.0.1:{port}/api/health/", web, log, timeout_s=60)
+    except BaseException:
+        stop(web)
+        raise
+    return web
 
 
 def stop(web: subprocess.Popen) -> None:
@@ -207,9 +208,10 @@ def main() -> None:
     token = setup()
     from trifecta_site.embedded import free_port
 
-    port = free_port()
+    port, logs = free_port(), Path(tempfile.mkdtemp(prefix="surfaces-"))
+    print(f"server logs: {logs}")
     http = start([sys.executable, "-m", "gunicorn", "trifecta_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                  "--workers", "2", "--worker-class", "gthread", "--threads", str(HTTP_THREADS), "--log-level", "warning"], port)
+                  "--workers", "2", "--worker-class", "gthread", "--threads", str(HTTP_THREADS), "--log-level", "warning"], port, logs / "http.log")
     try:
         base = f"http://127.0.0.1:{port}"
         pages = RECENT_PAGES
@@ -225,7 +227,7 @@ def main() -> None:
     finally:
         stop(http)
     stream = start([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host", "127.0.0.1",
-                    "--port", str(port), "--workers", "2", "--log-level", "warning"], port)
+                    "--port", str(port), "--workers", "2", "--log-level", "warning"], port, logs / "stream.log")
     try:
         fan = asyncio.run(fan_out(port, token))
         metrics["ws_fanout_200_clients_p99_delivery"] = metric(fan["p99"], "ms", fan["publish_p99"], "< 100 ms",
