@@ -116,8 +116,7 @@ def start_desk(env: dict, logs: Path, port: int, stream_port: int) -> dict:
     started = {}
     try:
         started["web"] = processes._spawn([sys.executable, "-m", "gunicorn", "trifecta_site.wsgi:application", "--bind",
-                                           f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
-                                           "--threads", "1"], env, logs / "web.log", "web")
+                                           f"127.0.0.1:{port}", "--workers", "2"], env, logs / "web.log", "web")
         processes.wait_for_http(f"http://127.0.0.1:{port}/admin/login/", started["web"], logs / "web.log", timeout_s=60)
         started["stream"] = processes._spawn([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host",
                                               "127.0.0.1", "--port", str(stream_port), "--workers", "2"],

@@ -2,8 +2,8 @@
 
 API: list endpoints, pages of 50 (the newest 20 pages, in turn, as dashboards and
 polling scripts read them) on tables of 30,000 rows in PostgreSQL, 8 concurrent
-keep-alive connections (wrk where installed, else Python threads) against the HTTP tier:
-gunicorn, 2 worker processes of BENCH_HTTP_THREADS threads (DEBUG off): requests/s and
+connections (wrk where installed, else Python threads) against the HTTP tier:
+gunicorn, 2 sync worker processes (DEBUG off), as README's layout runs it: requests/s and
 p99 per endpoint. Baseline, same server, same run: a plain Django view returning the
 same page of opportunities as JSON without DRF (`bench/bench_urls.py`).
 Targets: >= 400 req/s and p99 < 50 ms on 2 cores.
@@ -36,7 +36,6 @@ from tests.integration import processes
 URL = "postgres://postgres@127.0.0.1:5432/trifecta_bench"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 ROWS, CONNECTIONS, SECONDS, CLIENTS, RATE, BROADCAST_S = 30_000, 8, 8, 200, 20, 10
-HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", "1"))
 RECENT_PAGES = 20  # clients read the newest rows: pages 1-20 (1,000 rows) of the 30,000, in turn
 ENV = {**os.environ, "DATABASE_URL": URL, "REDIS_URL": REDIS, "DEBUG": "false", "LOG_LEVEL": "WARNING",
        "DJANGO_SETTINGS_MODULE": "trifecta_site.settings", "API_USER_RATE": "100000000/min",
@@ -112,7 +111,7 @@ end
 
 
 def load(url: str, token: str, pages: int) -> dict:
-    """8 keep-alive connections for SECONDS reading the newest pages in turn: wrk where installed
+    """8 connections for SECONDS reading the newest pages in turn: wrk where installed
     (a C client, light on the cores it shares with the server), else Python threads."""
     if shutil.which("wrk"):
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -211,7 +210,7 @@ def main() -> None:
     port, logs = free_port(), Path(tempfile.mkdtemp(prefix="surfaces-"))
     print(f"server logs: {logs}")
     http = start([sys.executable, "-m", "gunicorn", "trifecta_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                  "--workers", "2", "--worker-class", "gthread", "--threads", str(HTTP_THREADS), "--log-level", "warning"], port, logs / "http.log")
+                  "--workers", "2", "--log-level", "warning"], port, logs / "http.log")
     try:
         base = f"http://127.0.0.1:{port}"
         pages = RECENT_PAGES
