@@ -80,7 +80,10 @@ def test_a_write_is_applied_as_read_back_or_refused_naming_the_field(case, staff
     assert stored(model) == before and ConfigChange.objects.count() == changes
     body = response.json()
     sent = {str(name).strip() for name in case.body} if isinstance(case.body, dict) else set()
-    assert body and {name.strip() for name in body} <= sent | {"non_field_errors", "detail"}, (case.body, body)
+    named = {name.strip() for name, messages in body.items()
+             # a form field's name can change on the way: a multipart header cannot hold a line break
+             if case.media_type == "application/json" or messages != ["unknown field"]}
+    assert body and named <= sent | {"non_field_errors", "detail"}, (case.body, body)
     for messages in body.values():
         messages = messages if isinstance(messages, list) else [messages]
         assert messages and all(isinstance(m, str) and m.strip() for m in messages), body

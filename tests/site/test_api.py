@@ -162,7 +162,7 @@ def test_list_pages_read_as_rows_are_what_the_serializer_makes_of_the_objects(pa
     from execution.models import Trade
 
     Trade.objects.update(realized_pnl=D("-1.5"), size_usd=D("1234.5"), edge={"fees": "0.1", "nested": [1, None]})
-    Opportunity.objects.update(confidence=D("0.75"), figures={"signal": "BUY", "confidence": 0.75})
+    Opportunity.objects.update(confidence=D("0.75"), figures={"signal": "BUY", "confidence": 0.75, "note": "é\u2028日本"})
     api = client_for(staff=False)
     page = api.get(path).json()["results"]
     view = resolve(path).func.cls()
