@@ -57,7 +57,7 @@ clean-var:
 soak: install
 	cd bench && ../$(BIN)/python soak.py
 
-BENCHES := replay-open scan decide execute surfaces replay
+BENCHES := replay-open scan decide execute surfaces replay instructions
 .PHONY: $(addprefix bench-,$(BENCHES))
 $(addprefix bench-,$(BENCHES)): bench-%: install
 	cd bench && ../$(BIN)/python $(subst -,_,$*).py
