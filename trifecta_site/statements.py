@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 from django.db.models.sql import Query
 
@@ -45,29 +45,41 @@ def row_lock() -> str:
     return " FOR UPDATE" if features.has_select_for_update else ""
 
 
-def _cursor():
-    if connection.vendor != "postgresql":
-        return connection.cursor()
+def _db():
+    """This thread's connection itself: `django.db.connection` looks it up again on every attribute read."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _cursor(db):
+    if db.vendor != "postgresql":
+        return db.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
-    connection.ensure_connection()
-    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+    db.ensure_connection()
+    return db._prepare_cursor(ServerBindingCursor(db.connection))
 
 
 def _converted(rows: list[tuple], fields: list[Field]) -> list[tuple]:
     if not rows or not fields:
         return rows
-    compiler = Query(None).get_compiler(connection=connection)
-    converters = compiler.get_converters([field.get_col(field.model._meta.db_table) for field in fields])
+    compiler, converters = _converters(tuple(fields))
     return list(compiler.apply_converters(rows, converters)) if converters else rows
+
+
+@functools.cache
+def _converters(fields: tuple[Field, ...]):
+    """The ORM's converters of these columns, looked up once (a process uses one database)."""
+    compiler = Query(None).get_compiler(connection=connection)
+    return compiler, compiler.get_converters([field.get_col(field.model._meta.db_table) for field in fields])
 
 
 def run(*statements: Statement) -> list[list[tuple]]:
     """Run the statements in order, in one round trip where the database allows; the rows each returned."""
-    cursors = [_cursor() for _ in statements]
+    db = _db()
+    cursors = [_cursor(db) for _ in statements]
     try:
-        if len(statements) > 1 and connection.vendor == "postgresql":
-            with connection.wrap_database_errors, connection.connection.pipeline():
+        if len(statements) > 1 and db.vendor == "postgresql":
+            with db.wrap_database_errors, db.connection.pipeline():
                 for cursor, statement in zip(cursors, statements):
                     cursor.execute(statement.sql, statement.params)
             return [_converted(cursor.fetchall() if cursor.description else [], statement.fields)
@@ -108,7 +120,8 @@ def _update_by_pk(model: type[Model], names: tuple[str, ...]) -> str:
 
 def update_statement(model: type[Model], pk, **values) -> Statement:
     """Write some fields of one row, by primary key."""
-    params = [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+    db = _db()
+    params = [model._meta.get_field(name).get_db_prep_save(value, db) for name, value in values.items()]
     return Statement(_update_by_pk(model, tuple(values)), [*params, pk])
 
 
@@ -129,8 +142,9 @@ def update_many_statement(model: type[Model], rows: dict) -> Statement:
     """Write the same fields of several rows (primary key -> {field: value}) in one statement."""
     names = tuple(next(iter(rows.values())))
     fields = [model._meta.get_field(name) for name in names]
+    db = _db()
     params = [value for pk, values in rows.items()
-              for value in (pk, *(f.get_db_prep_save(values[f.name], connection) for f in fields))]
+              for value in (pk, *(f.get_db_prep_save(values[f.name], db) for f in fields))]
     return Statement(_update_many(model, names, len(rows)), params)
 
 
@@ -178,8 +192,9 @@ def insert_statement(objs: list[Model]) -> Statement:
     """Insert instances of one model in one statement; give its rows to `inserted`."""
     model = type(objs[0])
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    params = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields]
-    one_by_one = None if connection.features.can_return_rows_from_bulk_insert else (_insert_sql(model, 1, False), len(objs))
+    db = _db()
+    params = [f.get_db_prep_save(f.pre_save(obj, add=True), db) for obj in objs for f in fields]
+    one_by_one = None if db.features.can_return_rows_from_bulk_insert else (_insert_sql(model, 1, False), len(objs))
     return Statement(_insert_sql(model, len(objs), True), params, [model._meta.pk], one_by_one)
 
 
