@@ -161,8 +161,18 @@ def test_list_pages_read_as_rows_are_what_the_serializer_makes_of_the_objects(pa
     populate(3)
     from execution.models import Trade
 
-    Trade.objects.update(realized_pnl=D("-1.5"), size_usd=D("1234.5"), edge={"fees": "0.1", "nested": [1, None]})
-    Opportunity.objects.update(confidence=D("0.75"), figures={"signal": "BUY", "confidence": 0.75, "note": "é\u2028日本"})
+    from datetime import datetime, timezone as dt_timezone
+
+    from decisions.models import Decision
+
+    def at(microsecond: int) -> datetime:  # PostgreSQL writes .5 and .12 for these, and no fraction for 0
+        return datetime(2026, 12, 4, 13, 59, 5, microsecond, tzinfo=dt_timezone.utc)
+
+    Trade.objects.update(realized_pnl=D("-1.5"), size_usd=D("1234.5"), edge={"fees": "0.1", "nested": [1, None]},
+                         opened_at=at(0))
+    Opportunity.objects.update(confidence=D("0.75"), figures={"signal": "BUY", "confidence": 0.75, "note": "é\u2028日本"},
+                               detected_at=at(120000))
+    Decision.objects.update(decided_at=at(500000))
     api = client_for(staff=False)
     page = api.get(path).json()["results"]
     view = resolve(path).func.cls()
