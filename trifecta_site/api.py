@@ -133,7 +133,7 @@ def _columns(model, serializer_class) -> list[Column]:
             key = f"_{name}_json"
             columns.append(Column(name, key, ExpressionWrapper(F(field.source), output_field=TextField()), orjson.Fragment))
         elif (iso := _iso_writer(field)) is not None and settings.USE_TZ and _is_column(model, field, models.DateTimeField):
-            columns.append(Column(name, f"_{name}_text", Cast(F(field.source), TextField()), _time_from_text(iso)))
+            columns.append(Column(name, f"_{name}_text", Cast(F(field.source), TextField()), _time_from_text(iso, field.default_timezone())))
         else:
             columns.append(Column(name, field.source, field.source, _converter(field)))
     return columns
@@ -152,12 +152,26 @@ def _is_column(model, field, kind: type[models.Field]) -> bool:
         return False
 
 
-def _time_from_text(iso: Callable) -> Callable:
-    """A stored time's text (PostgreSQL's `2026-12-04 13:59:05.1+00`, SQLite's naive UTC) as `iso` writes it."""
+def _time_from_text(iso: Callable, zone) -> Callable:
+    """A stored time's text (PostgreSQL's `2026-12-04 13:59:05.1+00`, SQLite's naive UTC) as `iso` writes it.
+
+    In UTC, DRF's output is the stored text itself, with a `T`, six digits of fraction
+    (PostgreSQL trims trailing zeros) and a `Z`; any other zone goes through `iso`."""
     def convert(text):
         moment = datetime.fromisoformat(text)
         return iso(moment if moment.tzinfo is not None else moment.replace(tzinfo=dt_timezone.utc))
-    return convert
+
+    if str(zone) != "UTC":
+        return convert
+
+    def utc(text):
+        body = text[:-3] if text.endswith("+00") else text
+        if len(body) < 19 or body[10] != " " or body[-1] in "+-Z" or "+" in body[19:] or "-" in body[19:]:
+            return convert(text)  # not UTC as written above
+        if len(body) > 19:  # a fraction
+            return f"{body[:10]}T{body[11:20]}{body[20:].ljust(6, '0')}Z"
+        return f"{body[:10]}T{body[11:]}Z"
+    return utc
 
 
 def _values(queryset, columns: list[Column]):

@@ -1,7 +1,9 @@
 """The REST API as scripts and the dashboard use it: who may read and write, validation, filters."""
+from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal as D
 
 import pytest
+from hypothesis import given, strategies as st
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -161,8 +163,6 @@ def test_list_pages_read_as_rows_are_what_the_serializer_makes_of_the_objects(pa
     populate(3)
     from execution.models import Trade
 
-    from datetime import datetime, timezone as dt_timezone
-
     from decisions.models import Decision
 
     def at(microsecond: int) -> datetime:  # PostgreSQL writes .5 and .12 for these, and no fraction for 0
@@ -181,6 +181,21 @@ def test_list_pages_read_as_rows_are_what_the_serializer_makes_of_the_objects(pa
     ordered = list(view.get_queryset()[:len(page)])
     assert len(page) == len(ordered) > 0
     assert page == json.loads(JSONRenderer().render(serializer(ordered, many=True).data))
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(dt_timezone.utc)))
+def test_a_time_read_as_text_is_written_as_drf_writes_it(moment):
+    """As PostgreSQL (`::text`, fraction trimmed, `+00`) and SQLite (naive UTC) give times to a list page."""
+    from rest_framework import serializers
+
+    from trifecta_site.api import _iso_writer, _time_from_text
+
+    field = serializers.DateTimeField()
+    convert = _time_from_text(_iso_writer(field), field.default_timezone())
+    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
+    postgres = f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}{fraction}+00"
+    sqlite = str(moment.replace(tzinfo=None))
+    assert convert(postgres) == convert(sqlite) == field.to_representation(moment)
 
 
 def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fresh(settings):
