@@ -84,5 +84,14 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         for kind in getattr(self, "kinds", set()):
             await self.channel_layer.group_discard(group_name(kind), self.channel_name)
 
+    async def dispatch(self, message):
+        """An event goes straight to the client. Channels' own dispatch first closes stale
+        database connections in a worker thread, for every message: with 200 clients and 20
+        events a second that was 4,000 thread hops a second for events that read nothing."""
+        if message["type"] == "stream.event":
+            await self.stream_event(message)
+        else:
+            await super().dispatch(message)
+
     async def stream_event(self, message):
         await self.send(text_data=message["text"])  # encoded once by the publisher
