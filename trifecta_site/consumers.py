@@ -17,9 +17,9 @@ UNAUTHENTICATED = 4401
 
 @database_sync_to_async
 def user_for_token(key: str):
-    from rest_framework.authtoken.models import Token
+    from .authentication import token_with_user
 
-    token = Token.objects.select_related("user").filter(key=key).first()
+    token = token_with_user(key)
     if token is None or not token.user.is_active:
         return None
     return token.user

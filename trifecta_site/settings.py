@@ -155,7 +155,7 @@ REST_FRAMEWORK = {
     # Token first: a script without credentials, or with a wrong token, gets 401 and
     # `WWW-Authenticate: Token` (with session first it got 403); sessions still need CSRF.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "trifecta_site.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

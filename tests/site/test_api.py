@@ -38,6 +38,19 @@ def test_nothing_is_readable_anonymously(path):
     assert APIClient().get(path).status_code in (401, 403)
 
 
+def test_a_token_is_its_users_and_only_while_the_user_is_active():
+    viewer = client_for(staff=False)
+    assert viewer.get("/api/stats/").status_code == 200
+    token = Token.objects.get()
+    assert viewer.get("/api/stats/").wsgi_request.user == token.user
+    get_user_model().objects.filter(pk=token.user_id).update(is_active=False)
+    response = viewer.get("/api/stats/")
+    assert response.status_code == 401 and response.json() == {"detail": "User inactive or deleted."}
+    viewer.credentials(HTTP_AUTHORIZATION=f"Token {token.key[:-1]}x")
+    response = viewer.get("/api/stats/")
+    assert response.status_code == 401 and response.json() == {"detail": "Invalid token."}
+
+
 def test_health_is_the_one_anonymous_endpoint():
     assert APIClient().get("/api/health/").status_code in (200, 503)
 
