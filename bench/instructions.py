@@ -6,8 +6,9 @@ the same data are the same count on a quiet or a busy machine. Counted in proces
 beside the baseline its wall-clock benchmark uses:
 - a page of each API list on bench-surfaces' data (30,000 rows a table, PostgreSQL)
   through Django's whole request handling, beside the plain view's page;
-- a decision through the three layers on bench-decide's data, beside the bare locked
-  transaction.
+- a decision through the three layers on bench-decide's data, and an execution (fills and
+  booking of an approved arbitrage, bench-execute's data and preset), each beside the
+  bare locked transaction.
 Only this process is counted (Django, DRF, psycopg, the desk's code), not PostgreSQL's
 work nor the time spent waiting for it. Each operation runs in a child process under
 callgrind with instrumentation off until it is set up and warm; the parent switches it on
@@ -25,8 +26,8 @@ import sys
 
 from common import ROOT, metric, postgres_ready, write_results
 
-LISTS_DB, DECIDE_DB = "trifecta_bench_lists", "trifecta_bench_decisions"
-PAGES, DECISIONS, WARM_UP = 30, 200, 5
+LISTS_DB, DECIDE_DB, EXECUTE_DB = "trifecta_bench_lists", "trifecta_bench_decisions", "trifecta_bench_executions"
+PAGES, DECISIONS, EXECUTIONS, WARM_UP = 30, 200, 200, 5
 LISTS = {"plain": "/plain/opportunities/", "opportunities": "/api/opportunities/", "decisions": "/api/decisions/",
          "trades": "/api/trades/", "scans": "/api/scans/"}
 
@@ -47,6 +48,14 @@ def seed_decisions() -> None:
 
     decide.setup_django(database_url(DECIDE_DB))
     decide.prepare(database_url(DECIDE_DB), WARM_UP + DECISIONS)
+
+
+def seed_executions() -> None:
+    import execute
+
+    execute.URL = database_url(EXECUTE_DB)
+    execute.setup()
+    execute.approved(WARM_UP + EXECUTIONS)
 
 
 def page_reader(path: str):
@@ -98,9 +107,23 @@ def decider(mode: str):
     return bare if mode == "baseline" else (lambda: decide_opportunity(opportunity_id=next(ids), feed=feed))
 
 
+def executor():
+    import decide
+    import execute
+
+    os.environ.update(TRIFECTA_FEED="replay", TRIFECTA_RECORDING=str(execute.RECORDING))
+    decide.setup_django(database_url(EXECUTE_DB))
+    from execution.executors import execute_opportunity
+    from scanners.feeds import desk_feed
+    from scanners.models import Opportunity
+
+    ids = iter(Opportunity.objects.filter(status=Opportunity.DETECTED).order_by("pk").values_list("pk", flat=True))
+    return lambda: execute_opportunity(opportunity_id=next(ids), feed=desk_feed())
+
+
 def child(what: str, arg: str, count: int) -> None:
     """Set up, warm up, then wait to be counted: the parent switches instrumentation on around `count` operations."""
-    step = page_reader(arg) if what == "page" else decider(arg)
+    step = page_reader(arg) if what == "page" else executor() if what == "execute" else decider(arg)
     from trifecta_site.celery import freeze_startup_objects
 
     for _ in range(WARM_UP):
@@ -143,13 +166,13 @@ def main() -> None:
         child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     if sys.argv[1:2] == ["--seed"]:
-        seed_lists() if sys.argv[2] == "lists" else seed_decisions()
+        {"lists": seed_lists, "decisions": seed_decisions, "executions": seed_executions}[sys.argv[2]]()
         return
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         sys.exit("bench-instructions needs valgrind (apt-get install valgrind)")
-    if not (postgres_ready(LISTS_DB) and postgres_ready(DECIDE_DB)):
+    if not all(postgres_ready(name) for name in (LISTS_DB, DECIDE_DB, EXECUTE_DB)):
         sys.exit("bench-instructions needs the machine's PostgreSQL")
-    for data in ("lists", "decisions"):
+    for data in ("lists", "decisions", "executions"):
         subprocess.run([sys.executable, __file__, "--seed", data], check=True, cwd=ROOT / "bench",
                        capture_output=True)
     pages = {name: counted("page", path, PAGES) for name, path in LISTS.items()}
@@ -158,6 +181,7 @@ def main() -> None:
                for name in LISTS if name != "plain"}
     bare, decision = counted("decide", "baseline", DECISIONS), counted("decide", "pipeline", DECISIONS)
     metrics["decision_instructions"] = metric(decision, "instructions", bare, informative, True)
+    metrics["execution_instructions"] = metric(counted("execute", "", EXECUTIONS), "instructions", bare, informative, True)
     write_results("instructions", metrics)
 
 

@@ -184,6 +184,9 @@ def _represent(columns: list[Column], rows: list[dict]) -> list[dict]:
             for row in rows]
 
 
+PLAIN_CONVERTERS = {serializers.IntegerField: int, serializers.CharField: str, serializers.BooleanField: bool}
+
+
 def _converter(field):
     """`field.to_representation` for one column's values, without the per-value work that does
     not depend on the value (the same output: the API tests compare both)."""
@@ -203,7 +206,9 @@ def _converter(field):
         return fixed
     if (iso := _iso_writer(field)) is not None:
         return iso
-    if type(field) in (serializers.CharField, serializers.JSONField, serializers.ChoiceField) and not getattr(field, "binary", False):
+    if type(field) in PLAIN_CONVERTERS:  # their `to_representation` is this builtin of the value
+        return PLAIN_CONVERTERS[type(field)]
+    if type(field) in (serializers.JSONField, serializers.ChoiceField) and not getattr(field, "binary", False):
         return lambda value: value if isinstance(value, (str, dict, list)) else field.to_representation(value)
     return field.to_representation
 
