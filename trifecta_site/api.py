@@ -166,8 +166,8 @@ def _time_from_text(iso: Callable, zone) -> Callable:
 
     def utc(text):
         body = text[:-3] if text.endswith("+00") else text
-        if len(body) < 19 or body[10] != " " or body[-1] in "+-Z" or "+" in body[19:] or "-" in body[19:]:
-            return convert(text)  # not UTC as written above
+        if len(body) < 19 or body[10] != " " or any(sign in body[19:] for sign in "+-Z"):
+            return convert(text)  # an offset other than +00: through `iso`
         if len(body) > 19:  # a fraction
             return f"{body[:10]}T{body[11:20]}{body[20:].ljust(6, '0')}Z"
         return f"{body[:10]}T{body[11:]}Z"

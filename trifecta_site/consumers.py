@@ -17,12 +17,15 @@ UNAUTHENTICATED = 4401
 
 @database_sync_to_async
 def user_for_token(key: str):
-    from .authentication import token_with_user
+    """The API's own token check (unknown token, inactive user): None where it refuses."""
+    from rest_framework.exceptions import AuthenticationFailed
 
-    token = token_with_user(key)
-    if token is None or not token.user.is_active:
+    from .authentication import TokenAuthentication
+
+    try:
+        return TokenAuthentication().authenticate_credentials(key)[0]
+    except AuthenticationFailed:
         return None
-    return token.user
 
 
 def token_from_scope(scope) -> str | None:
