@@ -5,7 +5,7 @@ latency that drifts only show when every process runs together for minutes.
 
 Desk: PostgreSQL (database trifecta_soak, created afresh), a private redis-server
 (never the machine's shared one), web (gunicorn, 2 workers), stream (uvicorn, 2 workers),
-a scan worker (-Q scan), a desk worker (-Q desk, concurrency 2), beat; a replay at
+a scan worker (-Q scan), two desk workers (-Q desk, solo pool), beat; a replay at
 SOAK_REPLAY_SPEED (default 20) of a crypto+forex recording (see recording()), auto-execute
 on, risk limits opened, for SOAK_SECONDS (default 600).
 Load: SOAK_API_CLIENTS (100) API clients with a staff token reading the lists,
@@ -125,8 +125,9 @@ def start_desk(env: dict, logs: Path, port: int, stream_port: int) -> dict:
                                 timeout_s=60)
         started["scan"] = processes._spawn([*celery, "worker", "-Q", "scan", "-n", "scan@%h", "--concurrency", "1", *common],
                                            env, logs / "scan.log", "scan")
-        started["desk"] = processes._spawn([*celery, "worker", "-Q", "desk", "-n", "desk@%h", "--concurrency", "2", *common],
-                                           env, logs / "desk.log", "desk")
+        for n in (1, 2):  # README: solo desk workers, one per core
+            started[f"desk{n}"] = processes._spawn([*celery, "worker", "-Q", "desk", "-n", f"desk{n}@%h", "--pool", "solo",
+                                                    *common], env, logs / f"desk{n}.log", f"desk{n}")
         started["beat"] = processes._spawn([*celery, "beat", "--loglevel", "INFO"], env, logs / "beat.log", "beat")
     except BaseException:
         processes.stop(*started.values())
@@ -355,7 +356,7 @@ def verdicts(f: dict) -> dict:
                 continue
             label = f"rss_{name}" + ("" if n == 0 else f"_child{n}")
             growth = 100 * (end[pid] - start[pid]) / start[pid]
-            if name == "desk":
+            if name.startswith("desk"):
                 met, target = end[pid] < DESK_MB and growth < DESK_GROWTH_PCT, f"< {DESK_MB} MB, growth < {DESK_GROWTH_PCT} %"
             elif name == "scan":
                 met, target = end[pid] < SCAN_MB, f"< {SCAN_MB} MB"

@@ -1,15 +1,22 @@
 """The Celery app shared by the worker(s) and beat."""
 import gc
+import logging
 import os
+import signal
 
+from billiard.compat import mem_rss
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.concurrency.solo import TaskPool as SoloPool
+from celery.signals import task_postrun, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trifecta_site.settings")
 
 app = Celery("trifecta_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+_solo_memory_limit_kb = 0
 
 
 @worker_process_init.connect
@@ -18,3 +25,26 @@ def freeze_startup_objects(**_signal):
     out of the garbage collector's full passes, which paused decisions by several ms at p99
     (`make bench-decide`)."""
     gc.freeze()
+
+
+@worker_ready.connect
+def set_up_solo_worker(sender, **_signal):
+    """A solo worker runs its tasks in its own process: it freezes its startup objects as a
+    prefork child does, and gets the memory limit that Celery's `worker_max_memory_per_child`
+    (a prefork setting) does not apply to it. Not on Windows, whose one solo worker
+    (`manage.py run`) nothing would start again."""
+    global _solo_memory_limit_kb
+    if isinstance(sender.pool, SoloPool):
+        freeze_startup_objects()
+        if os.name != "nt":
+            _solo_memory_limit_kb = app.conf.worker_max_memory_per_child or 0
+
+
+@task_postrun.connect
+def stop_solo_worker_above_memory_limit(**_signal):
+    """After the task (its message is acknowledged as usual), a warm shutdown: the worker exits
+    with code 0 and its supervisor starts a fresh one, as prefork replaces a child."""
+    if _solo_memory_limit_kb and mem_rss() > _solo_memory_limit_kb:
+        logger.warning("solo worker at %d KB, above CELERY_MAX_MEMORY_PER_CHILD_KB=%d: stopping after this task",
+                       mem_rss(), _solo_memory_limit_kb)
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -47,9 +47,9 @@ def desk_env(**overrides) -> dict:
     return env
 
 
-def start_worker(env: dict, log: Path, queues: str = "scan,desk") -> subprocess.Popen:
+def start_worker(env: dict, log: Path, queues: str = "scan,desk", pool: str = "prefork") -> subprocess.Popen:
     args = [
-        sys.executable, "-m", "celery", "-A", "trifecta_site", "worker", "-Q", queues,
+        sys.executable, "-m", "celery", "-A", "trifecta_site", "worker", "-Q", queues, "--pool", pool,
         "--concurrency", "1", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h",
         "--loglevel", "INFO",
     ]

@@ -11,6 +11,8 @@ import time
 from decimal import Decimal as D
 
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.forms.models import model_to_dict
 
@@ -20,7 +22,8 @@ from execution.models import Balance, Fill, Trade
 from scanners.services import ms_to_datetime
 from execution.tasks import execute
 from scanners.models import ArbitrageSettings, Opportunity
-from trifecta_site.models import ConfigChange
+from trifecta_site.models import ConfigChange, Heartbeat
+from trifecta_site.tasks import probe
 
 from . import processes
 
@@ -126,3 +129,20 @@ def test_a_worker_process_killed_mid_execution_leaves_each_trade_exactly_once(wo
     assert Trade.objects.count() == len(ids) and Fill.objects.count() == 2 * len(ids)
     assert Trade.objects.filter(status=Trade.CLOSED).count() == len(ids)
     assert all(b.total == b.free + b.reserved for b in Balance.objects.all())
+
+
+def test_a_solo_worker_above_its_memory_limit_stops_after_its_task(tmp_path):
+    """README's desk workers run the solo pool, where Celery's per-child memory limit does not
+    apply: ours finishes and acknowledges the task, then stops (exit 0) for its supervisor
+    to start a fresh one."""
+    log = tmp_path / "solo.log"
+    process = processes.start_worker(processes.desk_env(CELERY_MAX_MEMORY_PER_CHILD_KB=1), log, queues="desk", pool="solo")
+    try:
+        sent = probe.delay("solo-over-memory")
+        assert process.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        processes.stop(process)
+    assert Heartbeat.objects.filter(process=Heartbeat.PROBE, hostname="solo-over-memory").count() == 1
+    assert "above CELERY_MAX_MEMORY_PER_CHILD_KB=1: stopping after this task" in log.read_text()
+    unacknowledged = redis.Redis.from_url(settings.REDIS_URL).hvals("unacked")
+    assert not any(sent.id.encode() in message for message in unacknowledged)
