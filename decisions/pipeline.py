@@ -11,7 +11,8 @@ second decision of the same opportunity stores nothing and returns the first.
 Round trips (PostgreSQL, `trifecta_site.statements`): the opportunity, the portfolio's
 exposure and the configuration version in one; the agent's state; then the transaction,
 which holds the risk rows' locks from the locked read to the commit with one round trip
-between them (the risk writes, the three verdicts and the opportunity's status together).
+between them (the risk writes, the opportunity's status and the three verdicts: one
+statement, `statements.together`).
 """
 from __future__ import annotations
 
@@ -171,8 +172,8 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
                          **common),
             ]
             status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
-            *_, ids, _ = sql.run(*risk_writes, sql.insert_statement(rows),
-                                 sql.update_statement(Opportunity, opportunity.pk, status=status))
+            ids, = sql.run(sql.together(*risk_writes, sql.update_statement(Opportunity, opportunity.pk, status=status),
+                                        sql.insert_statement(rows)))
             sql.inserted(rows, ids)
             event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
                      "verdict": governor.verdict, "layers": [_decision_event(row) for row in rows]}

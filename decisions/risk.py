@@ -148,10 +148,10 @@ def assess_trade(size: Decimal, portfolio_value: Decimal, *, kind: str, now: dat
     sends with its own before the transaction ends: the locks are held for one round trip less."""
     day = risk_day(now, limits)
     state, today = locked_rows(day)
-    writes = []
+    writes, state_changes = [], {}
     if state.cooldown_until and state.cooldown_until <= now:
         state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak
-        writes.append(sql.update_statement(RiskState, 1, loss_streak=0, cooldown_until=None))
+        state_changes.update(loss_streak=0, cooldown_until=None)
     checks, reasons, level = evaluate_limits(limits, state, today, size=size, portfolio_value=portfolio_value,
                                              kind=kind, now=now)
     approved = not reasons
@@ -161,7 +161,9 @@ def assess_trade(size: Decimal, portfolio_value: Decimal, *, kind: str, now: dat
         trips = {**today.limit_trips, **{code: today.limit_trips.get(code, 0) + 1 for code in reasons}}
         writes.append(sql.update_statement(RiskDay, today.pk, limit_trips=trips))
     if state.peak_equity is None or portfolio_value > state.peak_equity:
-        writes.append(sql.update_statement(RiskState, 1, peak_equity=portfolio_value))
+        state_changes.update(peak_equity=portfolio_value)
+    if state_changes:  # one write per row: the caller may send them as one statement (`statements.together`)
+        writes.append(sql.update_statement(RiskState, 1, **state_changes))
     verdict = RiskVerdict(
         approved=approved, level=BLOCKED if not approved else level, reasons=reasons, checks=checks,
         size_multiplier=Decimal("0.5") if level == HIGH else Decimal(1), day=day.isoformat(),

@@ -345,7 +345,8 @@ def _verdicts_statement(opportunity_id: int) -> sql.Statement:
 def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits) -> Trade:
     """Book the plan in the caller's transaction, in three round trips: lock the balances it
     moves (and the risk rows when the trade closes at once), insert the trade, then send
-    its fills, balances, position or outcome and the opportunity's status together."""
+    its fills, balances, position or outcome and the opportunity's status together (the
+    writes as one statement on PostgreSQL: they touch different rows)."""
     from decisions.risk import locked_rows_from, locked_rows_statement, risk_day
 
     from .monitor import closing_writes
@@ -403,12 +404,12 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits)
     else:
         position = Position(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
                             reserved_usd=plan.reserve_usd, **spec)
-    inserts = ([sql.insert_statement(fills)] if fills else []) + ([sql.insert_statement([position])] if position else [])
-    results = sql.run(*writes, *inserts)
-    if fills:
-        sql.inserted(fills, results[len(writes)])
+    inserts = [objs for objs in (fills, [position] if position else []) if objs]
+    statements = [sql.insert_statement(objs) for objs in inserts]
+    _, *results = sql.run(sql.together(*writes), *statements)
+    for objs, rows in zip(inserts, results):
+        sql.inserted(objs, rows)
     if position is not None:
-        sql.inserted([position], results[-1])
         transaction.on_commit(lambda: events.publish("position", position_event(position)))
     transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
     return trade

@@ -103,6 +103,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1, "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10")), "timeout": 10}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The desk's hot statements (trifecta_site/statements.py) are bound on the server:
+    # psycopg prepares one once it ran this many times on a connection, and the server
+    # stops parsing and planning it. Empty: never (for a pooler in transaction mode that
+    # cannot keep prepared statements, e.g. PgBouncer before 1.21). The ORM's own queries
+    # bind on the client and are never prepared.
+    _prepare = os.environ.get("DATABASE_PREPARE_THRESHOLD", "5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes write at once (web, worker, beat): WAL lets readers go on while
     # one writes, IMMEDIATE takes the write lock at BEGIN so a transaction never fails

@@ -57,3 +57,42 @@ def test_statements_run_together_in_order_each_with_its_rows():
     assert sql.instance_from(RiskDay, read).trades == 7
     assert {(x.venue, x.free, x.total) for x in Balance.objects.filter(pk__in=[a.pk, b.pk])} == \
            {("a", D("0.5"), D("0.75")), ("b", D("2.125"), D("2.125"))}
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["RETURNING", "one row at a time"])
+def test_writes_to_different_rows_go_as_one_statement_with_the_last_ones_rows(returning, monkeypatch):
+    if not returning and connection.vendor != "sqlite":
+        pytest.skip("only SQLite before 3.35 lacks RETURNING: the SQLite pass runs this")
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", returning)
+    portfolio = current_portfolio()
+    a = Balance.objects.create(portfolio=portfolio, venue="a", currency="BTC", free=D("1"), total=D("1"))
+    day = RiskDay.objects.create(date=timezone.now().date())
+    opp, now = opportunity("arbitrage", {"symbol": "BTC/USDT"}), timezone.now()
+    rows = decisions(opp, now)
+    combined = sql.together(sql.update_many_statement(Balance, {a.pk: {"free": D("0.5"), "total": D("0.75")}}),
+                            sql.update_statement(RiskDay, day.pk, trades=7), sql.insert_statement(rows))
+    if connection.vendor == "postgresql":
+        assert combined.sql.startswith("WITH ") and not combined.parts
+    ids, = sql.run(combined)
+    sql.inserted(rows, ids)
+    assert sorted(Decision.objects.filter(opportunity=opp).values_list("pk", flat=True)) == sorted(d.pk for d in rows)
+    assert RiskDay.objects.get(pk=day.pk).trades == 7
+    assert Balance.objects.filter(pk=a.pk).values_list("free", "total").get() == (D("0.5"), D("0.75"))
+    assert sql.together(combined) is combined
+
+
+def test_the_hot_statements_are_prepared_on_postgresql_after_a_few_runs():
+    """Django turns psycopg's preparing off; DATABASE_PREPARE_THRESHOLD (default 5) turns it on."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    threshold = connection.settings_dict["OPTIONS"]["prepare_threshold"]
+    if threshold is None:
+        pytest.skip("DATABASE_PREPARE_THRESHOLD is empty here: nothing is prepared")
+    day = RiskDay.objects.create(date=timezone.now().date())
+    statement = sql.get_statement(RiskDay, day.pk)
+    for _ in range(threshold + 1):
+        assert sql.instance_from(RiskDay, sql.run(statement)[0]).pk == day.pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [text for text, in cursor.fetchall()]
+    assert any(text.startswith(statement.sql.split(" WHERE ")[0]) for text in prepared), prepared
