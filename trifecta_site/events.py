@@ -16,17 +16,18 @@ to empty and is called at exit.
 """
 import asyncio
 import atexit
-import json
 import logging
 import os
 import threading
 import time
 
+import orjson
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 
 logger = logging.getLogger(__name__)
 
+_DJANGO_TYPES = DjangoJSONEncoder().default  # Decimals, times, UUIDs as Django writes them
 KINDS = ("opportunity", "decision", "trade", "position", "stats", "feed", "controls")
 SEND_TIMEOUT_S = 5
 MAX_QUEUED = 10_000
@@ -94,7 +95,8 @@ def publish(kind: str, data: dict) -> bool:
     layer = get_channel_layer()
     if layer is None:  # no channel layer configured (a replay's own process): nobody to tell
         return False
-    text = json.dumps(make_event(kind, data), cls=DjangoJSONEncoder)  # once, not once per subscriber
+    text = orjson.dumps(make_event(kind, data), default=_DJANGO_TYPES,  # once, not once per subscriber
+                        option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS).decode()
     return _current_sender().put((layer, kind, {"type": "stream.event", "text": text}))
 
 
