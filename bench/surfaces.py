@@ -225,7 +225,7 @@ def main() -> None:
         metrics = {}
         for name in ("opportunities", "decisions", "trades", "scans"):
             figures = load(f"{base}/api/{name}/", token, pages)
-            ok = figures["per_s"] >= 400 and figures["p99"] < 50 and not figures["errors"]
+            ok = figures["p99"] < 50 and not figures["errors"]  # req/s has its own metric
             metrics[f"api_{name}_requests_per_s"] = metric(figures["per_s"], "req/s", baseline["per_s"], ">= 400 req/s",
                                                            figures["per_s"] >= 400, ratio=figures["per_s"] / baseline["per_s"])
             metrics[f"api_{name}_p99"] = metric(figures["p99"], "ms", baseline["p99"], "< 50 ms, no errors", ok)
