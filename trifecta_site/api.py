@@ -168,7 +168,8 @@ def _time_from_text(iso: Callable, zone) -> Callable:
 
     def utc(text):
         body = text[:-3] if text.endswith("+00") else text
-        if len(body) < 19 or body[10] != " " or any(sign in body[19:] for sign in "+-Z"):
+        offset = body[19:]
+        if len(body) < 19 or body[10] != " " or "+" in offset or "-" in offset or "Z" in offset:
             return convert(text)  # an offset other than +00: through `iso`
         if len(body) > 19:  # a fraction
             return f"{body[:10]}T{body[11:20]}{body[20:].ljust(6, '0')}Z"
