@@ -240,12 +240,17 @@ def _nest(model, name: str, serializer_class, results: list[dict], ids: list) ->
         text, compiler, names = compiled
         rows = [dict(zip(names, row)) for row in compiler.results_iter(results=[statements.fetch(text, ids, [])])]
     else:
-        rows = list(_values(related.objects.filter(**{f"{key}__in": ids}), [Column(key, key, key, None), *columns]))
+        rows = list(_nested_values(related, key, columns, ids))
     children = {result["id"]: [] for result in results}
     for row, child in zip(rows, _represent(columns, rows)):
         children[row[key]].append(child)
     for result in results:
         result[name] = children[result["id"]]
+
+
+def _nested_values(related, key: str, columns: list[Column], ids: list):
+    """The `.values()` rows of a nested list's children of these parents, with the parent's key."""
+    return _values(related.objects.filter(**{f"{key}__in": ids}), [Column(key, key, key, None), *columns])
 
 
 @functools.lru_cache(maxsize=64)
@@ -258,8 +263,7 @@ def _nested_query(model, name: str, serializer_class, count: int) -> tuple | Non
     relation = model._meta.get_field(name)
     related, key = relation.related_model, relation.field.attname
     stand_ins = list(range(1, count + 1))
-    queryset = _values(related.objects.filter(**{f"{key}__in": stand_ins}),
-                       [Column(key, key, key, None), *_columns(related, serializer_class)])
+    queryset = _nested_values(related, key, _columns(related, serializer_class), stand_ins)
     compiler = queryset.query.get_compiler(queryset.db)
     text, params = compiler.as_sql()
     if list(params) != stand_ins:

@@ -44,7 +44,7 @@ def set_up_solo_worker(sender, **_signal):
 def stop_solo_worker_above_memory_limit(**_signal):
     """After the task (its message is acknowledged as usual), a warm shutdown: the worker exits
     with code 0 and its supervisor starts a fresh one, as prefork replaces a child."""
-    if _solo_memory_limit_kb and mem_rss() > _solo_memory_limit_kb:
+    if _solo_memory_limit_kb and (used_kb := mem_rss()) > _solo_memory_limit_kb:
         logger.warning("solo worker at %d KB, above CELERY_MAX_MEMORY_PER_CHILD_KB=%d: stopping after this task",
-                       mem_rss(), _solo_memory_limit_kb)
+                       used_kb, _solo_memory_limit_kb)
         os.kill(os.getpid(), signal.SIGTERM)
