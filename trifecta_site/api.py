@@ -24,6 +24,7 @@ from rest_framework.relations import PrimaryKeyRelatedField
 from rest_framework.settings import ISO_8601, api_settings
 
 from . import statements
+from .pagination import list_filters
 
 
 class IsStaffOrReadOnly(permissions.BasePermission):
@@ -97,12 +98,46 @@ class RowsViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = self.filter_queryset(self.get_queryset())
         serializer_class = self.get_serializer_class()
         columns = _columns(queryset.model, serializer_class)
-        rows = self.paginate_queryset(_values(queryset, columns))
+        rows = self.paginate_queryset(PageRows(queryset, columns, key=(type(self), serializer_class, list_filters(request))))
         results = _represent(columns, rows)
         for name, field in _fields_of(serializer_class).items():
             if isinstance(field, serializers.ListSerializer):
                 _nest(queryset.model, name, type(field.child), results, [row["id"] for row in rows])
         return self.get_paginated_response(results)
+
+
+class PageRows:
+    """A list's `.values()` rows as the paginator slices and counts them, its query compiled by
+    the ORM once per list (`key`: the view, its serializer and its filters) and then sent as
+    written with the page's LIMIT and OFFSET (prepared on PostgreSQL). Building and compiling
+    the queryset of a page took a sixth of an opportunities page."""
+
+    _compiled: dict[tuple, tuple] = {}
+
+    def __init__(self, queryset, columns: list[Column], *, key: tuple):
+        self.queryset, self.columns, self.key = queryset, columns, key
+
+    def count(self) -> int:
+        return self.queryset.count()
+
+    def __getitem__(self, rows: slice) -> list[dict]:
+        compiled = self._compiled.get(self.key)
+        if compiled is None:
+            if len(self._compiled) >= 256:
+                self._compiled.clear()
+            compiled = self._compiled[self.key] = _compiled(_values(self.queryset, self.columns))
+        text, params, compiler, names = compiled
+        text += " " + compiler.connection.ops.limit_offset_sql(rows.start, rows.stop)
+        return [dict(zip(names, row)) for row in compiler.results_iter(results=[statements.fetch(text, params, [])])]
+
+
+def _compiled(queryset) -> tuple:
+    """A `.values()` queryset's SQL and parameters, the compiler whose converters its rows go
+    through, and the names `.values()` gives its columns (as ValuesIterable reads them)."""
+    compiler = queryset.query.get_compiler(queryset.db)
+    text, params = compiler.as_sql()
+    query = queryset.query
+    return text, params, compiler, list(query.selected or [*query.extra_select, *query.values_select, *query.annotation_select])
 
 
 @functools.cache
@@ -263,13 +298,8 @@ def _nested_query(model, name: str, serializer_class, count: int) -> tuple | Non
     relation = model._meta.get_field(name)
     related, key = relation.related_model, relation.field.attname
     stand_ins = list(range(1, count + 1))
-    queryset = _nested_values(related, key, _columns(related, serializer_class), stand_ins)
-    compiler = queryset.query.get_compiler(queryset.db)
-    text, params = compiler.as_sql()
-    if list(params) != stand_ins:
-        return None
-    query = queryset.query  # the names as `.values()` gives them (ValuesIterable)
-    return text, compiler, list(query.selected or [*query.extra_select, *query.values_select, *query.annotation_select])
+    text, params, compiler, names = _compiled(_nested_values(related, key, _columns(related, serializer_class), stand_ins))
+    return (text, compiler, names) if list(params) == stand_ins else None
 
 
 class SettingsSerializer(serializers.ModelSerializer):

@@ -72,13 +72,18 @@ def forget_counts() -> None:
     _counts.clear()
 
 
+def list_filters(request) -> tuple:
+    """What a list shows besides its page: its query parameters other than `?page=` (no list
+    filters on anything else), in a fixed order."""
+    return tuple(sorted((name, tuple(values)) for name, values in request.query_params.lists()
+                        if name != ListPagination.page_query_param))
+
+
 class ListPagination(pagination.PageNumberPagination):
     def paginate_queryset(self, queryset, request, view=None):
         """A list is its path and its query parameters other than the page (the lists filter
         on nothing else), and the reader: the query's SQL said the same, but compiling it for
         the key took a tenth of a page."""
-        params = tuple(sorted((name, tuple(values)) for name, values in request.query_params.lists()
-                              if name != self.page_query_param))
         self.django_paginator_class = functools.partial(CountKeepingPaginator,
-                                                        count_key=(request.path, request.user.pk, params))
+                                                        count_key=(request.path, request.user.pk, list_filters(request)))
         return super().paginate_queryset(queryset, request, view)

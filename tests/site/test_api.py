@@ -230,6 +230,25 @@ def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fr
     assert api.get("/api/opportunities/?page=3765812875021776322560").status_code == 404
 
 
+def test_a_lists_query_is_compiled_once_for_its_filters_and_then_sent_with_each_page(monkeypatch, settings):
+    from django.db.models.sql.compiler import SQLCompiler
+
+    settings.LIST_COUNT_MAX_AGE_S = 60  # the count is kept too: the third read compiles nothing of its list
+    api = client_for(staff=False)
+    for n in range(3):
+        opportunity("forex" if n else "arbitrage", {"symbol": "EUR/USD" if n else "BTC/USDT"})
+    compiled = []
+    as_sql = SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(self.query.model) or as_sql(self, *a, **k))
+    assert [o["kind"] for o in api.get("/api/opportunities/?kind=forex").json()["results"]] == ["forex", "forex"]
+    assert [o["kind"] for o in api.get("/api/opportunities/?kind=arbitrage").json()["results"]] == ["arbitrage"]
+    opportunity("forex", {"symbol": "EUR/USD"})
+    compiled.clear()
+    assert len(api.get("/api/opportunities/?kind=forex").json()["results"]) == 3  # the rows as they are now
+    assert Opportunity not in compiled
+    assert api.get("/api/opportunities/?kind=forex&page=2").status_code == 404  # the same query, its next page
+
+
 def test_a_client_over_its_rate_gets_429_until_the_window_ends(monkeypatch):
     import uuid
 
