@@ -127,8 +127,7 @@ class PageRows:
                 self._compiled.clear()
             compiled = self._compiled[self.key] = _compiled(_values(self.queryset, self.columns))
         text, params, compiler, names = compiled
-        text += " " + compiler.connection.ops.limit_offset_sql(rows.start, rows.stop)
-        return [dict(zip(names, row)) for row in compiler.results_iter(results=[statements.fetch(text, params, [])])]
+        return _rows(f"{text} {compiler.connection.ops.limit_offset_sql(rows.start, rows.stop)}", params, compiler, names)
 
 
 def _compiled(queryset) -> tuple:
@@ -138,6 +137,11 @@ def _compiled(queryset) -> tuple:
     text, params = compiler.as_sql()
     query = queryset.query
     return text, params, compiler, list(query.selected or [*query.extra_select, *query.values_select, *query.annotation_select])
+
+
+def _rows(text: str, params, compiler, names: list[str]) -> list[dict]:
+    """A compiled `.values()` query's rows, sent as written and converted by its compiler."""
+    return [dict(zip(names, row)) for row in compiler.results_iter(results=[statements.fetch(text, params, [])])]
 
 
 @functools.cache
@@ -273,7 +277,7 @@ def _nest(model, name: str, serializer_class, results: list[dict], ids: list) ->
     compiled = _nested_query(model, name, serializer_class, len(ids)) if ids else None
     if compiled is not None:
         text, compiler, names = compiled
-        rows = [dict(zip(names, row)) for row in compiler.results_iter(results=[statements.fetch(text, ids, [])])]
+        rows = _rows(text, ids, compiler, names)
     else:
         rows = list(_nested_values(related, key, columns, ids))
     children = {result["id"]: [] for result in results}
