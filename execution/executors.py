@@ -298,9 +298,10 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
     """
     from decisions.models import RiskLimits
 
-    found, verdicts, version, open_portfolio = sql.run(
+    trade_id = sql.next_id_statement(Trade)
+    found, verdicts, version, open_portfolio, *taken = sql.run(
         sql.get_statement(Opportunity, opportunity_id), _verdicts_statement(opportunity_id),
-        configuration_version_statement(), book_keeping.open_portfolio_statement())
+        configuration_version_statement(), book_keeping.open_portfolio_statement(), *([trade_id] if trade_id else []))
     opportunity = sql.instance_from(Opportunity, found)
     if opportunity is None:
         raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
@@ -324,7 +325,7 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
         plan = Plan(opportunity, size_usd, decided_ts + settings.fill_latency_ms(), rejected=rejection)
     try:
         with transaction.atomic():
-            trade = _book(plan, portfolio, settings, limits)
+            trade = _book(plan, portfolio, settings, limits, trade_id=taken[0][0][0] if taken else None)
     except IntegrityError:
         existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
         if existing is None:
@@ -342,18 +343,19 @@ def _verdicts_statement(opportunity_id: int) -> sql.Statement:
                          [opportunity_id], [Decision._meta.get_field(name) for name in names])
 
 
-def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits) -> Trade:
-    """Book the plan in the caller's transaction, in three round trips: lock the balances it
-    moves (and the risk rows when the trade closes at once), insert the trade, then send
-    its fills, balances, position or outcome and the opportunity's status together (the
-    writes as one statement on PostgreSQL: they touch different rows)."""
+def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits, *, trade_id: int | None) -> Trade:
+    """Book the plan in the caller's transaction: lock the balances it moves (and the risk
+    rows when the trade closes at once), then send the trade, its fills, balances, position
+    or outcome and the opportunity's status together (the writes as one statement on
+    PostgreSQL: they touch different rows). With its key taken in advance (`trade_id`,
+    PostgreSQL) the trade goes with them; else its insert is a round trip of its own first."""
     from decisions.risk import locked_rows_from, locked_rows_statement, risk_day
 
     from .monitor import closing_writes
 
     opportunity = plan.opportunity
     trade = Trade(
-        portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
+        pk=trade_id, portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
         symbol=opportunity.symbol, venues=opportunity.venues, direction=opportunity.direction,
         opened_ts=plan.opened_ts, opened_at=ms_to_datetime(plan.opened_ts), size_usd=plan.size_usd,
         fees_usd=plan.fees_usd, expected_pnl_usd=plan.expected_usd, edge=plan.edge,
@@ -372,7 +374,7 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits)
     if plan.rejected is not None:
         trade.status, trade.reject_reason = Trade.REJECTED, plan.rejected.reason
         trade.edge = {"rejected": plan.rejected.reason, **plan.rejected.detail}
-        trade.save()
+        trade.save(force_insert=True)
         Opportunity.objects.filter(pk=opportunity.pk).update(status=Opportunity.REJECTED)
         from decisions.risk import release_trade_slot
 
@@ -388,7 +390,11 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits)
         trade.closed_ts, trade.closed_at = plan.opened_ts, trade.opened_at
     else:
         trade.status = Trade.OPEN
-    sql.insert([trade])
+    first = []
+    if trade.pk is None:
+        sql.insert([trade])
+    else:
+        first = [sql.insert_statement([trade])]
     fills = [
         Fill(trade=trade, leg=k, venue=leg.venue, symbol=leg.symbol, side=leg.side, requested=leg.fill.requested,
              quantity=leg.fill.quantity, price=leg.fill.price, notional=leg.fill.notional, fee=leg.fill.fee,
@@ -406,7 +412,9 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits)
                             reserved_usd=plan.reserve_usd, **spec)
     inserts = [objs for objs in (fills, [position] if position else []) if objs]
     statements = [sql.insert_statement(objs) for objs in inserts]
-    _, *results = sql.run(sql.together(*writes), *statements)
+    _, *results = sql.run(sql.together(*first, *writes), *statements)
+    if first:
+        sql.inserted([trade], [(trade.pk,)])
     for objs, rows in zip(inserts, results):
         sql.inserted(objs, rows)
     if position is not None:

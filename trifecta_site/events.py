@@ -10,9 +10,9 @@ nothing. Callers inside a transaction publish from
 Publishing does not wait for the channel layer: `publish` puts the event on this
 process's queue and returns, and one sender thread publishes whatever has queued up, in
 order, with one Redis round trip per batch. The sender is a plain thread with a blocking
-Redis client, not an event loop: per event it costs a few microseconds of the
-interpreter, where an asyncio sender took about a tenth of a decision's CPU and, holding
-the GIL when a database answer came in, most of its latency tail (`make bench-decide`).
+Redis client, not an event loop, and wakes once per batch: an asyncio sender woke twice
+per event, took the GIL each time and held up the decision whose database answer came in
+meanwhile (0.27 ms of a decision's p50, bench/RESULTS.md).
 It writes what channels-redis's pub/sub layer's `group_send` writes (the layer's own
 serializer, on the group's channel), so every web process's consumers receive it as
 before. A slow or absent channel layer never slows a decision or a fill. When the queue

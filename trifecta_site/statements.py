@@ -202,8 +202,8 @@ def get(model: type[Model], pk) -> Model | None:
 
 
 @functools.cache
-def _insert_sql(model: type[Model], count: int, returning: bool) -> str:
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+def _insert_sql(model: type[Model], count: int, returning: bool, with_pk: bool = False) -> str:
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
     names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     pk = connection.ops.quote_name(model._meta.pk.column)
@@ -211,13 +211,29 @@ def _insert_sql(model: type[Model], count: int, returning: bool) -> str:
 
 
 def insert_statement(objs: list[Model]) -> Statement:
-    """Insert instances of one model in one statement; give its rows to `inserted`."""
+    """Insert instances of one model in one statement; give its rows to `inserted`.
+    Instances that have their primary key already (`next_id_statement`) are inserted with it."""
     model = type(objs[0])
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    with_pk = objs[0].pk is not None
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
     db = _db()
     params = [f.get_db_prep_save(f.pre_save(obj, add=True), db) for obj in objs for f in fields]
-    one_by_one = None if db.features.can_return_rows_from_bulk_insert else (_insert_sql(model, 1, False), len(objs))
-    return Statement(_insert_sql(model, len(objs), True), params, [model._meta.pk], one_by_one)
+    one_by_one = None if db.features.can_return_rows_from_bulk_insert else (_insert_sql(model, 1, False, with_pk), len(objs))
+    return Statement(_insert_sql(model, len(objs), True, with_pk), params, [model._meta.pk], one_by_one)
+
+
+def next_id_statement(model: type[Model]) -> Statement | None:
+    """The next primary key of `model`, taken from its sequence in advance, so that its row and
+    the rows that refer to it can be sent in one round trip (PostgreSQL; None where keys come
+    only from the insert). A key taken and not used is a gap, never a clash."""
+    if _db().vendor != "postgresql":
+        return None
+    return Statement(_next_id_sql(model), [], [model._meta.pk])
+
+
+@functools.cache
+def _next_id_sql(model: type[Model]) -> str:
+    return f"SELECT nextval(pg_get_serial_sequence('{table(model)}', '{model._meta.pk.column}'))"
 
 
 def inserted(objs: list[Model], rows: list[tuple]) -> list[Model]:

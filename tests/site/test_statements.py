@@ -81,6 +81,27 @@ def test_writes_to_different_rows_go_as_one_statement_with_the_last_ones_rows(re
     assert sql.together(combined) is combined
 
 
+def test_a_key_taken_in_advance_lets_a_row_and_the_rows_that_refer_to_it_go_in_one_statement():
+    from execution.models import Fill, Trade
+
+    taken = sql.next_id_statement(Trade)
+    if connection.vendor != "postgresql":
+        assert taken is None  # SQLite: keys come from the insert only
+        return
+    first, second = (row[0][0] for row in sql.run(taken, taken))
+    assert second == first + 1
+    opp, portfolio = opportunity("arbitrage", {"symbol": "BTC/USDT"}), current_portfolio()
+    trade = Trade(pk=second, portfolio=portfolio, opportunity=opp, kind="arbitrage", route="r", symbol="BTC/USDT",
+                  venues=["a"], opened_ts=1, opened_at=timezone.now(), size_usd=D("10"), fees_usd=D("0.01"))
+    fill = Fill(trade=trade, leg=1, venue="a", symbol="BTC/USDT", side="buy", requested=D("1"), quantity=D("1"),
+                price=D("10"), notional=D("10"), fee=D("0.01"), fee_rate=D("0.001"), filled_ts=1, evidence={})
+    fills, = sql.run(sql.together(sql.insert_statement([trade]), sql.insert_statement([fill])))
+    sql.inserted([fill], fills)
+    assert Trade.objects.get(opportunity=opp).pk == second  # the key taken, not one the insert drew
+    assert Fill.objects.get(pk=fill.pk).trade_id == second
+    assert sql.run(taken)[0][0][0] == second + 1  # an insert with its key does not move the sequence
+
+
 def test_the_hot_statements_are_prepared_on_postgresql_after_a_few_runs():
     """Django turns psycopg's preparing off; DATABASE_PREPARE_THRESHOLD (default 5) turns it on."""
     if connection.vendor != "postgresql":
