@@ -173,7 +173,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed) -> Outcome:
             ]
             status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
             ids, = sql.run(sql.together(*risk_writes, sql.update_statement(Opportunity, opportunity.pk, status=status),
-                                        sql.insert_statement(rows)))
+                                        sql.insert_statement(rows)), commit=True)
             sql.inserted(rows, ids)
             event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
                      "verdict": governor.verdict, "layers": [_decision_event(row) for row in rows]}

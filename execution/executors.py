@@ -412,7 +412,7 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
                             reserved_usd=plan.reserve_usd, **spec)
     inserts = [objs for objs in (fills, [position] if position else []) if objs]
     statements = [sql.insert_statement(objs) for objs in inserts]
-    _, *results = sql.run(sql.together(*first, *writes), *statements)
+    _, *results = sql.run(sql.together(*first, *writes), *statements, commit=True)
     if first:
         sql.inserted([trade], [(trade.pk,)])
     for objs, rows in zip(inserts, results):

@@ -17,8 +17,12 @@ import functools
 from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from psycopg.pq import TransactionStatus
 from django.db.models import Field, Model
 from django.db.models.sql import Query
+
+
+IDLE = TransactionStatus.IDLE
 
 
 class Statement(NamedTuple):
@@ -75,21 +79,39 @@ def _converters(fields: tuple[Field, ...]):
     return compiler, compiler.get_converters([field.get_col(field.model._meta.db_table) for field in fields])
 
 
-def run(*statements: Statement) -> list[list[tuple]]:
-    """Run the statements in order, in one round trip where the database allows; the rows each returned."""
+def run(*statements: Statement, commit: bool = False) -> list[list[tuple]]:
+    """Run the statements in order, in one round trip where the database allows; the rows each returned.
+
+    On PostgreSQL the round trip also carries the BEGIN of a transaction that starts with
+    these statements, and with `commit` (the transaction's last statements) its COMMIT:
+    Django's commit at the end of the atomic block then has nothing left to send. Only the
+    outermost block's transaction is committed so; inside a savepoint `commit` is ignored.
+    """
     db = _db()
     cursors = [_cursor(db) for _ in statements]
     try:
-        if len(statements) > 1 and db.vendor == "postgresql":
-            with db.wrap_database_errors, db.connection.pipeline():
-                for cursor, statement in zip(cursors, statements):
-                    cursor.execute(statement.sql, statement.params)
-            return [_converted(cursor.fetchall() if cursor.description else [], statement.fields)
-                    for cursor, statement in zip(cursors, statements)]
+        if db.vendor == "postgresql":
+            commit = commit and _outermost_transaction(db)
+            if commit:
+                cursors.append(_cursor(db))
+            begins = db.in_atomic_block and db.connection.info.transaction_status == IDLE
+            if len(statements) > 1 or commit or begins:
+                with db.wrap_database_errors, db.connection.pipeline():
+                    for cursor, statement in zip(cursors, statements):
+                        cursor.execute(statement.sql, statement.params)
+                    if commit:
+                        cursors[-1].execute("COMMIT")  # its own cursor: the statements' results stay readable
+                return [_converted(cursor.fetchall() if cursor.description else [], statement.fields)
+                        for cursor, statement in zip(cursors, statements)]
         return [_run_alone(cursor, statement) for cursor, statement in zip(cursors, statements)]
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+def _outermost_transaction(db) -> bool:
+    """In the outermost atomic block, which commits when it ends (not in a savepoint, nor a test's transaction)."""
+    return db.in_atomic_block and db.commit_on_exit and not db.savepoint_ids and not db.needs_rollback
 
 
 def together(*statements: Statement) -> Statement:

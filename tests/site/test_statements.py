@@ -102,6 +102,36 @@ def test_a_key_taken_in_advance_lets_a_row_and_the_rows_that_refer_to_it_go_in_o
     assert sql.run(taken)[0][0][0] == second + 1  # an insert with its key does not move the sequence
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_last_statements_of_a_transaction_carry_its_commit_and_a_savepoint_is_never_committed_early():
+    from django.db import transaction
+
+    day = RiskDay.objects.create(date=timezone.now().date())
+    others = connection.copy()  # a second session: sees only what is committed
+    try:
+        def seen():
+            with others.cursor() as cursor:
+                cursor.execute(f"SELECT trades FROM {sql.table(RiskDay)} WHERE id = %s", [day.pk])
+                return cursor.fetchone()[0]
+
+        hooks = []
+        with transaction.atomic():
+            sql.run(sql.update_statement(RiskDay, day.pk, trades=3), commit=True)
+            if connection.vendor == "postgresql":
+                assert seen() == 3  # committed with the statement: Django's commit has nothing left to do
+            with transaction.atomic():
+                sql.run(sql.update_statement(RiskDay, day.pk, trades=4), commit=True)
+                assert seen() != 4  # a savepoint's statements wait for the outer transaction
+            transaction.on_commit(lambda: hooks.append("ran"))
+        assert seen() == 4 and hooks == ["ran"]
+        with pytest.raises(RuntimeError), transaction.atomic():
+            sql.run(sql.update_statement(RiskDay, day.pk, trades=5))
+            raise RuntimeError("rolled back")
+        assert seen() == 4
+    finally:
+        others.close()
+
+
 def test_the_hot_statements_are_prepared_on_postgresql_after_a_few_runs():
     """Django turns psycopg's preparing off; DATABASE_PREPARE_THRESHOLD (default 5) turns it on."""
     if connection.vendor != "postgresql":
