@@ -390,11 +390,10 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
         trade.closed_ts, trade.closed_at = plan.opened_ts, trade.opened_at
     else:
         trade.status = Trade.OPEN
-    first = []
-    if trade.pk is None:
+    if trade.pk is None:  # no key taken in advance (SQLite): the insert gives it, before the fills need it
         sql.insert([trade])
     else:
-        first = [sql.insert_statement([trade])]
+        writes.insert(0, sql.insert_statement([trade]))
     fills = [
         Fill(trade=trade, leg=k, venue=leg.venue, symbol=leg.symbol, side=leg.side, requested=leg.fill.requested,
              quantity=leg.fill.quantity, price=leg.fill.price, notional=leg.fill.notional, fee=leg.fill.fee,
@@ -412,9 +411,8 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
                             reserved_usd=plan.reserve_usd, **spec)
     inserts = [objs for objs in (fills, [position] if position else []) if objs]
     statements = [sql.insert_statement(objs) for objs in inserts]
-    _, *results = sql.run(sql.together(*first, *writes), *statements, commit=True)
-    if first:
-        sql.inserted([trade], [(trade.pk,)])
+    _, *results = sql.run(sql.together(*writes), *statements, commit=True)
+    sql.inserted([trade], [(trade.pk,)])
     for objs, rows in zip(inserts, results):
         sql.inserted(objs, rows)
     if position is not None:

@@ -17,9 +17,9 @@ import functools
 from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from psycopg.pq import TransactionStatus
 from django.db.models import Field, Model
 from django.db.models.sql import Query
+from psycopg.pq import TransactionStatus
 
 
 IDLE = TransactionStatus.IDLE

@@ -109,6 +109,25 @@ def test_published_event_reaches_only_subscribers_of_its_kind(session_cookie):
     assert isinstance(event["ts"], int)
 
 
+def test_a_burst_of_events_reaches_a_subscriber_whole_and_in_order(session_cookie):
+    """The sender batches what queues up into one round trip: none lost, none reordered."""
+    async def scenario():
+        feed_client = communicator("/ws/stream/?kinds=feed", headers=[(b"cookie", session_cookie)])
+        await connect_and_settle(feed_client)
+        await asyncio.sleep(0.2)
+
+        def burst():
+            for n in range(200):
+                assert events.publish("feed", {"venue": "binance", "n": n})
+            return events.flush()
+        assert await sync_to_async(burst)() == 0
+        received = [await feed_client.receive_json_from(timeout=3) for _ in range(200)]
+        await feed_client.disconnect()
+        return received
+
+    assert [event["data"]["n"] for event in async_to_sync(scenario)()] == list(range(200))
+
+
 def test_subscribe_messages_change_kinds_and_bad_ones_get_an_error(session_cookie):
     async def scenario():
         comm = communicator("/ws/stream/?kinds=feed", headers=[(b"cookie", session_cookie)])
