@@ -147,3 +147,22 @@ def test_the_hot_statements_are_prepared_on_postgresql_after_a_few_runs():
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [text for text, in cursor.fetchall()]
     assert any(text.startswith(statement.sql.split(" WHERE ")[0]) for text in prepared), prepared
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "in one round trip"])
+def test_errors_come_as_djangos_and_a_broken_transaction_runs_nothing_more(together):
+    """psycopg's own cursors are used where nobody records queries: what Django's wrapper
+    did (its exceptions, its broken-transaction check) still holds."""
+    from django.db import IntegrityError, transaction
+    from django.db.transaction import TransactionManagementError
+
+    RiskDay.objects.create(date="2026-01-02")
+    duplicate = sql.insert_statement([RiskDay(date="2026-01-02")])
+    statements = [sql.get_statement(RiskDay, 0), duplicate] if together else [duplicate]
+    assert not connection.queries_logged
+    with transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(savepoint=False):  # marks the outer block broken
+            sql.run(*statements)
+        with pytest.raises(TransactionManagementError):
+            sql.run(sql.get_statement(RiskDay, 0))
+    assert RiskDay.objects.count() == 1
