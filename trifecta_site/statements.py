@@ -14,11 +14,14 @@ one database).
 from __future__ import annotations
 
 import functools
+import itertools
+import re
 from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 from django.db.models.sql import Query
+from psycopg import RawCursor
 from psycopg.pq import ExecStatus, TransactionStatus
 
 
@@ -56,16 +59,24 @@ def _db():
     return connections[DEFAULT_DB_ALIAS]
 
 
-def _cursor(db):
-    """On PostgreSQL psycopg's own cursor, unless Django records or wraps queries (DEBUG,
-    `assertNumQueries`, an execute wrapper): its wrapper was a tenth of a decision's CPU.
-    `run` does what the wrapper would (error translation, the broken-transaction check)."""
-    if db.vendor != "postgresql":
-        return db.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
+def _cursor(db, watched: bool):
+    """psycopg's own cursor, which takes `$1`-numbered parameters as they are (`_numbered`),
+    unless Django records or wraps queries (DEBUG, `assertNumQueries`, an execute wrapper):
+    Django's wrapper was a tenth of a decision's CPU, and psycopg's conversion of `%s` is
+    not cached for a statement of over 50 parameters (an execution's writes). `run` does
+    what the wrapper would (error translation, the broken-transaction check)."""
+    if watched:
+        from django.db.backends.postgresql.base import ServerBindingCursor
 
-    cursor = ServerBindingCursor(db.connection)
-    return db._prepare_cursor(cursor) if db.queries_logged or db.execute_wrappers else cursor
+        return db._prepare_cursor(ServerBindingCursor(db.connection))
+    return RawCursor(db.connection)
+
+
+@functools.lru_cache(maxsize=1024)
+def _numbered(text: str) -> str:
+    """`%s` placeholders as `$1`, `$2`, ... and `%%` as `%`: PostgreSQL's own form of the statement."""
+    count = itertools.count(1)
+    return "%".join(re.sub("%s", lambda _: f"${next(count)}", part) for part in text.split("%%"))
 
 
 def _rows(cursor, statement: Statement) -> list[tuple]:
@@ -109,15 +120,18 @@ def run(*statements: Statement, commit: bool = False) -> list[list[tuple]]:
     db.validate_thread_sharing()
     db.validate_no_broken_transaction()
     commit = commit and _outermost_transaction(db)
-    cursors = [_cursor(db) for _ in range(len(statements) + commit)]
+    watched = db.queries_logged or bool(db.execute_wrappers)
+    texts = [statement.sql if watched else _numbered(statement.sql) for statement in statements]
+    cursors = [_cursor(db, watched) for _ in range(len(statements) + commit)]
     try:
         with db.wrap_database_errors:
             begins = db.in_atomic_block and db.connection.info.transaction_status == IDLE
             if len(statements) == 1 and not (commit or begins):
-                return [_run_alone(cursors[0], statements[0])]
+                cursors[0].execute(texts[0], statements[0].params)
+                return [_rows(cursors[0], statements[0])]
             with db.connection.pipeline():
-                for cursor, statement in zip(cursors, statements):
-                    cursor.execute(statement.sql, statement.params)
+                for cursor, text, statement in zip(cursors, texts, statements):
+                    cursor.execute(text, statement.params)
                 if commit:
                     cursors[-1].execute("COMMIT")  # its own cursor: the statements' results stay readable
             return [_rows(cursor, statement) for cursor, statement in zip(cursors, statements)]
