@@ -257,8 +257,9 @@ CELERY_BEAT_SCHEDULER = "trifecta_site.beat:HeartbeatDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes the DB connection around every task unless this is set
-# (about 5 ms a task on 2 cores); reuse the connection for this many tasks instead.
-CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
+# (about 5 ms a task on 2 cores); reuse the connection for this many tasks instead. A
+# PostgreSQL connection is also renewed once older than CONN_MAX_AGE (celery.py).
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000000"))
 
 # Market data.
 TRIFECTA_FEED = os.environ.get("TRIFECTA_FEED", "replay")

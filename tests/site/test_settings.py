@@ -18,6 +18,32 @@ def test_workers_reuse_connections_and_are_recycled_by_memory():
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
 
 
+@pytest.mark.django_db(transaction=True)
+def test_around_a_task_a_connection_past_conn_max_age_or_broken_is_renewed():
+    """PostgreSQL: by age and after an error, not every CELERY_DB_REUSE_MAX tasks; SQLite (kept
+    for no time by web requests): kept for those tasks."""
+    import time
+
+    from celery.signals import task_postrun, task_prerun
+
+    connection.ensure_connection()
+    kept = connection.connection
+    task_prerun.send(sender=None)
+    task_postrun.send(sender=None)
+    assert connection.connection is kept
+    connection.close_at = time.monotonic() - 1
+    task_postrun.send(sender=None)
+    renews = connection.settings_dict["CONN_MAX_AGE"] != 0
+    assert (connection.connection is None) if renews else (connection.connection is kept)
+    if renews:
+        connection.ensure_connection()
+        connection.connection.close()  # the server went away
+        connection.errors_occurred = True
+        task_prerun.send(sender=None)
+        assert connection.connection is None
+        assert connection.cursor().execute("SELECT 1") is not None  # and the next query has a connection
+
+
 def test_channel_layer_pool_is_sized_beyond_redis_py_default():
     host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
