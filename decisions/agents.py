@@ -79,13 +79,24 @@ def _learning_sql() -> str:
 class Agent:
     name = ""
 
+    def __init__(self, known: dict[str, AgentState] | None = None):
+        self.known = known or {}  # states the caller read already (`states_statement`, `states_from`), by key
+
     def state(self, key: str) -> AgentState:
         return self.states(key)[key]
 
     def states(self, *keys: str) -> dict[str, AgentState]:
         """The learned state of each key (a fresh prior where nothing was learned yet), in one statement."""
-        rows = sql.fetch(_states_statement(len(keys)), [self.name, *keys],
-                         [AgentState._meta.get_field(name) for name in STATE_FIELDS])
+        if all(key in self.known for key in keys):
+            return {key: self.known[key] for key in keys}
+        return self.states_from(sql.run(self.states_statement(*keys))[0], keys)
+
+    def states_statement(self, *keys: str) -> sql.Statement:
+        """The statement `states` runs, for a caller that sends it with its own."""
+        return sql.Statement(_states_statement(len(keys)), [self.name, *keys],
+                             [AgentState._meta.get_field(name) for name in STATE_FIELDS])
+
+    def states_from(self, rows: list[tuple], keys) -> dict[str, AgentState]:
         found = {row[0]: AgentState(agent=self.name, **dict(zip(STATE_FIELDS, row))) for row in rows}
         return {key: found.get(key) or AgentState(agent=self.name, key=key) for key in keys}
 
@@ -138,8 +149,9 @@ class ForexAgent(Agent):
             return AgentVerdict(False, Decimal(0), Decimal(0), ["HOLD"])
         if confidence < Decimal("0.6"):
             return AgentVerdict(False, Decimal(0), Decimal(0), ["LOW_CONFIDENCE"], {"confidence": str(confidence)})
-        states = self.states(f"{pair}:{signal}", f"{pair}:*")
-        signal_state, pair_state = states[f"{pair}:{signal}"], states[f"{pair}:*"]
+        signal_key, pair_key = self.keys(pair, signal)
+        states = self.states(signal_key, pair_key)
+        signal_state, pair_state = states[signal_key], states[pair_key]
         accuracy = posterior_mean(signal_state.wins, signal_state.losses)
         performance = posterior_mean(pair_state.wins, pair_state.losses)
         raw = Decimal("0.5") * confidence + Decimal("0.3") * accuracy + Decimal("0.2") * performance
@@ -151,11 +163,16 @@ class ForexAgent(Agent):
             "signal_trades": signal_state.wins + signal_state.losses,
         })
 
+    @staticmethod
+    def keys(pair: str, signal: str) -> tuple[str, str]:
+        """What is learned for this signal on this pair, and for the pair whatever the signal."""
+        return f"{pair}:{signal}", f"{pair}:*"
+
     def update_signal_result(self, pair: str, signal: str, profitable: bool) -> None:
         sql.run(*self.signal_learning(pair, signal, profitable))
 
     def signal_learning(self, pair: str, signal: str, profitable: bool) -> list[sql.Statement]:
-        return [self.learning(f"{pair}:{signal}", win=profitable), self.learning(f"{pair}:*", win=profitable)]
+        return [self.learning(key, win=profitable) for key in self.keys(pair, signal)]
 
     def get_best_pairs(self, top_n: int = 5) -> list[tuple[str, float]]:
         """Pairs ranked by the lower bound of their realized accuracy (a long record beats a lucky one)."""
@@ -170,7 +187,7 @@ class BinaryAgent(Agent):
     name = AgentState.BINARY
 
     def evaluate(self, underlying: str, direction: str, expiry_s: int, probability: Decimal) -> AgentVerdict:
-        state = self.state(f"{underlying}:{direction}:{expiry_s}")
+        state = self.state(self.key(underlying, direction, expiry_s))
         discount = min(ONE, Decimal(state.wins + PRIOR) / (state.expected_sum + PRIOR))
         adjusted = (Decimal(probability) * discount).quantize(Decimal("0.0001"))
         return AgentVerdict(True, adjusted, ONE, [], {
@@ -178,9 +195,13 @@ class BinaryAgent(Agent):
             "hits": state.wins, "settled": state.wins + state.losses,
         })
 
+    @staticmethod
+    def key(underlying: str, direction: str, expiry_s: int) -> str:
+        return f"{underlying}:{direction}:{expiry_s}"
+
     def learn_expiry(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal, won: bool) -> None:
         sql.run(*self.expiry_learning(underlying, direction, expiry_s, predicted=predicted, won=won))
 
     def expiry_learning(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal,
                         won: bool) -> list[sql.Statement]:
-        return [self.learning(f"{underlying}:{direction}:{expiry_s}", win=won, expected=Decimal(predicted))]
+        return [self.learning(self.key(underlying, direction, expiry_s), win=won, expected=Decimal(predicted))]

@@ -136,3 +136,33 @@ def test_pending_opportunities_are_the_recent_undecided_and_the_approved_without
     aged(7200, Opportunity.DETECTED)  # too old to act on
     assert pending_opportunity_ids(now=timezone.now(), older_than_s=60, limit=10) == {undecided, approved}
     assert pending_opportunity_ids(now=timezone.now() - timedelta(hours=3), older_than_s=60, limit=10) == set()
+
+
+@pytest.mark.parametrize("kind", ["arbitrage", "forex", "binary"])
+def test_the_agent_reads_what_it_learned_once_with_the_risk_rows(feed, kind):
+    """Its states go in the transaction's first round trip; a key the decision did not read
+    would make the agent read it again on its own (a round trip more, same verdict)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent
+    from decisions.models import AgentState
+
+    from ..execution.test_executors import FOREX
+
+    if kind == "arbitrage":
+        opp = arbitrage()
+        ArbitrageAgent().learn_route(opp.route, realized=D("-5"), expected=D("80"))
+    elif kind == "forex":
+        opp = opportunity("forex", FOREX, symbol="EUR/USD")
+        ForexAgent().update_signal_result("EUR/USD", "BUY", False)
+    else:
+        opp = opportunity("binary", {"symbol": "BTC/USDT", "venue": "b", "direction": "CALL", "expiry_s": "60",
+                                     "probability": "0.8", "payout": "0.85", "entry_price": "101"}, direction="CALL")
+        BinaryAgent().learn_expiry("BTC/USDT", "CALL", 60, predicted=D("0.8"), won=False)
+    with CaptureQueriesContext(connection) as queries:
+        decide_opportunity(opportunity_id=opp.pk, feed=feed)
+    reads = [q["sql"] for q in queries.captured_queries if AgentState._meta.db_table in q["sql"]]
+    assert len(reads) == 1, reads
+    learned = verdicts(opp)["agent"].figures
+    assert learned.get("trades", learned.get("signal_trades", learned.get("settled"))) == 1  # what it learned counted
