@@ -5,27 +5,30 @@ round trip (0.4-0.8 ms against 0.1 ms on PostgreSQL, `make bench-decide`), and a
 runs several. These helpers send plain SQL through Django's connection and give values
 back through the same converters the ORM applies, so a Decimal is a Decimal and a time an
 aware datetime on SQLite and PostgreSQL alike. On PostgreSQL parameters are bound on the
-server (psycopg prepares a statement once it ran `DATABASE_PREPARE_THRESHOLD` times on a
-connection, so the server stops parsing and planning it; Django leaves preparing off
-unless its settings ask) and `run` sends several statements in one round trip (psycopg's pipeline
-mode). Everything else uses the ORM. Statement texts are kept once built (a process uses
-one database).
+server (a statement is prepared once it ran `DATABASE_PREPARE_THRESHOLD` times on a
+connection, psycopg's rule, so the server stops parsing and planning it) and `run` sends
+several statements in one round trip (libpq's pipeline mode). Everything else uses the
+ORM. Statement texts are kept once built (a process uses one database).
 """
 from __future__ import annotations
 
 import functools
 import itertools
 import re
+import weakref
+from collections import deque
 from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 from django.db.models.sql import Query
-from psycopg import RawCursor
+from psycopg import errors
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.generators import fetch_many, pipeline_communicate
 from psycopg.pq import ExecStatus, TransactionStatus
 
-
-IDLE, TUPLES_OK = TransactionStatus.IDLE, ExecStatus.TUPLES_OK
+IDLE, AUTO = TransactionStatus.IDLE, PyFormat.AUTO
+TUPLES_OK, COMMAND_OK, FATAL_ERROR = ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK, ExecStatus.FATAL_ERROR
 
 
 class Statement(NamedTuple):
@@ -59,32 +62,9 @@ def _db():
     return connections[DEFAULT_DB_ALIAS]
 
 
-def _cursor(db, watched: bool):
-    """psycopg's own cursor, which takes `$1`-numbered parameters as they are (`_numbered`),
-    unless Django records or wraps queries (DEBUG, `assertNumQueries`, an execute wrapper):
-    Django's wrapper was a tenth of a decision's CPU, and psycopg's conversion of `%s` is
-    not cached for a statement of over 50 parameters (an execution's writes). `run` does
-    what the wrapper would (error translation, the broken-transaction check)."""
-    if watched:
-        from django.db.backends.postgresql.base import ServerBindingCursor
-
-        return db._prepare_cursor(ServerBindingCursor(db.connection))
-    return RawCursor(db.connection)
-
-
-@functools.lru_cache(maxsize=1024)
-def _numbered(text: str) -> str:
-    """`%s` placeholders as `$1`, `$2`, ... and `%%` as `%`: PostgreSQL's own form of the statement."""
-    count = itertools.count(1)
-    return "%".join(re.sub("%s", lambda _: f"${next(count)}", part) for part in text.split("%%"))
-
-
 def _rows(cursor, statement: Statement) -> list[tuple]:
-    """What the statement returned. On PostgreSQL its result's status says whether it returned
-    rows (`description` would build an object per column to say so)."""
-    result = getattr(cursor, "pgresult", False)
-    returned = cursor.description is not None if result is False else result is not None and result.status == TUPLES_OK
-    return _converted(cursor.fetchall(), statement.fields) if returned else []
+    """What the statement returned (SQLite's cursors, and Django's where queries are recorded)."""
+    return _converted(cursor.fetchall(), statement.fields) if cursor.description is not None else []
 
 
 def _converted(rows: list[tuple], fields: list[Field]) -> list[tuple]:
@@ -120,24 +100,131 @@ def run(*statements: Statement, commit: bool = False) -> list[list[tuple]]:
     db.validate_thread_sharing()
     db.validate_no_broken_transaction()
     commit = commit and _outermost_transaction(db)
-    watched = db.queries_logged or bool(db.execute_wrappers)
-    texts = [statement.sql if watched else _numbered(statement.sql) for statement in statements]
-    cursors = [_cursor(db, watched) for _ in range(len(statements) + commit)]
+    with db.wrap_database_errors:
+        if db.queries_logged or db.execute_wrappers:
+            return _run_recorded(db, statements, commit)
+        return _pipelined(db.connection, statements, commit)
+
+
+def _run_recorded(db, statements: tuple[Statement, ...], commit: bool) -> list[list[tuple]]:
+    """Through Django's cursors, which record and wrap each query (DEBUG, `assertNumQueries`,
+    an execute wrapper), in psycopg's pipeline mode."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    cursors = [db._prepare_cursor(ServerBindingCursor(db.connection)) for _ in range(len(statements) + commit)]
     try:
-        with db.wrap_database_errors:
-            begins = db.in_atomic_block and db.connection.info.transaction_status == IDLE
-            if len(statements) == 1 and not (commit or begins):
-                cursors[0].execute(texts[0], statements[0].params)
-                return [_rows(cursors[0], statements[0])]
-            with db.connection.pipeline():
-                for cursor, text, statement in zip(cursors, texts, statements):
-                    cursor.execute(text, statement.params)
-                if commit:
-                    cursors[-1].execute("COMMIT")  # its own cursor: the statements' results stay readable
-            return [_rows(cursor, statement) for cursor, statement in zip(cursors, statements)]
+        with db.connection.pipeline():
+            for cursor, statement in zip(cursors, statements):
+                cursor.execute(statement.sql, statement.params)
+            if commit:
+                cursors[-1].execute("COMMIT")  # its own cursor: the statements' results stay readable
+        return [_rows(cursor, statement) for cursor, statement in zip(cursors, statements)]
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _numbered(text: str) -> bytes:
+    """`%s` placeholders as `$1`, `$2`, ... and `%%` as `%`: PostgreSQL's own form of the statement
+    (Django's connections speak UTF-8)."""
+    count = itertools.count(1)
+    return "%".join(re.sub("%s", lambda _: f"${next(count)}", part) for part in text.split("%%")).encode()
+
+
+class _Session:
+    """What `_pipelined` keeps per PostgreSQL connection: its adapters, and the statements it
+    prepared there (a new connection starts with none)."""
+
+    LIMIT = 256  # statements prepared on one connection, at most (the desk's hot loop has some tens)
+
+    def __init__(self, conn):
+        self.transformer = Transformer.from_context(conn)
+        self.prepared: dict[tuple, bytes] = {}
+        self.runs: dict[tuple, int] = {}
+        self.names = itertools.count()
+
+    def name(self, key: tuple, threshold: int | None) -> tuple[bytes | None, bool]:
+        """The statement's prepared name, and whether to prepare it now (psycopg's rule: after
+        `threshold` runs; never where the threshold is None)."""
+        if (name := self.prepared.get(key)) is not None:
+            return name, False
+        if threshold is None or len(self.prepared) >= self.LIMIT:
+            return None, False
+        runs = self.runs[key] = self.runs.get(key, 0) + 1
+        if runs <= threshold:
+            return None, False
+        name = self.prepared[key] = b"_trifecta_%d" % next(self.names)
+        return name, True
+
+
+_sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _pipelined(conn, statements: tuple[Statement, ...], commit: bool) -> list[list[tuple]]:
+    """The statements (after the transaction's BEGIN where one starts here, and before its
+    COMMIT with `commit`) sent through libpq's pipeline mode in one round trip.
+
+    psycopg's cursors and pipeline cost 3-5 times the CPU of the same round trip through
+    libpq itself (60-100 us for 1-3 statements against 15-20, bench/RESULTS.md), and a
+    decision or an execution makes three such round trips. Values are adapted by psycopg's
+    own transformer, errors are psycopg's (Django translates them as it does its own), and
+    statements are prepared by psycopg's rule (`prepare_threshold`).
+    """
+    pgconn = conn.pgconn
+    session = _sessions.get(conn)
+    if session is None:
+        session = _sessions[conn] = _Session(conn)
+    transformer, threshold = session.transformer, conn.prepare_threshold
+    commands: deque = deque()
+    slots: list = []  # what each command's result is: a statement's index, a prepared key, or None
+    if not conn.autocommit and pgconn.transaction_status == IDLE:
+        commands.append(functools.partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
+        slots.append(None)
+    for index, statement in enumerate(statements):
+        text = _numbered(statement.sql)
+        values = transformer.dump_sequence(statement.params, [AUTO] * len(statement.params))
+        types, formats = transformer.types, transformer.formats
+        key = (text, types)
+        name, prepare = session.name(key, threshold)
+        if prepare:
+            commands.append(functools.partial(pgconn.send_prepare, name, text, types))
+            slots.append(key)
+        if name is None:
+            commands.append(functools.partial(pgconn.send_query_params, text, values, types, formats))
+        else:
+            commands.append(functools.partial(pgconn.send_query_prepared, name, values, formats))
+        slots.append(index)
+    if commit:
+        commands.append(functools.partial(pgconn.send_query_params, b"COMMIT", None))
+        slots.append(None)
+    commands.append(pgconn.pipeline_sync)
+    expected = len(commands)
+    try:
+        with conn.lock:
+            pgconn.enter_pipeline_mode()
+            results = conn.wait(pipeline_communicate(pgconn, commands))
+            while len(results) < expected:
+                results.append(conn.wait(fetch_many(pgconn)))
+            pgconn.exit_pipeline_mode()
+    except BaseException:
+        conn.close()  # a half-read pipeline cannot be resumed: Django's rollback fails and it reconnects
+        raise
+    rows: list[list[tuple]] = [[] for _ in statements]
+    error = None
+    for slot, (result, *_) in zip(slots, results):
+        status = result.status
+        if status == FATAL_ERROR:
+            error = error or errors.error_from_result(result, encoding=conn.info.encoding)
+        if isinstance(slot, tuple):
+            if status != COMMAND_OK:  # not prepared after all (the pipeline stopped before it)
+                del session.prepared[slot]
+        elif slot is not None and status == TUPLES_OK:
+            transformer.set_pgresult(result)
+            rows[slot] = _converted(transformer.load_rows(0, result.ntuples, tuple), statements[slot].fields)
+    if error is not None:
+        raise error
+    return rows
 
 
 def _outermost_transaction(db) -> bool:

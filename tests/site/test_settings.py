@@ -26,6 +26,7 @@ def test_around_a_task_a_connection_past_conn_max_age_or_broken_is_renewed():
 
     from celery.signals import task_postrun, task_prerun
 
+    connection.close()  # not the one an earlier test's request closed inside its transaction (Django keeps that object)
     connection.ensure_connection()
     kept = connection.connection
     task_prerun.send(sender=None)

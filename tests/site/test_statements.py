@@ -132,6 +132,12 @@ def test_the_last_statements_of_a_transaction_carry_its_commit_and_a_savepoint_i
         others.close()
 
 
+def prepared_texts() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [text for text, in cursor.fetchall()]
+
+
 def test_the_hot_statements_are_prepared_on_postgresql_after_a_few_runs():
     """Django turns psycopg's preparing off; DATABASE_PREPARE_THRESHOLD (default 5) turns it on."""
     if connection.vendor != "postgresql":
@@ -140,19 +146,57 @@ def test_the_hot_statements_are_prepared_on_postgresql_after_a_few_runs():
     if threshold is None:
         pytest.skip("DATABASE_PREPARE_THRESHOLD is empty here: nothing is prepared")
     day = RiskDay.objects.create(date=timezone.now().date())
-    statement = sql.get_statement(RiskDay, day.pk)
-    for _ in range(threshold + 1):
+    statement = sql.select_statement(RiskDay, "id = %s AND realized_loss >= %s", [day.pk, 0])  # this test's own text
+    head = statement.sql.split(" WHERE ")[0] + " WHERE id = $1 AND realized_loss"
+    for _ in range(threshold):
         assert sql.instance_from(RiskDay, sql.run(statement)[0]).pk == day.pk
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [text for text, in cursor.fetchall()]
-    assert any(text.startswith(statement.sql.split(" WHERE ")[0]) for text in prepared), prepared
+    assert not any(text.startswith(head) for text in prepared_texts())
+    for _ in range(2):  # prepared by the next run, then run as prepared
+        assert sql.instance_from(RiskDay, sql.run(statement)[0]).pk == day.pk
+    assert [text for text in prepared_texts() if text.startswith(head)] == [sql._numbered(statement.sql).decode()]
+
+
+def test_a_statement_whose_preparing_an_error_skipped_is_prepared_later():
+    """Statements after an error in the same round trip are not run: neither is their PREPARE."""
+    from django.db import IntegrityError, transaction
+
+    if connection.vendor != "postgresql" or connection.settings_dict["OPTIONS"]["prepare_threshold"] is None:
+        pytest.skip("prepared statements are PostgreSQL's, where DATABASE_PREPARE_THRESHOLD is set")
+    threshold = connection.settings_dict["OPTIONS"]["prepare_threshold"]
+    day = RiskDay.objects.create(date="2026-01-02")
+    statement = sql.select_statement(RiskDay, "id = %s AND trades >= %s", [day.pk, 0])
+    for _ in range(threshold):
+        sql.run(statement)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        sql.run(sql.insert_statement([RiskDay(date="2026-01-02")]), statement)  # its PREPARE was due here
+    assert not any(text.startswith("SELECT") and "trades >= $2" in text for text in prepared_texts())
+    assert sql.instance_from(RiskDay, sql.run(statement)[0]).pk == day.pk
+    assert any("trades >= $2" in text for text in prepared_texts())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_mid_round_trip_is_an_operational_error_and_the_next_run_reconnects():
+    from django.db import OperationalError
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a server connection to lose is PostgreSQL's")
+    day = RiskDay.objects.create(date="2026-01-02")
+    others = connection.copy()
+    try:
+        with others.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    finally:
+        others.close()
+    with pytest.raises(OperationalError):
+        sql.run(sql.get_statement(RiskDay, day.pk))
+    connection.close_if_unusable_or_obsolete()  # what a worker does after a task, a web request at its end
+    assert sql.instance_from(RiskDay, sql.run(sql.get_statement(RiskDay, day.pk))[0]).pk == day.pk
 
 
 @pytest.mark.parametrize("together", [False, True], ids=["alone", "in one round trip"])
 def test_errors_come_as_djangos_and_a_broken_transaction_runs_nothing_more(together):
-    """psycopg's own cursors are used where nobody records queries: what Django's wrapper
-    did (its exceptions, its broken-transaction check) still holds."""
+    """libpq's pipeline is used where nobody records queries: what Django's cursor wrapper
+    does (its exceptions, its broken-transaction check) still holds."""
     from django.db import IntegrityError, transaction
     from django.db.transaction import TransactionManagementError
 
