@@ -11,4 +11,5 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 CHANNEL_LAYERS = {}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_TRANSPORT = None
 REPLAY_ISOLATED = True

@@ -225,6 +225,9 @@ CACHES = {
 # Celery: see trifecta_site/celery.py. Queues: `scan` (feeds and scanners, the only
 # processes that import ccxt) and `desk` (decisions, execution, monitor, heartbeat).
 CELERY_BROKER_URL = REDIS_URL
+# kombu's Redis transport without a new client object per call (trifecta_site/broker.py);
+# other schemes (rediss://, sentinel://) keep kombu's own, which knows their options.
+CELERY_BROKER_TRANSPORT = "trifecta_site.broker:Transport" if REDIS_URL.startswith("redis://") else None
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "desk"
