@@ -55,7 +55,16 @@ def seed_executions() -> None:
 
     execute.URL = database_url(EXECUTE_DB)
     execute.setup()
-    execute.approved(WARM_UP + EXECUTIONS)
+    from decimal import Decimal as D
+
+    from decisions.models import Decision
+    from scanners.models import Opportunity
+
+    # approved on one route, as the desk trades the same routes again and again
+    opportunities = Opportunity.objects.bulk_create(execute.opportunity(0) for _ in range(WARM_UP + EXECUTIONS))
+    Decision.objects.bulk_create(
+        Decision(opportunity=o, layer=layer, verdict=verdict, size_usd=D("3.7"), decided_at=o.detected_at, market_ts=execute.T0)
+        for o in opportunities for layer, verdict in (("agent", "approve"), ("risk", "approved"), ("governor", "execute")))
 
 
 def page_reader(path: str):

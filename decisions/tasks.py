@@ -10,15 +10,14 @@ from . import pipeline
 @shared_task(ignore_result=True, autoretry_for=(OSError, FeedError, OperationalError, InterfaceError), retry_backoff=True,
              max_retries=5)
 def decide(opportunity_id: int):
-    """Decide one opportunity; when the governor says execute, hand it to execution (idempotent both ways).
-    A lost database connection rolled the whole decision back: retry with backoff."""
-    outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=desk_feed())
+    """Decide one opportunity; when the governor says execute, execute it in this task (idempotent both ways).
+    A lost database connection rolled back what it interrupted: retry with backoff."""
+    feed = desk_feed()
+    outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=feed)
     if outcome.verdict == pipeline.EXECUTE:
-        from execution.models import Trade
-        from execution.tasks import execute
+        from execution.tasks import execute_approved
 
-        if not Trade.objects.filter(opportunity_id=opportunity_id).exists():
-            execute.delay(opportunity_id)
+        execute_approved(opportunity_id=opportunity_id, feed=feed)
 
 
 @shared_task(ignore_result=True, expires=60)
