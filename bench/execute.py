@@ -20,6 +20,7 @@ not stopped by them; every check still runs.
 Targets: p99 < 25 ms at 200/s; the burst drained in < 3 s; each within 3x of the
 bare round trip. Results: bench/results/execute.json.
 """
+import itertools
 import os
 import statistics
 import subprocess
@@ -85,25 +86,20 @@ def created(count: int) -> list[int]:
     """Opportunities as a scanner stores them, not yet decided."""
     from scanners.models import Opportunity
 
-    global _routes
-    rows = Opportunity.objects.bulk_create(opportunity(_routes + n) for n in range(count))
-    _routes += count
-    return [o.pk for o in rows]
+    return [o.pk for o in Opportunity.objects.bulk_create(opportunity(next(_routes)) for _ in range(count))]
 
 
-_routes = 0
-
-
-def create_and_decide(_item) -> int:
+def create_and_decide() -> int:
     """One opportunity stored and its decision queued, as a scanner does (after its commit)."""
     from decisions.tasks import decide
 
-    global _routes
-    row = opportunity(_routes)
-    _routes += 1
+    row = opportunity(next(_routes))
     row.save()
     decide.delay(row.pk)
     return row.pk
+
+
+_routes = itertools.count()  # each opportunity on a route of its own
 
 
 def send(items, task, rate: float | None) -> dict:
@@ -161,7 +157,7 @@ def create_at(rate: float, count: int) -> dict:
         if delay > 0:
             time.sleep(delay)
         at = time.time()
-        created_at[create_and_decide(n)] = at
+        created_at[create_and_decide()] = at
     return created_at
 
 

@@ -73,7 +73,6 @@ class Channel(kombu_redis.Channel):
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return replies
 
 
 class Transport(kombu_redis.Transport):

@@ -33,9 +33,11 @@ def desk_queue():
     """The `desk` queue's messages this test added (taken out again: no worker of a later test runs them)."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     before = set(client.lrange("desk", 0, -1))
-    added = []
-    yield lambda: added.extend(m for m in client.lrange("desk", 0, -1) if m not in before) or added
-    for message in added:
+
+    def added():
+        return [message for message in client.lrange("desk", 0, -1) if message not in before]
+    yield added
+    for message in added():
         client.lrem("desk", 0, message)
 
 

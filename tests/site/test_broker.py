@@ -28,7 +28,7 @@ def connect(keys, **options):
 def unacked(keys, prefix=""):
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     return (client.hkeys(prefix + keys["unacked_key"]),
-            [tag for tag, _ in client.zrange(prefix + keys["unacked_index_key"], 0, -1, withscores=True)])
+            client.zrange(prefix + keys["unacked_index_key"], 0, -1))
 
 
 def test_the_desk_publishes_and_consumes_through_its_own_transport():
