@@ -142,14 +142,16 @@ def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_va
 
 
 def assess_trade(size: Decimal, portfolio_value: Decimal, *, kind: str, now: datetime, reserve: bool,
-                 limits: RiskLimits, locked: list[tuple] | None = None) -> tuple[RiskVerdict, list[sql.Statement]]:
+                 limits: RiskLimits, locked: tuple[RiskState, RiskDay] | None = None
+                 ) -> tuple[RiskVerdict, list[sql.Statement]]:
     """The verdict, taken under the risk rows' locks in the caller's open transaction, and the
     writes that record it (the slot, the limit trips, the equity peak), which the caller
     sends with its own before the transaction ends: the locks are held for one round trip less.
-    `locked`: the rows `locked_rows_statement(risk_day(now, limits))` read, where the caller
-    sent it with its own statements (else it is run here)."""
+    `locked`: the rows of `locked_rows_statement(risk_day(now, limits))` (`locked_rows_from`),
+    where the caller sent it with its own statements (else it is run here); a reset of the
+    loss streak is made on them too."""
     day = risk_day(now, limits)
-    state, today = locked_rows(day) if locked is None else locked_rows_from(locked, day)
+    state, today = locked_rows(day) if locked is None else locked
     writes, state_changes = [], {}
     if state.cooldown_until and state.cooldown_until <= now:
         state.loss_streak, state.cooldown_until = 0, None  # the pause is over: a fresh streak

@@ -10,11 +10,12 @@ from . import pipeline
 @shared_task(ignore_result=True, autoretry_for=(OSError, FeedError, OperationalError, InterfaceError), retry_backoff=True,
              max_retries=5)
 def decide(opportunity_id: int):
-    """Decide one opportunity; when the governor says execute, execute it in this task (idempotent both ways).
-    A lost database connection rolled back what it interrupted: retry with backoff."""
+    """Decide one opportunity; when the governor says execute, execute it in this task (idempotent both ways):
+    booked with the decision where it can be, else on its own. A lost database connection rolled back what
+    it interrupted: retry with backoff."""
     feed = desk_feed()
-    outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=feed)
-    if outcome.verdict == pipeline.EXECUTE:
+    outcome = pipeline.decide_opportunity(opportunity_id=opportunity_id, feed=feed, execute=True)
+    if outcome.verdict == pipeline.EXECUTE and outcome.trade is None:
         from execution.tasks import execute_approved
 
         execute_approved(opportunity_id=opportunity_id, feed=feed)

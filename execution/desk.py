@@ -30,10 +30,12 @@ def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary"), monitor: bo
         counts["opportunities"] += len(stored)
         counts["stored"][kind] = len(stored)
         for opportunity in stored:
-            outcome = decide_opportunity(opportunity_id=opportunity.pk, feed=feed)
+            outcome = decide_opportunity(opportunity_id=opportunity.pk, feed=feed, execute=True)
             counts["decisions"] += 1
-            trade = None
-            if outcome.verdict == EXECUTE:
+            trade = outcome.trade
+            if trade is not None:
+                counts["executed"] += 1
+            elif outcome.verdict == EXECUTE:
                 try:
                     trade = execute_opportunity(opportunity_id=opportunity.pk, feed=feed)
                 except NotYetObserved:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Callable
 
 from django.db import IntegrityError, transaction
 
 from scanners.arbitrage import USD_STABLECOINS
-from scanners.feeds.base import Feed
+from scanners.feeds.base import Feed, NotYetObserved
 from scanners.models import Opportunity
 from scanners.services import ms_to_datetime
 from trifecta_site import events
@@ -351,15 +352,8 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
     PostgreSQL) the trade goes with them; else its insert is a round trip of its own first."""
     from decisions.risk import locked_rows_from, locked_rows_statement, risk_day
 
-    from .monitor import closing_writes
-
     opportunity = plan.opportunity
-    trade = Trade(
-        pk=trade_id, portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
-        symbol=opportunity.symbol, venues=opportunity.venues, direction=opportunity.direction,
-        opened_ts=plan.opened_ts, opened_at=ms_to_datetime(plan.opened_ts), size_usd=plan.size_usd,
-        fees_usd=plan.fees_usd, expected_pnl_usd=plan.expected_usd, edge=plan.edge,
-    )
+    trade = _new_trade(plan, portfolio, trade_id)
     closes_now = plan.position is None  # arbitrage: every leg has filled, the P&L is realized now
     writes, risk_rows = [], None
     if plan.rejected is None:
@@ -381,6 +375,32 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
         release_trade_slot(at=ms_to_datetime(plan.opened_ts))
         transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
         return trade
+    statements, booked = _booking(plan, trade, writes, risk_rows, limits)
+    booked(sql.run(*statements, commit=True))
+    return trade
+
+
+def _new_trade(plan: Plan, portfolio: Portfolio, trade_id: int | None) -> Trade:
+    opportunity = plan.opportunity
+    opened_at = ms_to_datetime(plan.opened_ts)
+    return Trade(
+        pk=trade_id, portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
+        symbol=opportunity.symbol, venues=opportunity.venues, direction=opportunity.direction,
+        opened_ts=plan.opened_ts, opened_at=opened_at, size_usd=plan.size_usd,
+        fees_usd=plan.fees_usd, expected_pnl_usd=plan.expected_usd, edge=plan.edge,
+    )
+
+
+def _booking(plan: Plan, trade: Trade, writes: list[sql.Statement], risk_rows, limits, *,
+             status: bool = True) -> tuple[list[sql.Statement], Callable[[list], None]]:
+    """The statements that book a filled plan (`writes`: its balance moves; `risk_rows`: the
+    locked risk state and day, for a trade that closes at once; `status`: also mark the
+    opportunity executed), and what to do with their rows once sent: give the instances
+    their keys and announce them after commit."""
+    from .monitor import closing_writes
+
+    opportunity = plan.opportunity
+    closes_now = plan.position is None
     spec = dict(plan.position or {})
     spread = spec.pop("spread", None)
     if spread is not None:
@@ -390,6 +410,7 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
         trade.closed_ts, trade.closed_at = plan.opened_ts, trade.opened_at
     else:
         trade.status = Trade.OPEN
+    writes = list(writes)
     if trade.pk is None:  # no key taken in advance (SQLite): the insert gives it, before the fills need it
         sql.insert([trade])
     else:
@@ -401,7 +422,8 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
              evidence={**leg.fill.evidence(), "detected_price": None if leg.detected_price is None else str(leg.detected_price)})
         for k, leg in enumerate(plan.legs, start=1)
     ]
-    writes += [sql.update_statement(Opportunity, opportunity.pk, status=Opportunity.EXECUTED)]
+    if status:
+        writes.append(sql.update_statement(Opportunity, opportunity.pk, status=Opportunity.EXECUTED))
     position = None
     if closes_now:
         state, today = risk_rows
@@ -410,15 +432,78 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
         position = Position(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
                             reserved_usd=plan.reserve_usd, **spec)
     inserts = [objs for objs in (fills, [position] if position else []) if objs]
-    statements = [sql.insert_statement(objs) for objs in inserts]
-    _, *results = sql.run(sql.together(*writes), *statements, commit=True)
-    sql.inserted([trade], [(trade.pk,)])
-    for objs, rows in zip(inserts, results):
-        sql.inserted(objs, rows)
-    if position is not None:
-        transaction.on_commit(lambda: events.publish("position", position_event(position)))
-    transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
-    return trade
+    statements = ([sql.together(*writes)] if writes else []) + [sql.insert_statement(objs) for objs in inserts]
+
+    def booked(results: list[list[tuple]]) -> None:
+        if trade._state.adding:
+            sql.inserted([trade], [(trade.pk,)])
+        for objs, rows in zip(inserts, results[len(results) - len(inserts):]):
+            sql.inserted(objs, rows)
+        if position is not None:
+            transaction.on_commit(lambda: events.publish("position", position_event(position)))
+        transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
+    return statements, booked
+
+
+@dataclass
+class Booking:
+    """An approved opportunity's execution, computed in the transaction that approved it: its
+    statements go with the decision's writes and its COMMIT (`booked` takes their rows)."""
+
+    trade: Trade
+    statements: list[sql.Statement]
+    booked: Callable[[list], None]
+
+
+def balance_keys(opportunity: Opportunity, portfolio: Portfolio) -> set[tuple[str, str]]:
+    """The balances an execution of the opportunity can move: the cash account, and each
+    arbitrage leg's two currencies on its venue."""
+    from decisions.pipeline import legs_of
+
+    keys = {(Balance.DESK, portfolio.currency)}
+    if opportunity.kind == "arbitrage":
+        for venue, symbol in legs_of(opportunity):
+            base, rest = symbol.split("/", 1)
+            keys |= {(venue, base), (venue, rest.split(":")[0])}
+    return keys
+
+
+def locked_balances_statement(opportunity: Opportunity, portfolio: Portfolio) -> sql.Statement:
+    """`balance_keys`' rows, locked (sent by the deciding transaction with its own locks)."""
+    return _locked_balances(portfolio, balance_keys(opportunity, portfolio))
+
+
+def book_in_decision(*, opportunity: Opportunity, feed: Feed, settings: ExecutionSettings, limits, portfolio: Portfolio,
+                     size_usd: Decimal, decided_ts: int, balances: list[tuple], risk_rows, trade_id: int | None
+                     ) -> Booking | None:
+    """Fill an opportunity in the transaction approving it, under the locks it holds already
+    (`balances`: rows of `locked_balances_statement`; `risk_rows`: the locked risk state and
+    day). One transaction and one commit instead of two, and no second reading of what the
+    decision has just read (`make bench-execute`).
+
+    None: book it on its own afterwards (`execute_opportunity`), which knows every other
+    case: a fill time the feed has not reached, a rejected execution, a balance row used for
+    the first time, a fill on the next risk day."""
+    from decisions.risk import risk_day
+
+    try:
+        plan = EXECUTORS[opportunity.kind].plan(opportunity, feed=feed, settings=settings, size_usd=size_usd,
+                                                decided_ts=decided_ts)
+    except (Rejected, NotYetObserved):
+        return None
+    trade = _new_trade(plan, portfolio, trade_id)
+    if risk_day(trade.opened_at, limits) != risk_rows[1].date:
+        return None
+    flows, keys = _balance_moves(plan, portfolio)
+    locked = {(b.venue, b.currency): b for b in sql.instances_from(Balance, balances)}
+    if keys - locked.keys():
+        return None
+    try:
+        writes = _balance_writes(plan, portfolio, flows, keys, locked)
+    except Rejected:
+        return None
+    statements, booked = _booking(plan, trade, writes, risk_rows, limits, status=False)
+    return Booking(trade, statements, booked)
 
 
 def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings,
@@ -426,23 +511,33 @@ def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings
     """The balance writes of the plan, computed under row locks; refuse what the venue cannot fund (no transfers).
 
     The rows are locked by one statement, sent with `also` (statements that must run in
-    the same round trip, after the lock); returns the writes and `also`'s rows. A trade
-    that closes at once moves its realized P&L into the cash account; one that opens a
-    position reserves its margin or stake there."""
-    plan.reserve_usd = stored(plan.reserve_usd)
-    flows = {key: stored(amount) for key, amount in sorted(plan.flows.items())}
-    desk = (Balance.DESK, portfolio.currency)
-    realized = stored(plan.realized_usd) if plan.position is None else None
-    keys = set(flows) | ({desk} if plan.reserve_usd or realized is not None else set())
+    the same round trip, after the lock); returns the writes and `also`'s rows."""
+    flows, keys = _balance_moves(plan, portfolio)
     if not keys:
         return [], (sql.run(*also) if also else None)
     found, *others = sql.run(_locked_balances(portfolio, keys), *also)
     balances = {(b.venue, b.currency): b for b in sql.instances_from(Balance, found)}
     if keys - balances.keys():
-        if desk not in balances:
+        if (Balance.DESK, portfolio.currency) not in balances:
             raise Balance.DoesNotExist(f"portfolio {portfolio.pk} has no cash account")
         _seed(portfolio, keys - balances.keys(), plan.seed_rates, settings)
         balances = {(b.venue, b.currency): b for b in sql.instances_from(Balance, sql.run(_locked_balances(portfolio, keys))[0])}
+    return _balance_writes(plan, portfolio, flows, keys, balances), (others or None)
+
+
+def _balance_moves(plan: Plan, portfolio: Portfolio) -> tuple[dict, set]:
+    """The plan's flows per (venue, currency), as stored, and the balances it moves."""
+    plan.reserve_usd = stored(plan.reserve_usd)
+    flows = {key: stored(amount) for key, amount in sorted(plan.flows.items())}
+    moves_cash = plan.reserve_usd or plan.position is None
+    return flows, set(flows) | ({(Balance.DESK, portfolio.currency)} if moves_cash else set())
+
+
+def _balance_writes(plan: Plan, portfolio: Portfolio, flows: dict, keys: set, balances: dict) -> list[sql.Statement]:
+    """Move the locked balances: refuse what the venue cannot fund (no transfers). A trade
+    that closes at once moves its realized P&L into the cash account; one that opens a
+    position reserves its margin or stake there."""
+    desk = (Balance.DESK, portfolio.currency)
     if plan.reserve_usd:
         cash = balances[desk]
         if cash.free < plan.reserve_usd:
@@ -456,12 +551,13 @@ def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings
                                                   "needed": str(-amount), "free": str(balance.free)})
         balance.free += amount
         balance.total += amount
-    if realized is not None:  # Decimal arithmetic here: SQLite would add floats
+    if plan.position is None:  # Decimal arithmetic here: SQLite would add floats
         cash = balances[desk]
-        cash.total += realized
+        cash.total += stored(plan.realized_usd)
         cash.free = cash.total - cash.reserved
-    moved = {b.pk: {"free": b.free, "reserved": b.reserved, "total": b.total} for b in balances.values()}
-    return [sql.update_many_statement(Balance, moved)], (others or None)
+    moved = {balances[key].pk: {"free": balances[key].free, "reserved": balances[key].reserved, "total": balances[key].total}
+             for key in sorted(keys)}
+    return [sql.update_many_statement(Balance, moved)]
 
 
 def _locked_balances(portfolio: Portfolio, keys) -> sql.Statement:

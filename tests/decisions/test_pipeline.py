@@ -166,3 +166,66 @@ def test_the_agent_reads_what_it_learned_once_with_the_risk_rows(feed, kind):
     assert len(reads) == 1, reads
     learned = verdicts(opp)["agent"].figures
     assert learned.get("trades", learned.get("signal_trades", learned.get("settled"))) == 1  # what it learned counted
+
+
+def booked(opp):
+    """What an execution wrote, beside its trade: the figures two ways of booking must agree on."""
+    trade = Trade.objects.get(opportunity=opp)
+    fills = [(f.leg, f.venue, f.side, f.quantity, f.price, f.fee) for f in trade.fills.order_by("leg")]
+    return {"status": trade.status, "size": trade.size_usd, "pnl": trade.realized_pnl, "fees": trade.fees_usd,
+            "edge": trade.edge, "fills": fills, "opportunity": Opportunity.objects.get(pk=opp.pk).status}
+
+
+def test_with_execute_the_approved_opportunity_is_booked_in_its_deciding_transaction(feed, django_capture_on_commit_callbacks):
+    """The same trade, fills, balances and risk day as deciding and then executing on its own; in one
+    transaction (one set of commit callbacks, the decision's event before the trade's)."""
+    from execution.models import Balance
+    from execution.portfolio import cash_account, current_portfolio
+    from trifecta_site import events
+
+    from ..execution.test_executors import assert_balances_consistent
+
+    auto_execute(True)
+    realism("optimistic")
+    first = arbitrage(route="xv:one")
+    decide_opportunity(opportunity_id=first.pk, feed=feed)
+    execute_opportunity(opportunity_id=first.pk, feed=feed)  # on its own; seeds the venues' inventory
+    before = {(b.venue, b.currency): b.total for b in Balance.objects.all()}
+    second = arbitrage(route="xv:two")
+    published = []
+    events.publish, original = (lambda kind, payload: published.append(kind)), events.publish
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            outcome = decide_opportunity(opportunity_id=second.pk, feed=feed, execute=True)
+    finally:
+        events.publish = original
+    assert outcome.verdict == "execute" and outcome.trade == Trade.objects.get(opportunity=second)
+    assert published == ["decision", "trade"] and len(callbacks) == 2
+    assert booked(second) == booked(first) and booked(second)["opportunity"] == Opportunity.EXECUTED
+    pnl = booked(second)["pnl"]
+    moved = {(b.venue, b.currency): b.total - before[(b.venue, b.currency)] for b in Balance.objects.all()}
+    assert moved[("desk", "USD")] == pnl and cash_account(current_portfolio()).total == D("100000") + 2 * pnl
+    assert moved[("a", "BTC")] == -moved[("b", "BTC")] == booked(second)["fills"][0][3]
+    day = RiskDay.objects.get()
+    assert day.trades == 2 and day.realized_pnl == 2 * pnl
+    assert_balances_consistent()
+
+
+def test_what_the_deciding_transaction_cannot_book_is_left_to_the_executor(feed):
+    """An inventory row used for the first time (it is created, outside the deciding locks), or a fill
+    time the feed has not reached: the decision is stored alone and execution books it afterwards."""
+    from scanners.feeds.replay import ReplayClock, ReplayFeed
+
+    auto_execute(True)
+    realism("optimistic")
+    opp = arbitrage()
+    outcome = decide_opportunity(opportunity_id=opp.pk, feed=feed, execute=True)
+    assert outcome.verdict == "execute" and outcome.trade is None
+    assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.DECIDED and not Trade.objects.exists()
+    assert execute_opportunity(opportunity_id=opp.pk, feed=feed).status == Trade.CLOSED
+    realism("realistic", latency_ms=250)
+    later = arbitrage(route="xv:later")
+    live = ReplayFeed(feed.reader, ReplayClock.realtime(T0, T0 + 60_000, anchor_wall_ms=0, wall_clock=lambda: 0))
+    outcome = decide_opportunity(opportunity_id=later.pk, feed=live, execute=True)  # the clock stands at T0
+    assert outcome.verdict == "execute" and outcome.trade is None
+    assert RiskDay.objects.get().trades == 2 and Trade.objects.count() == 1
