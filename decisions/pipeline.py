@@ -16,11 +16,13 @@ agent's state and the locked risk rows in one, and one more from the locks to th
 microseconds longer, and saves a round trip of its own (bench/RESULTS.md).
 
 A decision made to be executed (`execute=True`, the `decide` task and the replay desk)
-books an approved opportunity in the same transaction where it can: the first round trip
-also reads the open portfolio, the locking one also locks the balances the execution
-would move and takes the trade's key, and the trade's writes go with the decision's and
-its COMMIT. Three round trips and one commit instead of six and two, and the locks taken
-once (`make bench-execute`).
+books an approved opportunity in the same transaction where it can. When the governor
+would execute the opportunity should the agent and the risk manager approve, the agent's
+state is read (with the trade's key) in a round trip of its own before the transaction,
+and the fill planned (`execution.executors.draft_booking`); the locking round trip also
+locks the balances the trade moves; the trade's writes go with the decision's and its
+COMMIT. Four round trips and one commit instead of six and two, the locks taken once and
+held for the risk check and the writes only (`make bench-execute`).
 """
 from __future__ import annotations
 
@@ -157,10 +159,10 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     """Run the three layers on one opportunity and store their verdicts, once.
 
     With `execute`, an opportunity the governor approves is filled and booked in the same
-    transaction where it can be (`execution.executors.book_in_decision`: the feed has reached
-    the fill time, the balances it moves exist and fund it), and `Outcome.trade` is its trade;
-    else the caller executes it on its own. The deciding transaction then also locks the
-    balances an execution would move and takes the trade's key.
+    transaction where it can be (`execution.executors.draft_booking`: the feed has reached
+    the fill time, the balances it moves exist and fund it), and `Outcome.trade` is its
+    trade; else the caller executes it on its own. The trade's key is taken before the
+    agent's verdict: an agent or risk manager that says no then leaves a gap in the keys.
     """
     from execution import executors
     from execution.models import ExecutionSettings, Portfolio, Trade
@@ -182,8 +184,6 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
         settings = ExecutionSettings.get_solo()
     value, open_routes, open_count = exposure_from(exposure)
     portfolio = sql.instance_from(Portfolio, portfolio[0]) if portfolio else None
-    book = (portfolio is not None and controls.auto_execute and not controls.kill_switch
-            and getattr(controls, f"{opportunity.kind}_enabled"))
     governor_inputs = dict(controls=controls, thresholds=thresholds, data_age_ms=data_age_ms(opportunity, feed, now),
                            max_age_ms=settings.max_quote_age_ms, open_routes=open_routes, open_positions=open_count,
                            max_open_positions=settings.max_open_positions)
@@ -191,21 +191,40 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     day = risk_day(at, limits)
     agent_class, keys = agent_keys(opportunity)
     learned = agent_class()
-    trade_id = sql.next_id_statement(Trade) if book else None
+
+    def score(states):
+        """The agent's verdict, the proposed size and what the governor would say at LOW risk."""
+        learned.known = learned.states_from(states, keys)
+        agent = evaluate_agent(opportunity, learned)
+        size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
+        if size is None:
+            agent.approved, agent.reasons = False, [*agent.reasons, "NO_USD_RATE"]
+            size = ZERO
+        return agent, size, make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
+
+    draft = None
+    early = execute and portfolio is not None and make_decision(
+        opportunity, AgentVerdict(True, ONE, ONE, []), RiskVerdict(True, "LOW", []), **governor_inputs).verdict == EXECUTE
+    if early:
+        # Likely to be booked with the decision (the governor would execute it if the agent and
+        # the risk manager approve): the agent's state is read and the fill planned before the
+        # locks (a round trip more), so that they are held for the writes only.
+        trade_id = sql.next_id_statement(Trade)
+        states, *taken = sql.run(learned.states_statement(*keys), *([trade_id] if trade_id else []))
+        agent, size, would = score(states)
+        if would.verdict == EXECUTE:
+            draft = executors.draft_booking(opportunity=opportunity, feed=feed, settings=settings, limits=limits,
+                                            portfolio=portfolio, size_usd=as_stored_size(size), decided_ts=now,
+                                            trade_id=taken[0][0][0] if taken else None)
     try:
         with transaction.atomic():
-            states, locked, *held = sql.run(
-                learned.states_statement(*keys), locked_rows_statement(day),
-                *([executors.locked_balances_statement(opportunity, portfolio)] if book else []),
-                *([trade_id] if trade_id else []))
+            if early:
+                locked, *balances = sql.run(locked_rows_statement(day),
+                                            *([executors.locked_balances_statement(opportunity, portfolio)] if draft else []))
+            else:
+                states, locked = sql.run(learned.states_statement(*keys), locked_rows_statement(day))
+                agent, size, would = score(states)
             risk_rows = locked_rows_from(locked, day)
-            learned.known = learned.states_from(states, keys)
-            agent = evaluate_agent(opportunity, learned)
-            size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
-            if size is None:
-                agent.approved, agent.reasons = False, [*agent.reasons, "NO_USD_RATE"]
-                size = ZERO
-            would = make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
             risk, risk_writes = assess_trade(size, value, kind=opportunity.kind, now=at,
                                              reserve=would.verdict == EXECUTE, limits=limits, locked=risk_rows)
             governor = make_decision(opportunity, agent, risk, **governor_inputs)
@@ -221,23 +240,25 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
                          figures=governor.figures, size_usd=size * risk.size_multiplier if governor.verdict == EXECUTE else None,
                          **common),
             ]
-            booking = None
-            if book and governor.verdict == EXECUTE:
-                booking = executors.book_in_decision(
-                    opportunity=opportunity, feed=feed, settings=settings, limits=limits, portfolio=portfolio,
-                    size_usd=as_stored_size(size * risk.size_multiplier), decided_ts=now, balances=held[0], risk_rows=risk_rows,
-                    trade_id=held[1][0][0] if trade_id else None)
+            booking = booked_writes = None
+            if draft is not None and governor.verdict == EXECUTE:
+                approved = as_stored_size(size * risk.size_multiplier)
+                if approved != draft.size_usd:  # the risk manager shrank it (HIGH): planned again, under the locks
+                    draft = executors.draft_booking(opportunity=opportunity, feed=feed, settings=settings, limits=limits,
+                                                    portfolio=portfolio, size_usd=approved, decided_ts=now,
+                                                    trade_id=draft.trade.pk)
+                booked_writes = draft and draft.locked_statements(balances[0], risk_rows, limits)
+                booking = draft if booked_writes else None
             status = (Opportunity.REJECTED if governor.verdict == SKIP else
                       Opportunity.EXECUTED if booking else Opportunity.DECIDED)
-            ids, *booked = sql.run(sql.together(*risk_writes, sql.update_statement(Opportunity, opportunity.pk, status=status),
-                                                sql.insert_statement(rows)),
-                                   *(booking.statements if booking else []), commit=True)
+            ids, *results = sql.run(sql.together(*risk_writes, sql.update_statement(Opportunity, opportunity.pk, status=status),
+                                                 sql.insert_statement(rows)), *(booked_writes or []), commit=True)
             sql.inserted(rows, ids)
             event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
                      "verdict": governor.verdict, "layers": [_decision_event(row) for row in rows]}
             transaction.on_commit(lambda: events.publish("decision", event))
             if booking:
-                booking.booked(booked)
+                booking.booked(results)
     except IntegrityError:
         return _outcome(list(Decision.objects.filter(opportunity_id=opportunity_id)), created=False)
     return _outcome(rows, created=True, trade=booking.trade if booking else None)

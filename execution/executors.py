@@ -352,107 +352,122 @@ def _book(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, limits,
     PostgreSQL) the trade goes with them; else its insert is a round trip of its own first."""
     from decisions.risk import locked_rows_from, locked_rows_statement, risk_day
 
-    opportunity = plan.opportunity
-    trade = _new_trade(plan, portfolio, trade_id)
-    closes_now = plan.position is None  # arbitrage: every leg has filled, the P&L is realized now
-    writes, risk_rows = [], None
     if plan.rejected is None:
-        day = risk_day(trade.opened_at, limits)
+        booking = Booking(plan, portfolio, trade_id)
+        day = risk_day(booking.trade.opened_at, limits)
         try:
-            writes, risk_rows = _move_balances(plan, portfolio, settings,
-                                               also=[locked_rows_statement(day)] if closes_now else [])
+            writes, risk_rows = _move_balances(plan, portfolio, settings, booking.flows, booking.keys,
+                                               also=[locked_rows_statement(day)] if booking.closes_now else [])
         except Rejected as rejection:
             plan.rejected = rejection
-        if risk_rows is not None:
-            risk_rows = locked_rows_from(risk_rows[0], day)
-    if plan.rejected is not None:
-        trade.status, trade.reject_reason = Trade.REJECTED, plan.rejected.reason
-        trade.edge = {"rejected": plan.rejected.reason, **plan.rejected.detail}
-        trade.save(force_insert=True)
-        Opportunity.objects.filter(pk=opportunity.pk).update(status=Opportunity.REJECTED)
-        from decisions.risk import release_trade_slot
+        else:
+            risk_rows = locked_rows_from(risk_rows[0], day) if risk_rows is not None else None
+            booking.booked(sql.run(*booking.statements(writes, risk_rows, limits, status=True), commit=True))
+            return booking.trade
+    trade = _new_trade(plan, portfolio, trade_id)
+    trade.status, trade.reject_reason = Trade.REJECTED, plan.rejected.reason
+    trade.edge = {"rejected": plan.rejected.reason, **plan.rejected.detail}
+    trade.save(force_insert=True)
+    Opportunity.objects.filter(pk=plan.opportunity.pk).update(status=Opportunity.REJECTED)
+    from decisions.risk import release_trade_slot
 
-        release_trade_slot(at=ms_to_datetime(plan.opened_ts))
-        transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
-        return trade
-    statements, booked = _booking(plan, trade, writes, risk_rows, limits)
-    booked(sql.run(*statements, commit=True))
+    release_trade_slot(at=ms_to_datetime(plan.opened_ts))
+    transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
     return trade
 
 
 def _new_trade(plan: Plan, portfolio: Portfolio, trade_id: int | None) -> Trade:
     opportunity = plan.opportunity
-    opened_at = ms_to_datetime(plan.opened_ts)
     return Trade(
         pk=trade_id, portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
         symbol=opportunity.symbol, venues=opportunity.venues, direction=opportunity.direction,
-        opened_ts=plan.opened_ts, opened_at=opened_at, size_usd=plan.size_usd,
+        opened_ts=plan.opened_ts, opened_at=ms_to_datetime(plan.opened_ts), size_usd=plan.size_usd,
         fees_usd=plan.fees_usd, expected_pnl_usd=plan.expected_usd, edge=plan.edge,
     )
 
 
-def _booking(plan: Plan, trade: Trade, writes: list[sql.Statement], risk_rows, limits, *,
-             status: bool = True) -> tuple[list[sql.Statement], Callable[[list], None]]:
-    """The statements that book a filled plan (`writes`: its balance moves; `risk_rows`: the
-    locked risk state and day, for a trade that closes at once; `status`: also mark the
-    opportunity executed), and what to do with their rows once sent: give the instances
-    their keys and announce them after commit."""
-    from .monitor import closing_writes
+class Booking:
+    """A filled plan's trade, fills and position (or the agent's learning, for a trade that
+    closes at once), built before the balances and risk rows are locked: `statements` adds
+    what the locked rows decide (the balance moves, the risk day's outcome), `booked` takes
+    the rows they returned and announces the trade after commit."""
 
-    opportunity = plan.opportunity
-    closes_now = plan.position is None
-    spec = dict(plan.position or {})
-    spread = spec.pop("spread", None)
-    if spread is not None:
-        trade.edge = {**trade.edge, "entry_spread": str(spread)}
-    if closes_now:
-        trade.status, trade.realized_pnl = Trade.CLOSED, stored(plan.realized_usd)
-        trade.closed_ts, trade.closed_at = plan.opened_ts, trade.opened_at
-    else:
-        trade.status = Trade.OPEN
-    writes = list(writes)
-    if trade.pk is None:  # no key taken in advance (SQLite): the insert gives it, before the fills need it
-        sql.insert([trade])
-    else:
-        writes.insert(0, sql.insert_statement([trade]))
-    fills = [
-        Fill(trade=trade, leg=k, venue=leg.venue, symbol=leg.symbol, side=leg.side, requested=leg.fill.requested,
-             quantity=leg.fill.quantity, price=leg.fill.price, notional=leg.fill.notional, fee=leg.fill.fee,
-             fee_rate=leg.fill.fee_rate, filled_ts=leg.fill.filled_ts or plan.opened_ts,
-             evidence={**leg.fill.evidence(), "detected_price": None if leg.detected_price is None else str(leg.detected_price)})
-        for k, leg in enumerate(plan.legs, start=1)
-    ]
-    if status:
-        writes.append(sql.update_statement(Opportunity, opportunity.pk, status=Opportunity.EXECUTED))
-    position = None
-    if closes_now:
-        state, today = risk_rows
-        writes += closing_writes(trade=trade, won=plan.realized_usd > 0, state=state, today=today, limits=limits)
-    else:
-        position = Position(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
-                            reserved_usd=plan.reserve_usd, **spec)
-    inserts = [objs for objs in (fills, [position] if position else []) if objs]
-    statements = ([sql.together(*writes)] if writes else []) + [sql.insert_statement(objs) for objs in inserts]
+    def __init__(self, plan: Plan, portfolio: Portfolio, trade_id: int | None, size_usd: Decimal | None = None):
+        from .monitor import learning_writes
 
-    def booked(results: list[list[tuple]]) -> None:
+        self.plan, self.size_usd, self.closes_now = plan, size_usd, plan.position is None
+        self.flows, self.keys = _balance_moves(plan, portfolio)
+        trade = self.trade = _new_trade(plan, portfolio, trade_id)
+        self.spec = dict(plan.position or {})
+        spread = self.spec.pop("spread", None)
+        if spread is not None:
+            trade.edge = {**trade.edge, "entry_spread": str(spread)}
+        if self.closes_now:
+            trade.status, trade.realized_pnl = Trade.CLOSED, stored(plan.realized_usd)
+            trade.closed_ts, trade.closed_at = plan.opened_ts, trade.opened_at
+        else:
+            trade.status = Trade.OPEN
+        self.learning = learning_writes(trade=trade, won=plan.realized_usd > 0) if self.closes_now else []
+        self.inserts: list[list] = []
+        self.prepared = None if trade.pk is None else (sql.insert_statement([trade]), self._dependents())
+
+    def _dependents(self) -> list[sql.Statement]:
+        """The fills and position, and their inserts (they need the trade's key)."""
+        plan, trade = self.plan, self.trade
+        fills = [
+            Fill(trade=trade, leg=k, venue=leg.venue, symbol=leg.symbol, side=leg.side, requested=leg.fill.requested,
+                 quantity=leg.fill.quantity, price=leg.fill.price, notional=leg.fill.notional, fee=leg.fill.fee,
+                 fee_rate=leg.fill.fee_rate, filled_ts=leg.fill.filled_ts or plan.opened_ts,
+                 evidence={**leg.fill.evidence(), "detected_price": None if leg.detected_price is None else str(leg.detected_price)})
+            for k, leg in enumerate(plan.legs, start=1)
+        ]
+        self.position = None if self.closes_now else Position(
+            trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts, reserved_usd=plan.reserve_usd, **self.spec)
+        self.inserts = [objs for objs in (fills, [self.position] if self.position else []) if objs]
+        return [sql.insert_statement(objs) for objs in self.inserts]
+
+    def statements(self, balance_writes: list[sql.Statement], risk_rows, limits, *, status: bool) -> list[sql.Statement]:
+        """Everything to send, given the balance writes and the locked risk state and day (a trade
+        that closes at once); `status`: also mark the opportunity executed."""
+        from decisions.risk import outcome_writes
+
+        if self.prepared is None:  # no key taken in advance (SQLite): the insert gives it, before the fills need it
+            sql.insert([self.trade])
+            writes, dependents = [], self._dependents()
+        else:
+            trade_insert, dependents = self.prepared
+            writes = [trade_insert]
+        writes += balance_writes
+        if status:
+            writes.append(sql.update_statement(Opportunity, self.plan.opportunity.pk, status=Opportunity.EXECUTED))
+        if self.closes_now:
+            state, today = risk_rows
+            writes += self.learning + outcome_writes(state, today, realized_pnl=self.trade.realized_pnl,
+                                                     at=self.trade.closed_at, limits=limits)
+        return ([sql.together(*writes)] if writes else []) + dependents
+
+    def locked_statements(self, balances: list[tuple], risk_rows, limits) -> list[sql.Statement] | None:
+        """`statements` for the balances the deciding transaction locked (rows of
+        `locked_balances_statement`); None when the execution must be booked on its own
+        (a balance row used for the first time, one that cannot fund the trade)."""
+        locked = {(b.venue, b.currency): b for b in sql.instances_from(Balance, balances)}
+        if self.keys - locked.keys():
+            return None
+        try:
+            writes = _balance_writes(self.plan, self.trade.portfolio, self.flows, self.keys, locked)
+        except Rejected:
+            return None
+        return self.statements(writes, risk_rows, limits, status=False)
+
+    def booked(self, results: list[list[tuple]]) -> None:
+        trade, position = self.trade, self.position
         if trade._state.adding:
             sql.inserted([trade], [(trade.pk,)])
-        for objs, rows in zip(inserts, results[len(results) - len(inserts):]):
+        for objs, rows in zip(self.inserts, results[len(results) - len(self.inserts):]):
             sql.inserted(objs, rows)
         if position is not None:
             transaction.on_commit(lambda: events.publish("position", position_event(position)))
         transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
-    return statements, booked
-
-
-@dataclass
-class Booking:
-    """An approved opportunity's execution, computed in the transaction that approved it: its
-    statements go with the decision's writes and its COMMIT (`booked` takes their rows)."""
-
-    trade: Trade
-    statements: list[sql.Statement]
-    booked: Callable[[list], None]
 
 
 def balance_keys(opportunity: Opportunity, portfolio: Portfolio) -> set[tuple[str, str]]:
@@ -473,17 +488,16 @@ def locked_balances_statement(opportunity: Opportunity, portfolio: Portfolio) ->
     return _locked_balances(portfolio, balance_keys(opportunity, portfolio))
 
 
-def book_in_decision(*, opportunity: Opportunity, feed: Feed, settings: ExecutionSettings, limits, portfolio: Portfolio,
-                     size_usd: Decimal, decided_ts: int, balances: list[tuple], risk_rows, trade_id: int | None
-                     ) -> Booking | None:
-    """Fill an opportunity in the transaction approving it, under the locks it holds already
-    (`balances`: rows of `locked_balances_statement`; `risk_rows`: the locked risk state and
-    day). One transaction and one commit instead of two, and no second reading of what the
-    decision has just read (`make bench-execute`).
+def draft_booking(*, opportunity: Opportunity, feed: Feed, settings: ExecutionSettings, limits, portfolio: Portfolio,
+                  size_usd: Decimal, decided_ts: int, trade_id: int | None) -> Booking | None:
+    """The execution of an opportunity about to be approved, planned before the deciding
+    transaction takes its locks (`Booking.locked_statements` finishes it under them): one
+    transaction and one commit for both, no second reading of what the decision read, and
+    the locks held for the writes only (`make bench-execute`).
 
-    None: book it on its own afterwards (`execute_opportunity`), which knows every other
-    case: a fill time the feed has not reached, a rejected execution, a balance row used for
-    the first time, a fill on the next risk day."""
+    None: book it on its own after the decision (`execute_opportunity`), which knows every
+    other case: a fill time the feed has not reached, a rejected execution, a fill on
+    another risk day than the decision's."""
     from decisions.risk import risk_day
 
     try:
@@ -491,28 +505,17 @@ def book_in_decision(*, opportunity: Opportunity, feed: Feed, settings: Executio
                                                 decided_ts=decided_ts)
     except (Rejected, NotYetObserved):
         return None
-    trade = _new_trade(plan, portfolio, trade_id)
-    if risk_day(trade.opened_at, limits) != risk_rows[1].date:
+    if risk_day(ms_to_datetime(plan.opened_ts), limits) != risk_day(ms_to_datetime(decided_ts), limits):
         return None
-    flows, keys = _balance_moves(plan, portfolio)
-    locked = {(b.venue, b.currency): b for b in sql.instances_from(Balance, balances)}
-    if keys - locked.keys():
-        return None
-    try:
-        writes = _balance_writes(plan, portfolio, flows, keys, locked)
-    except Rejected:
-        return None
-    statements, booked = _booking(plan, trade, writes, risk_rows, limits, status=False)
-    return Booking(trade, statements, booked)
+    return Booking(plan, portfolio, trade_id, size_usd)
 
 
-def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings,
+def _move_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings, flows: dict, keys: set,
                    also: list[sql.Statement]) -> tuple[list[sql.Statement], list | None]:
-    """The balance writes of the plan, computed under row locks; refuse what the venue cannot fund (no transfers).
-
-    The rows are locked by one statement, sent with `also` (statements that must run in
-    the same round trip, after the lock); returns the writes and `also`'s rows."""
-    flows, keys = _balance_moves(plan, portfolio)
+    """The balance writes of the plan (`_balance_moves`), computed under row locks; refuse
+    what the venue cannot fund (no transfers). The rows are locked by one statement, sent
+    with `also` (statements that must run in the same round trip, after the lock); returns
+    the writes and `also`'s rows."""
     if not keys:
         return [], (sql.run(*also) if also else None)
     found, *others = sql.run(_locked_balances(portfolio, keys), *also)

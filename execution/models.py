@@ -87,7 +87,8 @@ class Balance(models.Model):
 
     DESK = "desk"
 
-    portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="balances")
+    portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="balances",
+                                  db_index=False)  # one_balance_per_venue_currency leads with it
     venue = models.CharField(max_length=64)
     currency = models.CharField(max_length=16)
     free = _money(default=ZERO)
@@ -115,7 +116,8 @@ class Trade(models.Model):
 
     OPEN, CLOSED, REJECTED = "open", "closed", "rejected"
 
-    portfolio = models.ForeignKey(Portfolio, on_delete=models.PROTECT, related_name="trades")
+    portfolio = models.ForeignKey(Portfolio, on_delete=models.PROTECT, related_name="trades",
+                                  db_index=False)  # trade_portfolio_status leads with it
     opportunity = models.OneToOneField("scanners.Opportunity", on_delete=models.PROTECT, related_name="trade")
     kind = models.CharField(max_length=16)
     route = models.CharField(max_length=300)
@@ -125,7 +127,7 @@ class Trade(models.Model):
     status = models.CharField(max_length=16, choices=[(s, s) for s in (OPEN, CLOSED, REJECTED)])
     reject_reason = models.CharField(max_length=300, blank=True)
     opened_ts = models.BigIntegerField(help_text="market clock of the first fill, epoch ms")
-    opened_at = models.DateTimeField(db_index=True)
+    opened_at = models.DateTimeField()  # trade_recent_list leads with it
     booked_at = models.DateTimeField(auto_now_add=True, help_text="wall clock when the trade was written")
     closed_ts = models.BigIntegerField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -149,7 +151,7 @@ class Trade(models.Model):
 class Fill(models.Model):
     """One leg of a trade, with the evidence of how it was filled."""
 
-    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="fills")
+    trade = models.ForeignKey(Trade, on_delete=models.CASCADE, related_name="fills", db_index=False)  # one_fill_per_leg leads with it
     leg = models.PositiveSmallIntegerField()
     venue = models.CharField(max_length=64)
     symbol = models.CharField(max_length=64)

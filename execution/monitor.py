@@ -48,20 +48,26 @@ def record_close(*, trade: Trade, won: bool | None) -> None:
 
 def closing_writes(*, trade: Trade, won: bool | None, state, today, limits) -> list[sql.Statement]:
     """What a realized outcome writes: the agent's learning and the risk rows (locked by the caller)."""
-    from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent
     from decisions.risk import outcome_writes
 
+    return learning_writes(trade=trade, won=won) + outcome_writes(state, today, realized_pnl=trade.realized_pnl,
+                                                                  at=trade.closed_at, limits=limits)
+
+
+def learning_writes(*, trade: Trade, won: bool | None) -> list[sql.Statement]:
+    """The agent's learning from a realized outcome (it needs no lock: each write adds to the counts)."""
+    from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent
+
     pnl = trade.realized_pnl
-    writes = []
     if trade.kind == "arbitrage":
-        writes += ArbitrageAgent().route_learning(trade.route, realized=pnl, expected=trade.expected_pnl_usd or ZERO)
-    elif trade.kind == "forex":
-        writes += ForexAgent().signal_learning(trade.symbol, trade.direction, pnl > 0)
-    elif trade.kind == "binary" and won is not None:
+        return ArbitrageAgent().route_learning(trade.route, realized=pnl, expected=trade.expected_pnl_usd or ZERO)
+    if trade.kind == "forex":
+        return ForexAgent().signal_learning(trade.symbol, trade.direction, pnl > 0)
+    if trade.kind == "binary" and won is not None:
         figures = trade.opportunity.figures
-        writes += BinaryAgent().expiry_learning(trade.symbol, trade.direction, int(figures["expiry_s"]),
-                                                predicted=Decimal(figures["probability"]), won=won)
-    return writes + outcome_writes(state, today, realized_pnl=pnl, at=trade.closed_at, limits=limits)
+        return BinaryAgent().expiry_learning(trade.symbol, trade.direction, int(figures["expiry_s"]),
+                                             predicted=Decimal(figures["probability"]), won=won)
+    return []
 
 
 def price_at(feed: Feed, venue: str, symbol: str, ts: int, *, max_age_ms: int) -> tuple[Decimal | None, int | None]:

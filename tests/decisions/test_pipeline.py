@@ -229,3 +229,26 @@ def test_what_the_deciding_transaction_cannot_book_is_left_to_the_executor(feed)
     outcome = decide_opportunity(opportunity_id=later.pk, feed=live, execute=True)  # the clock stands at T0
     assert outcome.verdict == "execute" and outcome.trade is None
     assert RiskDay.objects.get().trades == 2 and Trade.objects.count() == 1
+
+
+def test_a_size_the_risk_manager_halves_is_booked_halved(feed):
+    """The fill is planned before the locks at the size the agent proposes; at HIGH risk the
+    risk manager halves it under them, and the trade is planned again at the approved size."""
+    from execution.models import Balance
+
+    auto_execute(True)
+    realism("optimistic")
+    seeded = arbitrage(route="xv:seed")
+    decide_opportunity(opportunity_id=seeded.pk, feed=feed)
+    execute_opportunity(opportunity_id=seeded.pk, feed=feed)  # the venues' inventory exists from here on
+    limits = RiskLimits.get_solo()
+    limits.max_trades_per_day = 10
+    limits.save()
+    RiskDay.objects.update(trades=8)  # 80 % of the day's count: HIGH
+    opp = arbitrage(route="xv:high")
+    outcome = decide_opportunity(opportunity_id=opp.pk, feed=feed, execute=True)
+    risk = verdicts(opp)["risk"]
+    assert risk.level == "HIGH" and risk.size_usd == verdicts(opp)["agent"].size_usd / 2
+    assert outcome.trade is not None and Trade.objects.get(opportunity=opp).size_usd == risk.size_usd
+    assert Trade.objects.get(opportunity=opp).fills.get(leg=1).quantity == Trade.objects.get(opportunity=seeded).fills.get(leg=1).quantity / 2
+    assert Balance.objects.filter(free__lt=0).count() == 0
