@@ -167,6 +167,7 @@ def main() -> None:
     setup()
     from decisions.tasks import decide
     from execution.models import Trade
+    from trifecta_site.celery import freeze_startup_objects
     from trifecta_site.models import Heartbeat
     from trifecta_site.tasks import probe
 
@@ -186,6 +187,7 @@ def main() -> None:
         warm, burst = created(20), created(BURST)  # stored before anything is measured
         send(warm, decide, None)
         wait_rows(trades(warm), len(warm), 60)
+        freeze_startup_objects()  # this process stands for the scan worker, which does so once set up
 
         figures = {}
         for label, rate, count in (("sustained", RATE, SUSTAINED), ("burst", None, BURST)):
