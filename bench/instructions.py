@@ -6,9 +6,10 @@ the same data are the same count on a quiet or a busy machine. Counted in proces
 beside the baseline its wall-clock benchmark uses:
 - a page of each API list on bench-surfaces' data (30,000 rows a table, PostgreSQL)
   through Django's whole request handling, beside the plain view's page;
-- a decision through the three layers on bench-decide's data, and an execution (fills and
-  booking of an approved arbitrage, bench-execute's data and preset), each beside the
-  bare locked transaction.
+- a decision through the three layers on bench-decide's data, an execution (fills and
+  booking of an approved arbitrage, bench-execute's data and preset), and a decision that
+  books its execution in the same transaction as the `decide` task does (bench-execute's
+  data and preset), each beside the bare locked transaction.
 Only this process is counted (Django, DRF, psycopg, the desk's code), not PostgreSQL's
 work nor the time spent waiting for it. Each operation runs in a child process under
 callgrind with instrumentation off until it is set up and warm; the parent switches it on
@@ -65,6 +66,7 @@ def seed_executions() -> None:
     Decision.objects.bulk_create(
         Decision(opportunity=o, layer=layer, verdict=verdict, size_usd=D("3.7"), decided_at=o.detected_at, market_ts=execute.T0)
         for o in opportunities for layer, verdict in (("agent", "approve"), ("risk", "approved"), ("governor", "execute")))
+    execute.created(WARM_UP + EXECUTIONS)  # undecided, each on a route of its own (bench-execute's), for `decide --execute`
 
 
 def page_reader(path: str):
@@ -116,23 +118,30 @@ def decider(mode: str):
     return bare if mode == "baseline" else (lambda: decide_opportunity(opportunity_id=next(ids), feed=feed))
 
 
-def executor():
+def executor(mode: str):
+    """An execution of an approved opportunity on its own, or (`booked`) a decision that books it
+    in the same transaction, as the `decide` task does (`decide_opportunity(execute=True)`)."""
     import decide
     import execute
 
     os.environ.update(TRIFECTA_FEED="replay", TRIFECTA_RECORDING=str(execute.RECORDING))
     decide.setup_django(database_url(EXECUTE_DB))
+    from decisions.pipeline import decide_opportunity
     from execution.executors import execute_opportunity
     from scanners.feeds import desk_feed
     from scanners.models import Opportunity
 
-    ids = iter(Opportunity.objects.filter(status=Opportunity.DETECTED).order_by("pk").values_list("pk", flat=True))
+    waiting = Opportunity.objects.filter(status=Opportunity.DETECTED)
+    waiting = waiting.filter(decisions__isnull=True) if mode == "booked" else waiting.filter(decisions__layer="governor")
+    ids = iter(waiting.order_by("pk").values_list("pk", flat=True))
+    if mode == "booked":
+        return lambda: decide_opportunity(opportunity_id=next(ids), feed=desk_feed(), execute=True)
     return lambda: execute_opportunity(opportunity_id=next(ids), feed=desk_feed())
 
 
 def child(what: str, arg: str, count: int) -> None:
     """Set up, warm up, then wait to be counted: the parent switches instrumentation on around `count` operations."""
-    step = page_reader(arg) if what == "page" else executor() if what == "execute" else decider(arg)
+    step = page_reader(arg) if what == "page" else executor(arg) if what == "execute" else decider(arg)
     from trifecta_site.celery import freeze_startup_objects
 
     for _ in range(WARM_UP):
@@ -190,7 +199,9 @@ def main() -> None:
                for name in LISTS if name != "plain"}
     bare, decision = counted("decide", "baseline", DECISIONS), counted("decide", "pipeline", DECISIONS)
     metrics["decision_instructions"] = metric(decision, "instructions", bare, informative, True)
-    metrics["execution_instructions"] = metric(counted("execute", "", EXECUTIONS), "instructions", bare, informative, True)
+    metrics["execution_instructions"] = metric(counted("execute", "alone", EXECUTIONS), "instructions", bare, informative, True)
+    metrics["decision_booking_execution_instructions"] = metric(counted("execute", "booked", EXECUTIONS), "instructions",
+                                                                bare, informative, True)
     write_results("instructions", metrics)
 
 
