@@ -4,6 +4,7 @@ Each executor first *plans* (reads the feed after the configured latency and com
 fills, no database writes), then *books* the plan in one transaction: the `Trade` row
 (unique per opportunity: the idempotency key), its fills, the balance changes and the
 position. A redelivered execution finds the trade, or collides with it and rolls back.
+Where it can, the transaction that approves the opportunity books it (`draft_booking`).
 
 - Arbitrage, cross-venue: both legs are sent at once (each venue holds inventory), so
   each fills `decision + latency` against its own book. Triangles are sequential on one
@@ -409,6 +410,7 @@ class Booking:
             trade.status = Trade.OPEN
         self.learning = learning_writes(trade=trade, won=plan.realized_usd > 0) if self.closes_now else []
         self.inserts: list[list] = []
+        self.position: Position | None = None
         self.prepared = None if trade.pk is None else (sql.insert_statement([trade]), self._dependents())
 
     def _dependents(self) -> list[sql.Statement]:
@@ -560,7 +562,7 @@ def _balance_writes(plan: Plan, portfolio: Portfolio, flows: dict, keys: set, ba
         cash.free = cash.total - cash.reserved
     moved = {balances[key].pk: {"free": balances[key].free, "reserved": balances[key].reserved, "total": balances[key].total}
              for key in sorted(keys)}
-    return [sql.update_many_statement(Balance, moved)]
+    return [sql.update_many_statement(Balance, moved)] if moved else []
 
 
 def _locked_balances(portfolio: Portfolio, keys) -> sql.Statement:
