@@ -1,20 +1,19 @@
 """Deciding one opportunity: agent, then risk manager, then governor; every verdict stored.
 
 Everything that needs no lock is computed first (data freshness, the governor's view of
-controls, thresholds and open exposure, and for arbitrage the agent's score: what it learned
-on the route comes with the opportunity); then one short transaction reads the risk rows
-with their locks (and the agent's learned state, for the other kinds, which are scored
-then), approves (reserving the day's trade slot only when the governor would execute),
-lets the governor have the last word and stores the three `Decision` rows (one `decision`
-event carries all three verdicts after commit). The unique (opportunity, layer) pair makes
-it idempotent: a second decision of the same opportunity stores nothing and returns the first.
+controls, thresholds and open exposure); then one short transaction reads the agent's
+learned state with the risk rows' locks, scores (the agent's score, the proposed size),
+approves (reserving the day's trade slot only when the governor would execute), lets the
+governor have the last word and stores the three `Decision` rows (one `decision` event
+carries all three verdicts after commit). The unique (opportunity, layer) pair makes it
+idempotent: a second decision of the same opportunity stores nothing and returns the first.
 
-Round trips (PostgreSQL, `trifecta_site.statements`): the opportunity, what the agent
-learned on its route (an arbitrage route is the state's key), the portfolio's exposure and
-the configuration version in one; then the transaction: its BEGIN and the locked risk rows
-(with the agent's state for forex and binary) in one, and one more from the locks to the
-commit (the risk writes, the opportunity's status and the three verdicts: one statement,
-`statements.together`, with the COMMIT).
+Round trips (PostgreSQL, `trifecta_site.statements`): the opportunity, the portfolio's
+exposure and the configuration version in one; then the transaction: its BEGIN, the
+agent's state and the locked risk rows in one, and one more from the locks to the commit
+(the risk writes, the opportunity's status and the three verdicts: one statement,
+`statements.together`, with the COMMIT). The agent's score holds the locks some tens of
+microseconds longer, and saves a round trip of its own (bench/RESULTS.md).
 
 A decision made to be executed (`execute=True`, the `decide` task and the replay desk)
 books an approved opportunity in the same transaction where it can. When the governor
@@ -170,9 +169,9 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     from execution.portfolio import exposure_from, exposure_statement, open_portfolio_statement
     from scanners.services import ms_to_datetime
 
-    found, route_state, exposure, version, *portfolio = sql.run(
-        sql.get_statement(Opportunity, opportunity_id), ArbitrageAgent.route_state_statement(opportunity_id),
-        exposure_statement(), configuration_version_statement(), *([open_portfolio_statement()] if execute else []))
+    found, exposure, version, *portfolio = sql.run(
+        sql.get_statement(Opportunity, opportunity_id), exposure_statement(), configuration_version_statement(),
+        *([open_portfolio_statement()] if execute else []))
     opportunity = sql.instance_from(Opportunity, found)
     if opportunity is None:
         raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
@@ -203,32 +202,25 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
             size = ZERO
         return agent, size, make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
 
-    # What the agent learned on an arbitrage route came with the opportunity: it is scored before
-    # the transaction. Other kinds read their states with the risk rows' locks (a round trip
-    # less), or before the transaction when it is to book the trade.
-    scored = score(route_state) if opportunity.kind == "arbitrage" else None
     draft = None
     early = execute and portfolio is not None and make_decision(
         opportunity, AgentVerdict(True, ONE, ONE, []), RiskVerdict(True, "LOW", []), **governor_inputs).verdict == EXECUTE
     if early:
         # Likely to be booked with the decision (the governor would execute it if the agent and
-        # the risk manager approve): the trade's key is taken (and the agent's state read) and
-        # the fill planned before the locks, so that they are held for the writes only.
+        # the risk manager approve): the agent's state is read and the fill planned before the
+        # locks (a round trip more), so that they are held for the writes only.
         trade_id = sql.next_id_statement(Trade)
-        reads = ([] if scored else [learned.states_statement(*keys)]) + ([trade_id] if trade_id else [])
-        results = sql.run(*reads) if reads else []
-        scored = scored or score(results[0])
-        agent, size, would = scored
+        states, *taken = sql.run(learned.states_statement(*keys), *([trade_id] if trade_id else []))
+        agent, size, would = score(states)
         if would.verdict == EXECUTE:
             draft = executors.draft_booking(opportunity=opportunity, feed=feed, settings=settings, limits=limits,
                                             portfolio=portfolio, size_usd=as_stored_size(size), decided_ts=now,
-                                            trade_id=results[-1][0][0] if trade_id else None)
+                                            trade_id=taken[0][0][0] if taken else None)
     try:
         with transaction.atomic():
-            if scored:
+            if early:
                 locked, *balances = sql.run(locked_rows_statement(day),
                                             *([executors.locked_balances_statement(opportunity, portfolio)] if draft else []))
-                agent, size, would = scored
             else:
                 states, locked = sql.run(learned.states_statement(*keys), locked_rows_statement(day))
                 agent, size, would = score(states)
