@@ -202,6 +202,10 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
             size = ZERO
         return agent, size, make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
 
+    def draft_at(size_usd: Decimal, trade_id: int | None):
+        return executors.draft_booking(opportunity=opportunity, feed=feed, settings=settings, limits=limits, day=day,
+                                       portfolio=portfolio, size_usd=size_usd, decided_ts=now, trade_id=trade_id)
+
     draft = None
     early = execute and portfolio is not None and make_decision(
         opportunity, AgentVerdict(True, ONE, ONE, []), RiskVerdict(True, "LOW", []), **governor_inputs).verdict == EXECUTE
@@ -213,9 +217,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
         states, *taken = sql.run(learned.states_statement(*keys), *([trade_id] if trade_id else []))
         agent, size, would = score(states)
         if would.verdict == EXECUTE:
-            draft = executors.draft_booking(opportunity=opportunity, feed=feed, settings=settings, limits=limits,
-                                            portfolio=portfolio, size_usd=as_stored_size(size), decided_ts=now,
-                                            trade_id=taken[0][0][0] if taken else None)
+            draft = draft_at(as_stored_size(size), taken[0][0][0] if taken else None)
     try:
         with transaction.atomic():
             if early:
@@ -244,9 +246,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
             if draft is not None and governor.verdict == EXECUTE:
                 approved = as_stored_size(size * risk.size_multiplier)
                 if approved != draft.size_usd:  # the risk manager shrank it (HIGH): planned again, under the locks
-                    draft = executors.draft_booking(opportunity=opportunity, feed=feed, settings=settings, limits=limits,
-                                                    portfolio=portfolio, size_usd=approved, decided_ts=now,
-                                                    trade_id=draft.trade.pk)
+                    draft = draft_at(approved, draft.trade.pk)
                 booked_writes = draft and draft.locked_statements(balances[0], risk_rows, limits)
                 booking = draft if booked_writes else None
             status = (Opportunity.REJECTED if governor.verdict == SKIP else

@@ -490,7 +490,7 @@ def locked_balances_statement(opportunity: Opportunity, portfolio: Portfolio) ->
     return _locked_balances(portfolio, balance_keys(opportunity, portfolio))
 
 
-def draft_booking(*, opportunity: Opportunity, feed: Feed, settings: ExecutionSettings, limits, portfolio: Portfolio,
+def draft_booking(*, opportunity: Opportunity, feed: Feed, settings: ExecutionSettings, limits, day, portfolio: Portfolio,
                   size_usd: Decimal, decided_ts: int, trade_id: int | None) -> Booking | None:
     """The execution of an opportunity about to be approved, planned before the deciding
     transaction takes its locks (`Booking.locked_statements` finishes it under them): one
@@ -499,7 +499,7 @@ def draft_booking(*, opportunity: Opportunity, feed: Feed, settings: ExecutionSe
 
     None: book it on its own after the decision (`execute_opportunity`), which knows every
     other case: a fill time the feed has not reached, a rejected execution, a fill on
-    another risk day than the decision's."""
+    another risk day than the decision's (`day`)."""
     from decisions.risk import risk_day
 
     try:
@@ -507,7 +507,7 @@ def draft_booking(*, opportunity: Opportunity, feed: Feed, settings: ExecutionSe
                                                 decided_ts=decided_ts)
     except (Rejected, NotYetObserved):
         return None
-    if risk_day(ms_to_datetime(plan.opened_ts), limits) != risk_day(ms_to_datetime(decided_ts), limits):
+    if risk_day(ms_to_datetime(plan.opened_ts), limits) != day:
         return None
     return Booking(plan, portfolio, trade_id, size_usd)
 
