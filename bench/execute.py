@@ -4,11 +4,17 @@ An opportunity is stored as a scanner stores it and its `decide` task queued; a 
 worker runs the three layers (agent, risk manager, governor, with auto-execute on), hands
 the approved opportunity to execution, and a worker fills and books it. Measured from the
 moment the opportunity is created (sustained: just before its row is inserted; burst:
-the instant all 1,000 `decide` tasks are in the desk queue) to its trade row committed
-(`Trade.booked_at`): p50/p99 at a sustained 200 opportunities/s, and the drain time and
+the instant all 1,000 `decide` tasks are in the desk queue) to the commit of its trade
+row: p50/p99 at a sustained 200 opportunities/s, and the drain time and
 p99 of a burst of 1,000. Baseline, measured in the same run on the same workers: the bare
 Celery round trip, enqueue → the `probe` task's committed row. The desk workers run as
 README's production layout runs them: one solo-pool worker process per core.
+
+A row's commit time is when PostgreSQL delivers the NOTIFY that a trigger on the table
+raises (a notification is delivered only once its transaction commits), as a listener
+process of the benchmark's own hears it. `Trade.booked_at` and `Heartbeat.seen_at` are
+set in Python before the insert, the locks and the commit: reading them as the end
+would flatter both figures by the time the database takes.
 
 The fill model runs with the `optimistic` preset here: the realistic preset waits out
 its simulated 250 ms latency, which is market time, not desk overhead. Each opportunity
@@ -25,6 +31,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal as D
 
@@ -131,18 +138,75 @@ def send(items, task, rate: float | None) -> dict:
     return sent
 
 
-def wait_rows(rows, count: int, timeout_s: float = 120) -> dict:
-    """The rows once `count` are there; polled by counting, so the wait takes little CPU from the workers."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if rows.count() >= count:
-            return dict(rows)
-        time.sleep(0.05)
-    raise RuntimeError(f"only {rows.count()} of {count} rows after {timeout_s} s")
+NOTIFY_TRIGGERS = """
+CREATE OR REPLACE FUNCTION bench_trade_committed() RETURNS trigger AS $$
+BEGIN PERFORM pg_notify('bench_committed', NEW.opportunity_id::text); RETURN NULL; END $$ LANGUAGE plpgsql;
+CREATE OR REPLACE FUNCTION bench_probe_committed() RETURNS trigger AS $$
+BEGIN PERFORM pg_notify('bench_committed', NEW.hostname); RETURN NULL; END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS bench_committed ON execution_trade;
+CREATE TRIGGER bench_committed AFTER INSERT ON execution_trade FOR EACH ROW EXECUTE FUNCTION bench_trade_committed();
+DROP TRIGGER IF EXISTS bench_committed ON trifecta_site_heartbeat;
+CREATE TRIGGER bench_committed AFTER INSERT OR UPDATE ON trifecta_site_heartbeat
+    FOR EACH ROW EXECUTE FUNCTION bench_probe_committed();
+"""
+
+
+def notify_commits() -> None:
+    """Triggers in the benchmark's own database: each trade row and probe row announces its commit."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(NOTIFY_TRIGGERS)
+
+
+def listen(path: str) -> None:
+    """The listener process: one line `key wall-time` per committed row, as PostgreSQL delivers it."""
+    import psycopg
+
+    with psycopg.connect(URL.replace("postgres://", "postgresql://", 1), autocommit=True) as conn, open(path, "a") as out:
+        conn.execute("LISTEN bench_committed")
+        out.write("listening 0\n")
+        out.flush()
+        for note in conn.notifies():
+            out.write(f"{note.payload} {time.time()}\n")
+            out.flush()
+
+
+class Commits:
+    """Commit times of trade and probe rows, heard by a listener process (this one is busy sending)."""
+
+    def __init__(self):
+        self.file = tempfile.NamedTemporaryFile("r", prefix="bench-commits-", suffix=".log")
+        self.process = subprocess.Popen([sys.executable, __file__, "--listen", self.file.name], start_new_session=True)
+        self.seen, self.buffer = {}, ""
+        self.wait(["listening"], 30)
+
+    def wait(self, keys, timeout_s: float = 120) -> dict:
+        """key -> commit time for each of `keys`, once all are heard; polled, so the wait takes little CPU from the workers."""
+        wanted = {str(k): k for k in keys}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.buffer += self.file.read()
+            *lines, self.buffer = self.buffer.split("\n")
+            for line in lines:
+                key, at = line.split(" ")
+                self.seen[key] = float(at)
+            if all(k in self.seen for k in wanted):
+                return {key: self.seen[k] for k, key in wanted.items()}
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the commit listener exited with {self.process.returncode}")
+            time.sleep(0.05)
+        missing = sum(k not in self.seen for k in wanted)
+        raise RuntimeError(f"{missing} of {len(wanted)} rows not committed after {timeout_s} s")
+
+    def close(self) -> None:
+        os.killpg(self.process.pid, 15)
+        self.process.wait(30)
+        self.file.close()
 
 
 def latencies(sent: dict, done: dict) -> list[float]:
-    return sorted((done[k].timestamp() - sent[k]) * 1000 for k in sent)
+    return sorted((done[k] - sent[k]) * 1000 for k in sent)
 
 
 def p(values, q):
@@ -166,46 +230,41 @@ def main() -> None:
         sys.exit("bench-execute needs the machine's PostgreSQL and Redis")
     setup()
     from decisions.tasks import decide
-    from execution.models import Trade
     from trifecta_site.celery import freeze_startup_objects
-    from trifecta_site.models import Heartbeat
     from trifecta_site.tasks import probe
 
+    notify_commits()
     env = {**os.environ, "DATABASE_URL": URL, "REDIS_URL": REDIS, "TRIFECTA_FEED": "replay",
            "TRIFECTA_RECORDING": str(RECORDING), "LOG_LEVEL": "WARNING"}
+    commits = Commits()
     workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "trifecta_site", "worker", "-Q", "desk",
                                  "-n", f"desk{n}@%h", "--pool", "solo", "--without-gossip", "--without-mingle",
                                  "--loglevel", "WARNING"], cwd=ROOT, env=env, start_new_session=True)
                for n in range(1, DESK_WORKERS + 1)]
     try:
-        def probes(prefix):
-            return Heartbeat.objects.filter(process="probe", hostname__startswith=prefix).values_list("hostname", "seen_at")
-
-        def trades(ids):  # a run's keys are consecutive; a list of 1,000 of them made each poll cost ~7 % of the CPU
-            return Trade.objects.filter(opportunity_id__gte=min(ids), opportunity_id__lte=max(ids)).values_list("opportunity_id", "booked_at")
-
         warm, burst = created(20), created(BURST)  # stored before anything is measured
         send(warm, decide, None)
-        wait_rows(trades(warm), len(warm), 60)
+        commits.wait(warm, 60)
         freeze_startup_objects()  # this process stands for the scan worker, which does so once set up
 
         figures = {}
         for label, rate, count in (("sustained", RATE, SUSTAINED), ("burst", None, BURST)):
             names = [f"{label}-{n}" for n in range(count)]
             sent = send(names, probe, rate)
-            done = wait_rows(probes(f"{label}-"), count)
+            done = commits.wait(names)
             base = latencies(sent, done)
-            base_drain = max(done.values()).timestamp() - min(sent.values())
+            base_drain = max(done.values()) - min(sent.values())
             sent = create_at(rate, count) if rate else send(burst, decide, None)
-            done = wait_rows(trades(list(sent)), count)
+            done = commits.wait(list(sent))
             lat = latencies(sent, done)
-            drain = max(done.values()).timestamp() - min(sent.values())
+            drain = max(done.values()) - min(sent.values())
             figures[label] = (lat, base, drain, base_drain)
     finally:
         for worker in workers:
             os.killpg(worker.pid, 15)
         for worker in workers:
             worker.wait(30)
+        commits.close()
 
     lat, base, _, _ = figures["sustained"]
     metrics = {
@@ -223,4 +282,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--listen"]:
+        listen(sys.argv[2])
+    else:
+        main()
