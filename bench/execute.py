@@ -196,13 +196,25 @@ class Commits:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the commit listener exited with {self.process.returncode}")
             time.sleep(0.05)
-        missing = sum(k not in self.seen for k in wanted)
-        raise RuntimeError(f"{missing} of {len(wanted)} rows not committed after {timeout_s} s")
+        missing = [key for k, key in wanted.items() if k not in self.seen]
+        raise RuntimeError(f"{len(missing)} of {len(wanted)} rows not committed after {timeout_s} s: {missing[:10]}")
 
     def close(self) -> None:
         os.killpg(self.process.pid, 15)
         self.process.wait(30)
         self.file.close()
+
+
+def warm_up_verdicts(ids) -> dict:
+    """What became of each opportunity (why a run stopped at its warm-up)."""
+    from decisions.models import Decision
+    from scanners.models import Opportunity
+
+    found = {pk: [status] for pk, status in Opportunity.objects.filter(pk__in=ids).values_list("pk", "status")}
+    for pk, layer, verdict, reasons in Decision.objects.filter(opportunity_id__in=ids).values_list(
+            "opportunity_id", "layer", "verdict", "reasons"):
+        found[pk].append(f"{layer}={verdict}{reasons or ''}")
+    return found
 
 
 def latencies(sent: dict, done: dict) -> list[float]:
@@ -244,7 +256,11 @@ def main() -> None:
     try:
         warm, burst = created(20), created(BURST)  # stored before anything is measured
         send(warm, decide, None)
-        commits.wait(warm, 60)
+        try:
+            commits.wait(warm, 60)
+        except RuntimeError:
+            print("warm-up not booked; the opportunities' status and verdicts:", warm_up_verdicts(warm), file=sys.stderr)
+            raise
         freeze_startup_objects()  # this process stands for the scan worker, which does so once set up
 
         figures = {}
