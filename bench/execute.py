@@ -163,7 +163,7 @@ def listen(path: str) -> None:
     """The listener process: one line `key wall-time` per committed row, as PostgreSQL delivers it."""
     import psycopg
 
-    with psycopg.connect(URL.replace("postgres://", "postgresql://", 1), autocommit=True) as conn, open(path, "a") as out:
+    with psycopg.connect(URL, autocommit=True) as conn, open(path, "a") as out:
         conn.execute("LISTEN bench_committed")
         out.write("listening 0\n")
         out.flush()
@@ -173,13 +173,19 @@ def listen(path: str) -> None:
 
 
 class Commits:
-    """Commit times of trade and probe rows, heard by a listener process (this one is busy sending)."""
+    """Commit times of trade and probe rows, heard by a listener process (this one is busy sending);
+    a context manager: the listener runs inside the `with` block, from its LISTEN on."""
 
-    def __init__(self):
+    def __enter__(self):
         self.file = tempfile.NamedTemporaryFile("r", prefix="bench-commits-", suffix=".log")
         self.process = subprocess.Popen([sys.executable, __file__, "--listen", self.file.name], start_new_session=True)
         self.seen, self.buffer = {}, ""
-        self.wait(["listening"], 30)
+        try:
+            self.wait(["listening"], 30)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
 
     def wait(self, keys, timeout_s: float = 120) -> dict:
         """key -> commit time for each of `keys`, once all are heard; polled, so the wait takes little CPU from the workers."""
@@ -199,7 +205,7 @@ class Commits:
         missing = [key for k, key in wanted.items() if k not in self.seen]
         raise RuntimeError(f"{len(missing)} of {len(wanted)} rows not committed after {timeout_s} s: {missing[:10]}")
 
-    def close(self) -> None:
+    def __exit__(self, *_exc) -> None:
         os.killpg(self.process.pid, 15)
         self.process.wait(30)
         self.file.close()
@@ -248,39 +254,38 @@ def main() -> None:
     notify_commits()
     env = {**os.environ, "DATABASE_URL": URL, "REDIS_URL": REDIS, "TRIFECTA_FEED": "replay",
            "TRIFECTA_RECORDING": str(RECORDING), "LOG_LEVEL": "WARNING"}
-    commits = Commits()
-    workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "trifecta_site", "worker", "-Q", "desk",
-                                 "-n", f"desk{n}@%h", "--pool", "solo", "--without-gossip", "--without-mingle",
-                                 "--loglevel", "WARNING"], cwd=ROOT, env=env, start_new_session=True)
-               for n in range(1, DESK_WORKERS + 1)]
-    try:
-        warm, burst = created(20), created(BURST)  # stored before anything is measured
-        send(warm, decide, None)
+    with Commits() as commits:
+        workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "trifecta_site", "worker", "-Q", "desk",
+                                     "-n", f"desk{n}@%h", "--pool", "solo", "--without-gossip", "--without-mingle",
+                                     "--loglevel", "WARNING"], cwd=ROOT, env=env, start_new_session=True)
+                   for n in range(1, DESK_WORKERS + 1)]
         try:
-            commits.wait(warm, 60)
-        except RuntimeError:
-            print("warm-up not booked; the opportunities' status and verdicts:", warm_up_verdicts(warm), file=sys.stderr)
-            raise
-        freeze_startup_objects()  # this process stands for the scan worker, which does so once set up
+            warm, burst = created(20), created(BURST)  # stored before anything is measured
+            send(warm, decide, None)
+            try:
+                commits.wait(warm, 60)
+            except RuntimeError:
+                print("warm-up not booked; the opportunities' status and verdicts:", warm_up_verdicts(warm), file=sys.stderr)
+                raise
+            freeze_startup_objects()  # this process stands for the scan worker, which does so once set up
 
-        figures = {}
-        for label, rate, count in (("sustained", RATE, SUSTAINED), ("burst", None, BURST)):
-            names = [f"{label}-{n}" for n in range(count)]
-            sent = send(names, probe, rate)
-            done = commits.wait(names)
-            base = latencies(sent, done)
-            base_drain = max(done.values()) - min(sent.values())
-            sent = create_at(rate, count) if rate else send(burst, decide, None)
-            done = commits.wait(list(sent))
-            lat = latencies(sent, done)
-            drain = max(done.values()) - min(sent.values())
-            figures[label] = (lat, base, drain, base_drain)
-    finally:
-        for worker in workers:
-            os.killpg(worker.pid, 15)
-        for worker in workers:
-            worker.wait(30)
-        commits.close()
+            figures = {}
+            for label, rate, count in (("sustained", RATE, SUSTAINED), ("burst", None, BURST)):
+                names = [f"{label}-{n}" for n in range(count)]
+                sent = send(names, probe, rate)
+                done = commits.wait(names)
+                base = latencies(sent, done)
+                base_drain = max(done.values()) - min(sent.values())
+                sent = create_at(rate, count) if rate else send(burst, decide, None)
+                done = commits.wait(list(sent))
+                lat = latencies(sent, done)
+                drain = max(done.values()) - min(sent.values())
+                figures[label] = (lat, base, drain, base_drain)
+        finally:
+            for worker in workers:
+                os.killpg(worker.pid, 15)
+            for worker in workers:
+                worker.wait(30)
 
     lat, base, _, _ = figures["sustained"]
     metrics = {
