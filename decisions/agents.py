@@ -64,6 +64,16 @@ def _states_statement(keys: int) -> str:
 
 
 @functools.cache
+def _route_state_statement() -> str:
+    from scanners.models import Opportunity
+
+    columns = ", ".join(sql.column(AgentState, name) for name in STATE_FIELDS)
+    return (f"SELECT {columns} FROM {sql.table(AgentState)} WHERE {sql.column(AgentState, 'agent')} = %s "
+            f"AND {sql.column(AgentState, 'key')} = (SELECT {sql.column(Opportunity, 'route')} FROM {sql.table(Opportunity)} "
+            f"WHERE {sql.column(Opportunity, 'id')} = %s)")
+
+
+@functools.cache
 def _learning_sql() -> str:
     names = ("agent", "key", "wins", "losses", "expected_sum", "realized_sum", "updated_at")
     table = sql.table(AgentState)
@@ -132,6 +142,15 @@ class ArbitrageAgent(Agent):
             {"route": opportunity.route, "success": str(success.quantize(Decimal("0.0001"))),
              "realized_vs_expected": str(ratio.quantize(Decimal("0.0001"))), "trades": state.wins + state.losses},
         )
+
+    @classmethod
+    def route_state_statement(cls, opportunity_id: int) -> sql.Statement:
+        """What was learned on an arbitrage opportunity's route, found by the opportunity's key (the
+        route is the state's key), so that it comes in the round trip that reads the opportunity;
+        no row for a route not learned yet (`states_from`). Only the key narrows the opportunity:
+        a generic plan given its kind as well scanned every opportunity of that kind."""
+        return sql.Statement(_route_state_statement(), [cls.name, opportunity_id],
+                             [AgentState._meta.get_field(name) for name in STATE_FIELDS])
 
     def learn_route(self, route: str, *, realized: Decimal, expected: Decimal) -> None:
         sql.run(*self.route_learning(route, realized=realized, expected=expected))

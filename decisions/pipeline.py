@@ -1,28 +1,31 @@
 """Deciding one opportunity: agent, then risk manager, then governor; every verdict stored.
 
 Everything that needs no lock is computed first (data freshness, the governor's view of
-controls, thresholds and open exposure); then one short transaction reads the agent's
-learned state with the risk rows' locks, scores (the agent's score, the proposed size),
-approves (reserving the day's trade slot only when the governor would execute), lets the
-governor have the last word and stores the three `Decision` rows (one `decision` event
-carries all three verdicts after commit). The unique (opportunity, layer) pair makes it
-idempotent: a second decision of the same opportunity stores nothing and returns the first.
+controls, thresholds and open exposure, and for arbitrage the agent's score: what it learned
+on the route comes with the opportunity); then one short transaction reads the risk rows
+with their locks (and the agent's learned state, for the other kinds, which are scored
+then), approves (reserving the day's trade slot only when the governor would execute),
+lets the governor have the last word and stores the three `Decision` rows (one `decision`
+event carries all three verdicts after commit). The unique (opportunity, layer) pair makes
+it idempotent: a second decision of the same opportunity stores nothing and returns the first.
 
-Round trips (PostgreSQL, `trifecta_site.statements`): the opportunity, the portfolio's
-exposure and the configuration version in one; then the transaction: its BEGIN, the
-agent's state and the locked risk rows in one, and one more from the locks to the commit
-(the risk writes, the opportunity's status and the three verdicts: one statement,
-`statements.together`, with the COMMIT). The agent's score holds the locks some tens of
-microseconds longer, and saves a round trip of its own (bench/RESULTS.md).
+Round trips (PostgreSQL, `trifecta_site.statements`): the opportunity, what the agent
+learned on its route (an arbitrage route is the state's key), the portfolio's exposure and
+the configuration version in one; then the transaction: its BEGIN and the locked risk rows
+(with the agent's state for forex and binary) in one, and one more from the locks to the
+commit (the risk writes, the opportunity's status and the three verdicts: one statement,
+`statements.together`, with the COMMIT).
 
 A decision made to be executed (`execute=True`, the `decide` task and the replay desk)
 books an approved opportunity in the same transaction where it can. When the governor
-would execute the opportunity should the agent and the risk manager approve, the agent's
-state is read (with the trade's key) in a round trip of its own before the transaction,
-and the fill planned (`execution.executors.draft_booking`); the locking round trip also
-locks the balances the trade moves; the trade's writes go with the decision's and its
-COMMIT. Four round trips and one commit instead of six and two, the locks taken once and
-held for the risk check and the writes only (`make bench-execute`).
+would execute the opportunity should the agent and the risk manager approve, the fill is
+planned before the transaction (`execution.executors.draft_booking`), with a trade key this
+process took in advance (`statements.next_id`; forex and binary read their agent's state
+first, in a round trip of their own); the locking round trip also locks the balances the
+trade moves; the trade's writes go with the decision's and its COMMIT. Three
+round trips and one commit for an arbitrage opportunity decided and booked, instead of six
+and two, the locks taken once and held for the risk check and the writes only (`make
+bench-execute`).
 """
 from __future__ import annotations
 
@@ -161,17 +164,17 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     With `execute`, an opportunity the governor approves is filled and booked in the same
     transaction where it can be (`execution.executors.draft_booking`: the feed has reached
     the fill time, the balances it moves exist and fund it), and `Outcome.trade` is its
-    trade; else the caller executes it on its own. The trade's key is taken before the
-    agent's verdict: an agent or risk manager that says no then leaves a gap in the keys.
+    trade; else the caller executes it on its own. The trade's key is taken before the risk
+    manager's verdict: one that says no leaves a gap in the keys.
     """
     from execution import executors
     from execution.models import ExecutionSettings, Portfolio, Trade
     from execution.portfolio import exposure_from, exposure_statement, open_portfolio_statement
     from scanners.services import ms_to_datetime
 
-    found, exposure, version, *portfolio = sql.run(
-        sql.get_statement(Opportunity, opportunity_id), exposure_statement(), configuration_version_statement(),
-        *([open_portfolio_statement()] if execute else []))
+    found, route_state, exposure, version, *portfolio = sql.run(
+        sql.get_statement(Opportunity, opportunity_id), ArbitrageAgent.route_state_statement(opportunity_id),
+        exposure_statement(), configuration_version_statement(), *([open_portfolio_statement()] if execute else []))
     opportunity = sql.instance_from(Opportunity, found)
     if opportunity is None:
         raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
@@ -209,18 +212,17 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     draft = None
     early = execute and portfolio is not None and make_decision(
         opportunity, AgentVerdict(True, ONE, ONE, []), RiskVerdict(True, "LOW", []), **governor_inputs).verdict == EXECUTE
-    if early:
-        # Likely to be booked with the decision (the governor would execute it if the agent and
-        # the risk manager approve): the agent's state is read and the fill planned before the
-        # locks (a round trip more), so that they are held for the writes only.
-        trade_id = sql.next_id_statement(Trade)
-        states, *taken = sql.run(learned.states_statement(*keys), *([trade_id] if trade_id else []))
-        agent, size, would = score(states)
-        if would.verdict == EXECUTE:
-            draft = draft_at(as_stored_size(size), taken[0][0][0] if taken else None)
+    # An arbitrage route's learned state came with the opportunity: scored before the locks. Another
+    # kind's is read with the locks (a round trip less), or before them when the trade may be booked
+    # with the decision, whose fill is then planned before them too: the locks are held for the writes.
+    scored = (score(route_state) if opportunity.kind == "arbitrage" else
+              score(sql.run(learned.states_statement(*keys))[0]) if early else None)
+    if early and scored[2].verdict == EXECUTE:
+        draft = draft_at(as_stored_size(scored[1]), sql.next_id(Trade))
     try:
         with transaction.atomic():
-            if early:
+            if scored:
+                agent, size, would = scored
                 locked, *balances = sql.run(locked_rows_statement(day),
                                             *([executors.locked_balances_statement(opportunity, portfolio)] if draft else []))
             else:

@@ -300,10 +300,9 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
     """
     from decisions.models import RiskLimits
 
-    trade_id = sql.next_id_statement(Trade)
-    found, verdicts, version, open_portfolio, *taken = sql.run(
+    found, verdicts, version, open_portfolio = sql.run(
         sql.get_statement(Opportunity, opportunity_id), _verdicts_statement(opportunity_id),
-        configuration_version_statement(), book_keeping.open_portfolio_statement(), *([trade_id] if trade_id else []))
+        configuration_version_statement(), book_keeping.open_portfolio_statement())
     opportunity = sql.instance_from(Opportunity, found)
     if opportunity is None:
         raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
@@ -327,7 +326,7 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
         plan = Plan(opportunity, size_usd, decided_ts + settings.fill_latency_ms(), rejected=rejection)
     try:
         with transaction.atomic():
-            trade = _book(plan, portfolio, settings, limits, trade_id=taken[0][0][0] if taken else None)
+            trade = _book(plan, portfolio, settings, limits, trade_id=sql.next_id(Trade))
     except IntegrityError:
         existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
         if existing is None:

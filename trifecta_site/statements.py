@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import re
 import weakref
 from collections import deque
@@ -24,7 +25,7 @@ from django.db.models import Field, Model
 from django.db.models.sql import Query
 from psycopg import errors
 from psycopg.adapt import PyFormat, Transformer
-from psycopg.generators import fetch_many, pipeline_communicate
+from psycopg.generators import fetch_many, send
 from psycopg.pq import ExecStatus, TransactionStatus
 
 IDLE, AUTO = TransactionStatus.IDLE, PyFormat.AUTO
@@ -167,45 +168,45 @@ def _pipelined(conn, statements: tuple[Statement, ...], commit: bool) -> list[li
 
     psycopg's cursors and pipeline cost 3-5 times the CPU of the same round trip through
     libpq itself (60-100 us for 1-3 statements against 15-20, bench/RESULTS.md), and a
-    decision or an execution makes three such round trips. Values are adapted by psycopg's
-    own transformer, errors are psycopg's (Django translates them as it does its own), and
-    statements are prepared by psycopg's rule (`prepare_threshold`).
+    decision or an execution makes three such round trips. The commands are queued in
+    libpq's buffer (pipeline mode sends nothing before the Sync, short of 64 kB) and go out
+    with the Sync in one write: psycopg's own pipeline writes each one as it is queued, and
+    the server, which runs each as it arrives, wakes for each. Values are adapted by
+    psycopg's own transformer, errors are psycopg's (Django translates them as it does its
+    own), and statements are prepared by psycopg's rule (`prepare_threshold`).
     """
     pgconn = conn.pgconn
     session = _sessions.get(conn)
     if session is None:
         session = _sessions[conn] = _Session(conn)
     transformer, threshold = session.transformer, conn.prepare_threshold
-    commands: deque = deque()
     slots: list = []  # what each command's result is: a statement's index, a prepared key, or None
-    if not conn.autocommit and pgconn.transaction_status == IDLE:
-        commands.append(functools.partial(pgconn.send_query_params, conn._get_tx_start_command(), None))
-        slots.append(None)
-    for index, statement in enumerate(statements):
-        text = _numbered(statement.sql)
-        values = transformer.dump_sequence(statement.params, [AUTO] * len(statement.params))
-        types, formats = transformer.types, transformer.formats
-        key = (text, types)
-        name, prepare = session.name(key, threshold)
-        if prepare:
-            commands.append(functools.partial(pgconn.send_prepare, name, text, types))
-            slots.append(key)
-        if name is None:
-            commands.append(functools.partial(pgconn.send_query_params, text, values, types, formats))
-        else:
-            commands.append(functools.partial(pgconn.send_query_prepared, name, values, formats))
-        slots.append(index)
-    if commit:
-        commands.append(functools.partial(pgconn.send_query_params, b"COMMIT", None))
-        slots.append(None)
-    commands.append(pgconn.pipeline_sync)
-    expected = len(commands)
     try:
         with conn.lock:
             pgconn.enter_pipeline_mode()
-            results = conn.wait(pipeline_communicate(pgconn, commands))
-            while len(results) < expected:
-                results.append(conn.wait(fetch_many(pgconn)))
+            if not conn.autocommit and pgconn.transaction_status == IDLE:
+                pgconn.send_query_params(conn._get_tx_start_command(), None)
+                slots.append(None)
+            for index, statement in enumerate(statements):
+                text = _numbered(statement.sql)
+                values = transformer.dump_sequence(statement.params, [AUTO] * len(statement.params))
+                types, formats = transformer.types, transformer.formats
+                key = (text, types)
+                name, prepare = session.name(key, threshold)
+                if prepare:
+                    pgconn.send_prepare(name, text, types)
+                    slots.append(key)
+                if name is None:
+                    pgconn.send_query_params(text, values, types, formats)
+                else:
+                    pgconn.send_query_prepared(name, values, formats)
+                slots.append(index)
+            if commit:
+                pgconn.send_query_params(b"COMMIT", None)
+                slots.append(None)
+            pgconn.pipeline_sync()
+            conn.wait(send(pgconn))
+            results = [conn.wait(fetch_many(pgconn)) for _ in range(len(slots) + 1)]  # and the Sync's
             pgconn.exit_pipeline_mode()
     except BaseException:
         conn.close()  # a half-read pipeline cannot be resumed: Django's rollback fails and it reconnects
@@ -352,7 +353,7 @@ def _insert_sql(model: type[Model], count: int, returning: bool, with_pk: bool =
 
 def insert_statement(objs: list[Model]) -> Statement:
     """Insert instances of one model in one statement; give its rows to `inserted`.
-    Instances that have their primary key already (`next_id_statement`) are inserted with it."""
+    Instances that have their primary key already (`next_id`) are inserted with it."""
     model = type(objs[0])
     with_pk = objs[0].pk is not None
     fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
@@ -362,18 +363,33 @@ def insert_statement(objs: list[Model]) -> Statement:
     return Statement(_insert_sql(model, len(objs), True, with_pk), params, [model._meta.pk], one_by_one)
 
 
-def next_id_statement(model: type[Model]) -> Statement | None:
-    """The next primary key of `model`, taken from its sequence in advance, so that its row and
-    the rows that refer to it can be sent in one round trip (PostgreSQL; None where keys come
-    only from the insert). A key taken and not used is a gap, never a clash."""
-    if _db().vendor != "postgresql":
+def next_id(model: type[Model]) -> int | None:
+    """A primary key of `model` taken from its sequence in advance, so that its row and the rows
+    that refer to it can be sent in one round trip (PostgreSQL; None where keys come only from
+    the insert).
+
+    Keys are taken `ID_BLOCK` at a time and handed out by this process, so taking one costs no
+    round trip of its own. A key taken and not used (the process ended first) is a gap, never a
+    clash; keys handed out by two processes interleave, so a key says nothing of the order in
+    which rows were written (the tables that are listed by time have their own time column).
+    """
+    db = _db()
+    if db.vendor != "postgresql":
         return None
-    return Statement(_next_id_sql(model), [], [model._meta.pk])
+    keys = _reserved.get((os.getpid(), db.alias, model))
+    if not keys:
+        keys = _reserved[(os.getpid(), db.alias, model)] = deque(row[0] for row in run(
+            Statement(_next_ids_sql(model), []))[0])
+    return keys.popleft()
+
+
+ID_BLOCK = 50
+_reserved: dict[tuple, deque] = {}  # (process, database alias, model) -> keys taken and not yet handed out
 
 
 @functools.cache
-def _next_id_sql(model: type[Model]) -> str:
-    return f"SELECT nextval(pg_get_serial_sequence('{table(model)}', '{model._meta.pk.column}'))"
+def _next_ids_sql(model: type[Model]) -> str:
+    return f"SELECT nextval(pg_get_serial_sequence('{table(model)}', '{model._meta.pk.column}')) FROM generate_series(1, {ID_BLOCK})"
 
 
 def inserted(objs: list[Model], rows: list[tuple]) -> list[Model]:

@@ -3,6 +3,7 @@ from decimal import Decimal as D
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from decisions.models import Decision, RiskDay
@@ -59,6 +60,15 @@ def test_statements_run_together_in_order_each_with_its_rows():
            {("a", D("0.5"), D("0.75")), ("b", D("2.125"), D("2.125"))}
 
 
+def test_a_round_trip_larger_than_the_sockets_buffers_sends_and_reads_it_all():
+    """libpq holds a round trip's statements until its Sync (past 64 kB it starts sending): here
+    six megabytes of them, more than the socket's buffers hold."""
+    day = RiskDay.objects.create(date=timezone.now().date())
+    statement = sql.select_statement(RiskDay, "id = %s AND %s <> ''", [day.pk, "x" * 20_000])
+    results = sql.run(*[statement] * 300)
+    assert len(results) == 300 and all(sql.instance_from(RiskDay, rows).pk == day.pk for rows in results)
+
+
 @pytest.mark.parametrize("returning", [True, False], ids=["RETURNING", "one row at a time"])
 def test_writes_to_different_rows_go_as_one_statement_with_the_last_ones_rows(returning, monkeypatch):
     if not returning and connection.vendor != "sqlite":
@@ -84,22 +94,27 @@ def test_writes_to_different_rows_go_as_one_statement_with_the_last_ones_rows(re
 def test_a_key_taken_in_advance_lets_a_row_and_the_rows_that_refer_to_it_go_in_one_statement():
     from execution.models import Fill, Trade
 
-    taken = sql.next_id_statement(Trade)
     if connection.vendor != "postgresql":
-        assert taken is None  # SQLite: keys come from the insert only
+        assert sql.next_id(Trade) is None  # SQLite: keys come from the insert only
         return
-    first, second = (row[0][0] for row in sql.run(taken, taken))
-    assert second == first + 1
+    sql._reserved.clear()
+    with CaptureQueriesContext(connection) as queries:
+        keys = [sql.next_id(Trade) for _ in range(sql.ID_BLOCK + 1)]
+    assert len(queries) == 2  # one round trip a block of keys, which this process hands out
+    assert keys[:-1] == list(range(keys[0], keys[0] + sql.ID_BLOCK)) and keys[-1] > keys[-2]
+    key, now = keys[0], timezone.now()
     opp, portfolio = opportunity("arbitrage", {"symbol": "BTC/USDT"}), current_portfolio()
-    trade = Trade(pk=second, portfolio=portfolio, opportunity=opp, kind="arbitrage", route="r", symbol="BTC/USDT",
-                  venues=["a"], opened_ts=1, opened_at=timezone.now(), size_usd=D("10"), fees_usd=D("0.01"))
+    fields = dict(portfolio=portfolio, kind="arbitrage", route="r", symbol="BTC/USDT", venues=["a"], opened_ts=1,
+                  opened_at=now, size_usd=D("10"), fees_usd=D("0.01"))
+    trade = Trade(pk=key, opportunity=opp, **fields)
     fill = Fill(trade=trade, leg=1, venue="a", symbol="BTC/USDT", side="buy", requested=D("1"), quantity=D("1"),
                 price=D("10"), notional=D("10"), fee=D("0.01"), fee_rate=D("0.001"), filled_ts=1, evidence={})
     fills, = sql.run(sql.together(sql.insert_statement([trade]), sql.insert_statement([fill])))
     sql.inserted([fill], fills)
-    assert Trade.objects.get(opportunity=opp).pk == second  # the key taken, not one the insert drew
-    assert Fill.objects.get(pk=fill.pk).trade_id == second
-    assert sql.run(taken)[0][0][0] == second + 1  # an insert with its key does not move the sequence
+    assert Trade.objects.get(opportunity=opp).pk == key  # the key taken, not one the insert drew
+    assert Fill.objects.get(pk=fill.pk).trade_id == key
+    drawn = Trade.objects.create(opportunity=opportunity("arbitrage", {"symbol": "BTC/USDT"}), **fields)
+    assert drawn.pk > keys[-1]  # the insert's own key comes after every key taken: never a clash
 
 
 @pytest.mark.django_db(transaction=True)
