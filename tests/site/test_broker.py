@@ -83,3 +83,89 @@ def test_the_global_key_prefix_applies_to_the_unacked_set(keys):
         assert unacked(keys) == ([], [])
         message.ack()
         assert unacked(keys, prefix="p:") == ([], [])
+
+
+def received(connection, queue, timeout=2):
+    """The next message of `queue` as a worker receives it: through the transport's poll (BRPOP, or
+    the fetch script once a message came), not `basic_get`."""
+    got = []
+    with connection.Consumer(connection.SimpleQueue(queue).queue, callbacks=[lambda body, message: got.append(message)],
+                             accept=["json"]):
+        connection.drain_events(timeout=timeout)
+    return got[0]
+
+
+def spy_on_commands(channel) -> list[str]:
+    """The commands the channel sends from now on: on its polling connection, and its own writes."""
+    sent, send, transact = [], channel.client.connection.send_command, channel.transact
+    channel.client.connection.send_command = lambda *args, **kw: sent.append(args[0]) or send(*args, **kw)
+    channel.transact = lambda *commands: sent.append("MULTI") or transact(*commands)
+    return sent
+
+
+def test_the_message_after_a_received_one_is_popped_and_recorded_unacked_in_one_step(keys):
+    with connect(keys) as connection, connection.SimpleQueue(keys["queue"]) as queue:
+        for n in range(3):
+            queue.put({"n": n})
+        channel = connection.default_channel
+        first = received(connection, keys["queue"])
+        assert channel._fetch_next  # a message came: the next poll runs the fetch script
+        sent = spy_on_commands(channel)
+        second = received(connection, keys["queue"])
+        assert sent == ["EVAL"]  # popped and recorded by the script alone: no BRPOP, no MULTI/EXEC after it
+        assert second.payload == {"n": 1}
+        tags = {first.delivery_tag.encode(), second.delivery_tag.encode()}
+        assert set(unacked(keys)[0]) == tags and set(unacked(keys)[1]) == tags
+        first.ack()
+        second.ack()
+        assert unacked(keys) == ([], [])
+        received(connection, keys["queue"]).ack()
+        with pytest.raises(TimeoutError):
+            received(connection, keys["queue"], timeout=0.2)  # the script found nothing: back to BRPOP
+        assert not channel._fetch_next
+
+
+def test_a_fetched_message_past_its_visibility_timeout_is_delivered_again_intact(keys):
+    with connect(keys, visibility_timeout=0, global_keyprefix="p:") as connection, \
+            connection.SimpleQueue(keys["queue"]) as queue:
+        queue.put({"n": 1})
+        queue.put({"n": 2, "text": 'a "quoted" é'})
+        received(connection, keys["queue"]).ack()
+        fetched = received(connection, keys["queue"])
+        assert unacked(keys, prefix="p:") == ([fetched.delivery_tag.encode()], [fetched.delivery_tag.encode()])
+        connection.default_channel.qos.restore_visible()
+        again = received(connection, keys["queue"])
+        assert again.payload == {"n": 2, "text": 'a "quoted" é'} and again.delivery_tag == fetched.delivery_tag
+        again.ack()
+        assert unacked(keys, prefix="p:") == ([], [])
+
+
+def test_in_a_workers_event_loop_an_acknowledgement_goes_with_the_next_fetch(keys):
+    got = []
+    with connect(keys) as connection, connection.SimpleQueue(keys["queue"]) as queue, \
+            connection.Consumer(queue.queue, callbacks=[lambda body, message: got.append(message)], accept=["json"]):
+        def received(timeout=2):
+            connection.drain_events(timeout=timeout)
+            return got.pop()
+
+        for n in range(3):
+            queue.put({"n": n})
+        channel = connection.default_channel
+        connection.transport.polled_by_event_loop = True  # what registering with a worker's event loop sets
+        first = received()
+        first.ack()
+        assert unacked(keys)[0] == [first.delivery_tag.encode()]  # due, written by the next poll
+        sent = spy_on_commands(channel)
+        second = received()
+        assert sent == ["EVAL"]
+        assert unacked(keys) == ([second.delivery_tag.encode()], [second.delivery_tag.encode()])
+        second.ack()
+        received().ack()
+        with pytest.raises(TimeoutError):
+            received(timeout=0.2)  # an empty fetch still writes what was due
+        assert unacked(keys) == ([], [])
+        assert sent[:3] == ["EVAL"] * 3 and "MULTI" not in sent  # then a BRPOP waits for more
+        queue.put({"n": 3})
+        received().ack()
+        assert len(unacked(keys)[0]) == 1
+    assert unacked(keys) == ([], [])  # closing the channel wrote the acknowledgement still due
