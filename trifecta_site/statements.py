@@ -180,33 +180,36 @@ def _pipelined(conn, statements: tuple[Statement, ...], commit: bool) -> list[li
     if session is None:
         session = _sessions[conn] = _Session(conn)
     transformer, threshold = session.transformer, conn.prepare_threshold
+    commands: list = []  # (libpq's send function, its arguments), all adapted before anything is sent
     slots: list = []  # what each command's result is: a statement's index, a prepared key, or None
+    if not conn.autocommit and pgconn.transaction_status == IDLE:
+        commands.append((pgconn.send_query_params, (conn._get_tx_start_command(), None)))
+        slots.append(None)
+    for index, statement in enumerate(statements):
+        text = _numbered(statement.sql)
+        values = transformer.dump_sequence(statement.params, [AUTO] * len(statement.params))
+        types, formats = transformer.types, transformer.formats
+        key = (text, types)
+        name, prepare = session.name(key, threshold)
+        if prepare:
+            commands.append((pgconn.send_prepare, (name, text, types)))
+            slots.append(key)
+        if name is None:
+            commands.append((pgconn.send_query_params, (text, values, types, formats)))
+        else:
+            commands.append((pgconn.send_query_prepared, (name, values, formats)))
+        slots.append(index)
+    if commit:
+        commands.append((pgconn.send_query_params, (b"COMMIT", None)))
+        slots.append(None)
     try:
         with conn.lock:
             pgconn.enter_pipeline_mode()
-            if not conn.autocommit and pgconn.transaction_status == IDLE:
-                pgconn.send_query_params(conn._get_tx_start_command(), None)
-                slots.append(None)
-            for index, statement in enumerate(statements):
-                text = _numbered(statement.sql)
-                values = transformer.dump_sequence(statement.params, [AUTO] * len(statement.params))
-                types, formats = transformer.types, transformer.formats
-                key = (text, types)
-                name, prepare = session.name(key, threshold)
-                if prepare:
-                    pgconn.send_prepare(name, text, types)
-                    slots.append(key)
-                if name is None:
-                    pgconn.send_query_params(text, values, types, formats)
-                else:
-                    pgconn.send_query_prepared(name, values, formats)
-                slots.append(index)
-            if commit:
-                pgconn.send_query_params(b"COMMIT", None)
-                slots.append(None)
+            for send_command, arguments in commands:
+                send_command(*arguments)
             pgconn.pipeline_sync()
             conn.wait(send(pgconn))
-            results = [conn.wait(fetch_many(pgconn)) for _ in range(len(slots) + 1)]  # and the Sync's
+            results = [conn.wait(fetch_many(pgconn)) for _ in range(len(commands) + 1)]  # and the Sync's
             pgconn.exit_pipeline_mode()
     except BaseException:
         conn.close()  # a half-read pipeline cannot be resumed: Django's rollback fails and it reconnects

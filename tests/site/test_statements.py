@@ -2,7 +2,7 @@
 from decimal import Decimal as D
 
 import pytest
-from django.db import connection
+from django.db import ProgrammingError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -58,6 +58,14 @@ def test_statements_run_together_in_order_each_with_its_rows():
     assert sql.instance_from(RiskDay, read).trades == 7
     assert {(x.venue, x.free, x.total) for x in Balance.objects.filter(pk__in=[a.pk, b.pk])} == \
            {("a", D("0.5"), D("0.75")), ("b", D("2.125"), D("2.125"))}
+
+
+def test_a_value_the_driver_cannot_send_is_refused_before_anything_is_sent():
+    """Nothing of the round trip reaches the server, and its connection (and transaction) go on."""
+    day = RiskDay.objects.create(date=timezone.now().date())
+    with pytest.raises(ProgrammingError, match="cannot adapt|not supported"):
+        sql.run(sql.get_statement(RiskDay, day.pk), sql.Statement("SELECT %s", [object()]))
+    assert sql.instance_from(RiskDay, sql.run(sql.get_statement(RiskDay, day.pk))[0]).pk == day.pk
 
 
 def test_a_round_trip_larger_than_the_sockets_buffers_sends_and_reads_it_all():
