@@ -29,7 +29,8 @@ from kombu.utils.json import dumps, loads
 # KEYS: the queues in the order BRPOP reads them, then the unacked index and hash; ARGV: now,
 # then the delivery tags acknowledged since the last poll, which leave the unacked set first.
 # The first message found is popped and written where kombu's QoS.append writes it (the
-# hash holds [message, exchange, routing key] as JSON); returns its queue's place and it.
+# hash holds [message, exchange, routing key] as JSON); returns its queue's place, it, and
+# 1 when it was recorded (not a message kombu wrote: it is handed on as BRPOP would).
 FETCH = """
 for j = 2, #ARGV do
   redis.call('ZREM', KEYS[#KEYS - 1], ARGV[j])
@@ -38,12 +39,17 @@ end
 for i = 1, #KEYS - 2 do
   local item = redis.call('RPOP', KEYS[i])
   if item then
-    local properties = cjson.decode(item)['properties']
-    local delivery = properties['delivery_info']
-    redis.call('ZADD', KEYS[#KEYS - 1], ARGV[1], properties['delivery_tag'])
-    redis.call('HSET', KEYS[#KEYS], properties['delivery_tag'], '[' .. item .. ',' ..
+    local ok, message = pcall(cjson.decode, item)
+    local properties = ok and type(message) == 'table' and message['properties']
+    local delivery = type(properties) == 'table' and properties['delivery_info']
+    local tag = type(delivery) == 'table' and properties['delivery_tag']
+    if type(tag) ~= 'string' then
+      return {i, item, 0}
+    end
+    redis.call('ZADD', KEYS[#KEYS - 1], ARGV[1], tag)
+    redis.call('HSET', KEYS[#KEYS], tag, '[' .. item .. ',' ..
                cjson.encode(delivery['exchange']) .. ',' .. cjson.encode(delivery['routing_key']) .. ']')
-    return {i, item}
+    return {i, item, 1}
   end
 end
 return false
@@ -142,11 +148,11 @@ class Channel(kombu_redis.Channel):
         if not reply:
             self._fetch_next = False  # nothing waiting: the next poll blocks in BRPOP
             raise Empty()
-        place, item = reply
+        place, item, recorded = reply
         dest = queues[place - 1].rsplit(self.sep, 1)[0]
         self._queue_cycle.rotate(dest)
         message = loads(bytes_to_str(item))
-        self._recorded = message["properties"]["delivery_tag"]
+        self._recorded = message["properties"]["delivery_tag"] if recorded else None
         try:
             self.connection._deliver(message, dest)
         finally:

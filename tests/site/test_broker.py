@@ -169,3 +169,16 @@ def test_in_a_workers_event_loop_an_acknowledgement_goes_with_the_next_fetch(key
         received().ack()
         assert len(unacked(keys)[0]) == 1
     assert unacked(keys) == ([], [])  # closing the channel wrote the acknowledgement still due
+
+
+def test_a_fetched_message_kombu_did_not_write_is_handed_on_unrecorded_as_brpop_would(keys):
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    with connect(keys) as connection, connection.SimpleQueue(keys["queue"]) as queue:
+        queue.put({"n": 1})
+        received(connection, keys["queue"]).ack()
+        client.lpush(keys["queue"], b"not json")
+        with pytest.raises(ValueError):
+            received(connection, keys["queue"])  # kombu's own error for it, as after BRPOP
+        assert unacked(keys) == ([], [])
+        queue.put({"n": 2})
+        assert received(connection, keys["queue"]).payload == {"n": 2}  # and the channel goes on
