@@ -38,7 +38,7 @@ class RiskView(APIView):
         "Today" is the day of the desk's latest decision (in the limits' time zone): live
         that is today; replaying a recording it is the recording's day."""
         from execution.portfolio import desk_exposure
-        from scanners.services import ms_to_datetime
+        from trifecta_site.clock import ms_to_datetime
 
         value, _, _ = desk_exposure()
         latest = Decision.objects.order_by("-id").values_list("market_ts", flat=True).first()

@@ -35,7 +35,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import IntegrityError, transaction
 
 from scanners import models as scan_models
-from scanners.arbitrage import USD_STABLECOINS
+from trifecta_site.currency import USD_STABLECOINS
 from scanners.feeds.base import Feed
 from scanners.models import Opportunity
 from trifecta_site import events
@@ -170,7 +170,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     from execution import executors
     from execution.models import ExecutionSettings, Portfolio, Trade
     from execution.portfolio import exposure_from, exposure_statement, open_portfolio_statement
-    from scanners.services import ms_to_datetime
+    from trifecta_site.clock import ms_to_datetime
 
     found, route_state, exposure, version, *portfolio = sql.run(
         sql.get_statement(Opportunity, opportunity_id), ArbitrageAgent.route_state_statement(opportunity_id),

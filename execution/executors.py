@@ -29,10 +29,10 @@ from typing import Callable
 
 from django.db import IntegrityError, transaction
 
-from scanners.arbitrage import USD_STABLECOINS
+from trifecta_site.currency import USD_STABLECOINS
 from scanners.feeds.base import Feed, NotYetObserved
 from scanners.models import Opportunity
-from scanners.services import ms_to_datetime
+from trifecta_site.clock import ms_to_datetime
 from trifecta_site import events
 from trifecta_site import statements as sql
 from trifecta_site.models import configuration_version_statement, one_configuration_reading, version_from

@@ -21,9 +21,9 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from scanners.arbitrage import USD_STABLECOINS, UsdRates
+from trifecta_site.currency import USD_STABLECOINS, UsdRates
 from scanners.feeds.base import Feed
-from scanners.services import ms_to_datetime
+from trifecta_site.clock import ms_to_datetime
 from trifecta_site import statements as sql
 
 from .models import Balance, EquitySnapshot, ExecutionSettings, Portfolio, Position, Trade, stored

@@ -3,7 +3,7 @@ from django.db import InterfaceError, OperationalError
 
 from scanners.feeds import desk_feed
 from scanners.feeds.base import FeedError, NotYetObserved
-from scanners.services import exclusive
+from trifecta_site.locks import exclusive
 from trifecta_site import events
 
 from . import executors, monitor

@@ -50,6 +50,8 @@ from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 
+from trifecta_site.currency import UsdRates
+
 from .candidates import ARBITRAGE, Candidate, ScanResult
 from .feeds.base import DEGRADED, DOWN, Book, Feed, Quote
 
@@ -57,7 +59,6 @@ PCT = Decimal("0.000001")
 UNIT = Decimal("0.00000001")  # sizes (rounded down) and profits are reported to 8 decimal places
 ONE = Decimal(1)
 HUNDRED = Decimal(100)
-USD_STABLECOINS = frozenset({"USDT", "USDC", "BUSD", "DAI", "TUSD", "USDP"})
 FIAT_LIKE = ("USD", "USDT", "USDC", "EUR", "GBP", "JPY", "BUSD", "BTC", "ETH")
 
 
@@ -103,36 +104,6 @@ def risk_score(*, age_ms: int, max_age_ms: int, depth_used: Decimal, volatility:
         15 * (1.0 if degraded else 0.0),
     )
     return Decimal(str(round(sum(parts), 2)))
-
-
-class UsdRates:
-    """Converts an amount of a currency into USD from the quotes of the same scan.
-
-    X/USD pairs first (and USD/X inverted); then X/USDT-style pairs with the stablecoin
-    at par.
-    """
-
-    def __init__(self, quotes: list[Quote]):
-        self.rates: dict[str, tuple[Decimal, str]] = {"USD": (ONE, "usd")}
-        for quote in quotes:
-            base, _, rest = quote.symbol.partition("/")
-            counter = rest.split(":")[0]
-            if quote.mid is None or quote.mid <= 0:
-                continue
-            if counter == "USD" and base not in self.rates:
-                self.rates[base] = (quote.mid, f"{quote.venue}:{quote.symbol}")
-            elif base == "USD" and counter not in self.rates:
-                self.rates[counter] = (ONE / quote.mid, f"{quote.venue}:{quote.symbol}")
-        for coin in USD_STABLECOINS:
-            self.rates.setdefault(coin, (ONE, "stablecoin at par"))
-        for quote in quotes:  # then X/USDT-style pairs, for what no USD pair priced
-            base, _, rest = quote.symbol.partition("/")
-            if rest.split(":")[0] in USD_STABLECOINS and base not in self.rates and quote.mid and quote.mid > 0:
-                self.rates[base] = (quote.mid, f"{quote.venue}:{quote.symbol} (stablecoin at par)")
-
-    def to_usd(self, amount: Decimal, currency: str) -> Decimal | None:
-        rate = self.rates.get(currency)
-        return None if rate is None else amount * rate[0]
 
 
 def usable_quotes(feed: Feed, *, now: int, thresholds: ArbitrageThresholds, venue_status: dict, skipped: Counter):

@@ -4,16 +4,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import contextmanager, nullcontext
-from datetime import datetime, timedelta, timezone as dt_timezone
+from contextlib import nullcontext
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from trifecta_site import events
+from trifecta_site.clock import ms_to_datetime
 from trifecta_site.models import kept_configuration
 
 from . import models
@@ -23,33 +23,6 @@ from .models import BinaryPayout, FeedState, Opportunity, ScanRun, WithdrawalFee
 from .scanning import SCANNERS
 
 logger = logging.getLogger(__name__)
-
-
-def ms_to_datetime(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc)
-
-
-@contextmanager
-def exclusive(name: str, *, ttl_s: int):
-    """Yields True for the one holder of `name` across all workers, False for the others.
-
-    Used so a scan or poll that overlaps its predecessor is skipped, not stacked; the
-    ttl frees the name if the holder dies.
-    """
-    key = f"trifecta:running:{name}"
-    try:
-        acquired = cache.add(key, 1, timeout=ttl_s)
-    except Exception:
-        logger.warning("lock store unreachable; running %s without overlap protection", name)
-        acquired = True
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            try:
-                cache.delete(key)
-            except Exception:
-                logger.warning("could not release %s", name)
 
 
 def record_feed_status(*, feed_name: str, statuses: list[FeedStatus]) -> list[FeedState]:

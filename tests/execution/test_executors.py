@@ -8,7 +8,7 @@ from execution import executors
 from execution.models import Balance, ExecutionSettings, Fill, Position, Trade, stored
 from execution.monitor import monitor_positions
 from execution.portfolio import cash_account, current_portfolio, desk_exposure
-from scanners.services import ms_to_datetime
+from trifecta_site.clock import ms_to_datetime
 from scanners.models import Opportunity
 
 from .recorded import recorded_market

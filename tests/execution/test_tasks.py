@@ -10,7 +10,7 @@ from decisions.models import Decision
 from execution.models import Trade
 from execution.tasks import execute_approved
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
-from scanners.services import ms_to_datetime
+from trifecta_site.clock import ms_to_datetime
 
 from .test_executors import CROSS, T0, cross_venue_market, opportunity, realism
 

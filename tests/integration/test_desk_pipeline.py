@@ -19,7 +19,7 @@ from django.forms.models import model_to_dict
 from decisions.models import Controls, Decision, RiskLimits
 from decisions.tasks import decide
 from execution.models import Balance, Fill, Trade
-from scanners.services import ms_to_datetime
+from trifecta_site.clock import ms_to_datetime
 from execution.tasks import execute
 from scanners.models import ArbitrageSettings, Opportunity
 from trifecta_site.models import ConfigChange, Heartbeat

@@ -23,7 +23,8 @@ from execution.models import Position, Trade
 from execution.monitor import monitor_positions
 from execution.portfolio import cash_account, current_portfolio
 from scanners.models import Opportunity, ScanRun
-from scanners.services import ms_to_datetime, run_scan
+from scanners.services import run_scan
+from trifecta_site.clock import ms_to_datetime
 
 from ..decisions.test_pipeline import auto_execute
 from ..execution.recorded import recorded_market

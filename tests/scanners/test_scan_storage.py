@@ -5,6 +5,7 @@ import pytest
 from django.core.management import call_command
 
 from scanners import services, tasks
+from trifecta_site.locks import exclusive
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
 from scanners.models import ArbitrageSettings, BinarySettings, Opportunity, ScanRun
 from tests.conftest import FIXTURES
@@ -69,7 +70,7 @@ def test_binary_expiries_come_from_the_row():
 
 
 def test_an_overlapping_scan_is_skipped(settings):
-    with services.exclusive("scan_arbitrage", ttl_s=30) as mine:
+    with exclusive("scan_arbitrage", ttl_s=30) as mine:
         assert mine
         tasks._scan("arbitrage")  # the predecessor still runs: nothing happens
     assert ScanRun.objects.count() == 0
