@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from rest_framework.authtoken.models import Token
 
 from .events import KINDS, group_name
 
@@ -17,15 +18,12 @@ UNAUTHENTICATED = 4401
 
 @database_sync_to_async
 def user_for_token(key: str):
-    """The API's own token check (unknown token, inactive user): None where it refuses."""
-    from rest_framework.exceptions import AuthenticationFailed
-
-    from .authentication import TokenAuthentication
-
+    """The user of this REST API token, refused as the API refuses it (unknown token, inactive user): None then."""
     try:
-        return TokenAuthentication().authenticate_credentials(key)[0]
-    except AuthenticationFailed:
+        token = Token.objects.select_related("user").get(key=key)
+    except Token.DoesNotExist:
         return None
+    return token.user if token.user.is_active else None
 
 
 def token_from_scope(scope) -> str | None:

@@ -163,7 +163,7 @@ REST_FRAMEWORK = {
     # Token first: a script without credentials, or with a wrong token, gets 401 and
     # `WWW-Authenticate: Token` (with session first it got 403); sessions still need CSRF.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "trifecta_site.authentication.TokenAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -224,10 +224,7 @@ CACHES = {
 
 # Celery: see trifecta_site/celery.py. Queues: `scan` (feeds and scanners, the only
 # processes that import ccxt) and `desk` (decisions, execution, monitor, heartbeat).
-CELERY_BROKER_URL = REDIS_URL
-# kombu's Redis transport without a new client object per call (trifecta_site/broker.py);
-# other schemes (rediss://, sentinel://) keep kombu's own, which knows their options.
-CELERY_BROKER_TRANSPORT = "trifecta_site.broker:Transport" if REDIS_URL.startswith("redis://") else None
+CELERY_BROKER_URL = REDIS_URL  # kombu's own Redis transport, chosen by the URL's scheme
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "desk"
