@@ -8,17 +8,13 @@ nothing. Callers inside a transaction publish from
 `transaction.on_commit`, so a rolled-back change is never announced.
 
 Publishing does not wait for the channel layer: `publish` puts the event on this
-process's queue and returns, and one sender thread publishes whatever has queued up, in
-order, with one Redis round trip per batch. The sender is a plain thread with a blocking
-Redis client, not an event loop, and wakes once per batch: an asyncio sender woke twice
-per event, took the GIL each time and held up the decision whose database answer came in
-meanwhile (0.27 ms of a decision's p50, bench/RESULTS.md).
-It writes what channels-redis's pub/sub layer's `group_send` writes (the layer's own
-serializer, on the group's channel), so every web process's consumers receive it as
-before. A slow or absent channel layer never slows a decision or a fill. When the queue
-is full (the layer has been away for a while) new events are dropped and logged; `flush`
-waits for the queue to empty and is called at exit.
+process's queue and returns, and one sender thread sends whatever has queued up, in
+order, through the layer's own `group_send` on the thread's event loop (kept between
+batches, so the layer keeps its connection). A slow or absent channel layer never slows a
+decision or a fill. When the queue is full (the layer has been away for a while) new
+events are dropped and logged; `flush` waits for the queue to empty and is called at exit.
 """
+import asyncio
 import atexit
 import logging
 import os
@@ -27,10 +23,7 @@ import threading
 import time
 
 import orjson
-import redis
 from channels.layers import get_channel_layer
-from channels_redis.utils import decode_hosts
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 logger = logging.getLogger(__name__)
@@ -40,7 +33,7 @@ KINDS = ("opportunity", "decision", "trade", "position", "stats", "feed", "contr
 SEND_TIMEOUT_S = 5
 MAX_QUEUED = 10_000
 MAX_BATCH = 500
-BATCH_WAIT_S = 0.005  # after the first event, what else comes within 5 ms goes in the same round trip
+BATCH_WAIT_S = 0.005  # after the first event, what else comes within 5 ms is sent in the same turn of the loop
 
 _sender_lock = threading.Lock()
 _sender: "_Sender | None" = None
@@ -55,27 +48,16 @@ def make_event(kind: str, data: dict) -> dict:
 
 
 class _Sender:
-    """This process's sender thread, the queue it drains and its Redis client (the channel layer's server)."""
+    """This process's sender thread, the queue it drains and the event loop it sends on."""
 
-    def __init__(self, layer, config: dict):
+    def __init__(self, layer):
         self.layer = layer
-        hosts = decode_hosts(config.get("hosts"))
-        if len(hosts) != 1:
-            raise ValueError("events are published to one Redis server: CHANNEL_LAYERS has one host")
-        options = {"socket_timeout": SEND_TIMEOUT_S, "socket_connect_timeout": SEND_TIMEOUT_S, **hosts[0]}
-        address = options.pop("address", None)  # the rest are connection options, as the layer's own pool takes them
-        pool = redis.ConnectionPool.from_url(address, **options) if address else redis.ConnectionPool(**options)
-        self.redis = redis.Redis(connection_pool=pool)
-        self.prefix = config.get("prefix", "asgi")
+        self.loop = asyncio.new_event_loop()
         self.pid, self.failed = os.getpid(), 0
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.pending = 0  # queued or being sent
         self.idle = threading.Condition()
         threading.Thread(target=self._drain, name="trifecta-events", daemon=True).start()
-
-    def channel(self, kind: str) -> str:
-        """The Redis channel of the kind's group, as channels-redis's pub/sub layer names it."""
-        return f"{self.prefix}__group__{group_name(kind)}"
 
     def _drain(self):
         while True:
@@ -86,28 +68,35 @@ class _Sender:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            failed = 0
             try:
-                pipe = self.redis.pipeline(transaction=False)
-                for channel, payload in batch:
-                    pipe.publish(channel, payload)
-                pipe.execute()
-            except Exception:
-                failed = len(batch)
-                logger.warning("%d events not published: channel layer unreachable", failed, exc_info=True)
+                sent, error = self.loop.run_until_complete(self._send(batch))
+            except Exception as exc:  # the loop itself failed, not the layer
+                sent, error = 0, exc
+            if sent < len(batch):
+                logger.warning("%d events not published: channel layer unreachable", len(batch) - sent, exc_info=error)
             with self.idle:
                 self.pending -= len(batch)
-                self.failed += failed
+                self.failed += len(batch) - sent
                 self.idle.notify_all()
 
-    def put(self, kind: str, payload: bytes) -> bool:
+    async def _send(self, batch: list[tuple[str, dict]]) -> tuple[int, Exception | None]:
+        """Send the batch in order: how many were sent, and the error that stopped it. After a
+        failure the rest of the batch is not tried (the layer is away: each would wait as long)."""
+        for sent, (kind, message) in enumerate(batch):
+            try:
+                await asyncio.wait_for(self.layer.group_send(group_name(kind), message), SEND_TIMEOUT_S)
+            except Exception as exc:
+                return sent, exc
+        return len(batch), None
+
+    def put(self, kind: str, message: dict) -> bool:
         with self.idle:
             if self.pending >= MAX_QUEUED:
                 self.failed += 1
                 logger.warning("event %s dropped: %d events already wait for the channel layer", kind, MAX_QUEUED)
                 return False
             self.pending += 1
-        self.queue.put((self.channel(kind), payload))
+        self.queue.put((kind, message))
         return True
 
     def flush(self, timeout: float) -> int:
@@ -124,7 +113,7 @@ def _current_sender(layer) -> _Sender:
     global _sender
     with _sender_lock:
         if _sender is None or _sender.pid != os.getpid() or _sender.layer is not layer:
-            _sender = _Sender(layer, settings.CHANNEL_LAYERS["default"].get("CONFIG", {}))
+            _sender = _Sender(layer)
         return _sender
 
 
@@ -137,7 +126,7 @@ def publish(kind: str, data: dict) -> bool:
         return False
     text = orjson.dumps(make_event(kind, data), default=_DJANGO_TYPES,  # once, not once per subscriber
                         option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS).decode()
-    return _current_sender(layer).put(kind, layer.serialize({"type": "stream.event", "text": text}))
+    return _current_sender(layer).put(kind, {"type": "stream.event", "text": text})
 
 
 def flush(timeout: float = SEND_TIMEOUT_S) -> int:
