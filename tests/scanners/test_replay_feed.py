@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from scanners.feeds.base import OK, Bar, Book, Instrument, Quote, RecordingError, Venue
 from scanners.feeds.recording import QUOTE_HEADER, RecordingWriter
-from scanners.feeds.replay import Event, RecordingReader, ReplayClock, ReplayFeed, _Series
+from scanners.feeds.replay import Event, RecordingReader, ReplayClock, ReplayFeed
+from scanners.feeds.replay.reader import Series as _Series
 from tests.conftest import FIXTURES
 
 TINY = FIXTURES / "recordings" / "tiny-xvenue"
