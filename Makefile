@@ -28,15 +28,16 @@ test: test-sqlite test-postgres
 test-sqlite: install
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The same suite on PostgreSQL and the machine's Redis, where they answer (CI and
-# developer machines have them; a fresh user machine may not: then this pass says so and
-# is skipped, or runs on the bundled Redis).
+# The tests whose behaviour depends on the database or the broker (marker `backend`, set in
+# tests/conftest.py), again on PostgreSQL and the machine's Redis, where they answer (CI
+# and developer machines have them; a fresh user machine may not: then this pass says so
+# and is skipped, or runs on the bundled Redis). A later -m in PYTEST_ARGS replaces this one.
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$(TEST_POSTGRES_URL)" 2>/dev/null; then \
 		if $(BIN)/python -c "import redis,sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=2).ping()" "$(TEST_REDIS_URL)" 2>/dev/null; \
 		then redis_url="$(TEST_REDIS_URL)"; else redis_url=""; fi; \
 		echo "PostgreSQL pass: DATABASE_URL=$(TEST_POSTGRES_URL) REDIS_URL=$${redis_url:-bundled}"; \
-		env -u REDIS_URL DATABASE_URL=$(TEST_POSTGRES_URL) $${redis_url:+REDIS_URL=$$redis_url} $(BIN)/python -m pytest $(PYTEST_ARGS); \
+		env -u REDIS_URL DATABASE_URL=$(TEST_POSTGRES_URL) $${redis_url:+REDIS_URL=$$redis_url} $(BIN)/python -m pytest -m "backend and not reliability" $(PYTEST_ARGS); \
 	else \
 		echo "PostgreSQL not reachable at $(TEST_POSTGRES_URL): PostgreSQL pass skipped"; \
 	fi

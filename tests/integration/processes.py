@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 import requests
 from django.conf import settings
 from django.db import connection
 
+from tests.waiting import poll
 from trifecta_site import embedded
+from trifecta_site.models import configuration_changed
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_RECORDING = ROOT / "tests" / "fixtures" / "recordings" / "desk-smoke"
@@ -86,6 +89,19 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout_s: flo
         except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def configuration_changed_everywhere() -> None:
+    """A new configuration version: every running process reads the configuration rows again
+    at its next use (a test's emptied database replaced them without a save)."""
+    configuration_changed()
+
+
+def wait_for_idle_queues(redis_url: str, queues=("desk", "scan"), timeout_s: float = 30) -> bool:
+    """Until the workers have taken every queued task and acknowledged every task they took
+    (False after `timeout_s`: on a Redis shared with other test runs the queues may never be idle)."""
+    client = redis.Redis.from_url(redis_url)
+    return bool(poll(lambda: not any(client.llen(queue) for queue in queues) and not client.hlen("unacked"), timeout_s))
 
 
 def stop(*processes: subprocess.Popen) -> None:

@@ -7,7 +7,6 @@
 import os
 import re
 import signal
-import time
 from decimal import Decimal as D
 
 import pytest
@@ -17,47 +16,52 @@ from django.contrib.auth import get_user_model
 from django.forms.models import model_to_dict
 
 from decisions.models import Controls, Decision, RiskLimits
-from decisions.tasks import decide
 from execution.models import Balance, Fill, Trade
-from trifecta_site.clock import ms_to_datetime
-from execution.tasks import execute
-from scanners.models import ArbitrageSettings, Opportunity
+from execution.tasks import decide, execute
+from scanners.models import ArbitrageSettings
+from tests.factories import approved_desk_smoke, desk_smoke_arbitrage
+from tests.waiting import broker_holds_none_of, wait_for
 from trifecta_site.models import ConfigChange, Heartbeat
 from trifecta_site.tasks import probe
 
 from . import processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-T0 = 1_700_000_000_000  # desk-smoke's start
-FIGURES = {"type": "cross_venue", "symbol": "BTC/USDT", "buy_venue": "binance", "sell_venue": "kraken",
-           "buy_price": "37000.20", "sell_price": "37010.0", "size": "0.001", "net_pct": "0.6",
-           "expected_profit": "60", "expected_profit_usd": "60"}
 
 
-def opportunity(route: str) -> Opportunity:
-    now = ms_to_datetime(T0)
-    return Opportunity.objects.create(kind="arbitrage", type="cross_venue", symbol="BTC/USDT", venues=["binance", "kraken"],
-                                      route=route, risk_score=D("10"), net_pct=D("0.6"), figures=FIGURES, rank=1,
-                                      observed_at=now, market_ts=T0, detected_at=now)
+class LogSince:
+    """A process's log file from where it stood when a test began (a module's worker serves several tests)."""
+
+    def __init__(self, path):
+        self.path, self.offset = path, path.stat().st_size if path.exists() else 0
+
+    def exists(self):
+        return self.path.exists()
+
+    def read_text(self):
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            return handle.read().decode(errors="replace")
 
 
-def wait_for(condition, timeout_s: float, what: str, log=None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+@pytest.fixture(scope="module")
+def desk_worker(django_db_setup, tmp_path_factory):
+    """One desk worker for the module's tests (redelivery after 3 s, swept every second)."""
+    log = tmp_path_factory.mktemp("desk-worker") / "worker.log"
+    env = processes.desk_env(CELERY_VISIBILITY_TIMEOUT_S=3, CELERY_RESTORE_INTERVAL_S=1)
+    process = processes.start_worker(env, log, queues="desk")
+    yield process, log
+    processes.stop(process)
 
 
 @pytest.fixture
-def worker(tmp_path):
-    log = tmp_path / "worker.log"
-    process = processes.start_worker(processes.desk_env(CELERY_VISIBILITY_TIMEOUT_S=3, CELERY_RESTORE_INTERVAL_S=1), log, queues="desk")
-    yield process, log
-    processes.stop(process)
+def worker(desk_worker, transactional_db):
+    """The module's worker as a test's own: configuration read again, the log from this test's
+    start, and the test over only once none of its tasks is left to run into the next one."""
+    process, log = desk_worker
+    processes.configuration_changed_everywhere()
+    yield process, LogSince(log)
+    processes.wait_for_idle_queues(settings.CELERY_BROKER_URL, queues=("desk",))
 
 
 def test_a_limit_changed_in_admin_applies_to_the_next_decision_in_the_worker(worker, client):
@@ -66,7 +70,7 @@ def test_a_limit_changed_in_admin_applies_to_the_next_decision_in_the_worker(wor
     controls.auto_execute = True
     controls.save()
     ArbitrageSettings.objects.update_or_create(pk=1, defaults={"auto_min_profit_usd": D("0"), "auto_max_risk": D("100")})
-    first = opportunity("route-1")
+    first = desk_smoke_arbitrage("route-1")
     decide.delay(first.pk)
     governor = wait_for(lambda: Decision.objects.filter(opportunity=first, layer="governor").first(), 60, "a decision", log)
     assert governor.verdict == "execute", governor.reasons
@@ -79,25 +83,11 @@ def test_a_limit_changed_in_admin_applies_to_the_next_decision_in_the_worker(wor
     assert response.status_code == 302, response.content[:2000]
     assert ConfigChange.objects.filter(field="max_trades_per_day", new_value="1", changed_by=admin).exists()
 
-    second = opportunity("route-2")
+    second = desk_smoke_arbitrage("route-2")
     decide.delay(second.pk)
     risk = wait_for(lambda: Decision.objects.filter(opportunity=second, layer="risk").first(), 30, "the next decision", log)
     assert risk.verdict == "blocked" and risk.reasons == ["TRADE_COUNT"]
     assert not Trade.objects.filter(opportunity=second).exists()
-
-
-def approved(count: int) -> list[int]:
-    ids = []
-    for n in range(count):
-        opp = opportunity(f"route-{n}")
-        common = {"opportunity": opp, "decided_at": opp.detected_at, "market_ts": T0}
-        Decision.objects.bulk_create([
-            Decision(layer="agent", verdict="approve", size_usd=D("37"), **common),
-            Decision(layer="risk", verdict="approved", level="LOW", size_usd=D("37"), **common),
-            Decision(layer="governor", verdict="execute", size_usd=D("37"), **common),
-        ])
-        ids.append(opp.pk)
-    return ids
 
 
 def pool_child(process) -> int:
@@ -112,9 +102,8 @@ def test_a_worker_process_killed_mid_execution_leaves_each_trade_exactly_once(wo
     the task it was running is redelivered (`acks_late`, rejected on a lost worker) and
     every opportunity ends with exactly one trade."""
     process, log = worker
-    ids = approved(200)
-    for pk in ids:
-        execute.delay(pk)
+    ids = approved_desk_smoke(200)
+    sent = {execute.delay(pk).id for pk in ids}
     wait_for(lambda: Trade.objects.count() >= 20, 60, "the first trades", log)
     os.kill(pool_child(process), signal.SIGKILL)
     done_at_kill = Trade.objects.count()
@@ -125,7 +114,8 @@ def test_a_worker_process_killed_mid_execution_leaves_each_trade_exactly_once(wo
     received = re.findall(r"execution\.tasks\.execute\[([0-9a-f-]+)\] received", log.read_text())
     redelivered = {task for task in received if received.count(task) > 1}
     assert redelivered, "the task the killed process was running was not delivered again"
-    time.sleep(2)  # a late duplicate would land now
+    # A late duplicate would come from a task still queued or taken and unacknowledged: none is.
+    wait_for(lambda: broker_holds_none_of(settings.CELERY_BROKER_URL, sent), 60, "every execution acknowledged", log)
     assert Trade.objects.count() == len(ids) and Fill.objects.count() == 2 * len(ids)
     assert Trade.objects.filter(status=Trade.CLOSED).count() == len(ids)
     assert all(b.total == b.free + b.reserved for b in Balance.objects.all())
@@ -134,11 +124,12 @@ def test_a_worker_process_killed_mid_execution_leaves_each_trade_exactly_once(wo
 def test_a_solo_worker_above_its_memory_limit_stops_after_its_task(tmp_path):
     """README's desk workers run the solo pool, where Celery's per-child memory limit does not
     apply: ours finishes and acknowledges the task, then stops (exit 0) for its supervisor
-    to start a fresh one."""
+    to start a fresh one. (A queue of its own: the module's desk worker takes nothing of it.)"""
     log = tmp_path / "solo.log"
-    process = processes.start_worker(processes.desk_env(CELERY_MAX_MEMORY_PER_CHILD_KB=1), log, queues="desk", pool="solo")
+    queue = f"solo-{os.getpid()}"
+    process = processes.start_worker(processes.desk_env(CELERY_MAX_MEMORY_PER_CHILD_KB=1), log, queues=queue, pool="solo")
     try:
-        sent = probe.delay("solo-over-memory")
+        sent = probe.apply_async(("solo-over-memory",), queue=queue)
         assert process.wait(60) == 0, log.read_text()[-3000:]
     finally:
         processes.stop(process)

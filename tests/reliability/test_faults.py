@@ -28,16 +28,17 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from decisions.models import Controls, Decision
-from decisions.tasks import decide, decide_pending
+from execution.tasks import decide, decide_pending
 from execution.models import Balance, Fill, Trade
 from execution.tasks import execute
 from scanners.models import ArbitrageSettings, Opportunity, ScanRun
 from scanners.tasks import poll_feeds, scan_arbitrage
 from tests.conftest import FIXTURES
 from tests.integration import processes
-from tests.integration.test_desk_pipeline import approved, opportunity, wait_for
+from tests.factories import approved_desk_smoke, desk_smoke_arbitrage
 from tests.integration.test_run_command import RunningDesk, base_env
 from tests.venue_server import VenueServer
+from tests.waiting import broker_holds_none_of, poll, queued_task_ids, unacked_task_ids, wait_for
 from trifecta_site import embedded
 from trifecta_site.celery import app
 from trifecta_site.models import Heartbeat
@@ -77,17 +78,10 @@ def redis_server(tmp_path):
     server.stop()
 
 
-def settled_count(count, quiet_s: float = 3.0):
-    """`count()` once it has not changed for `quiet_s` (None before)."""
-    first = count()
-    time.sleep(quiet_s)
-    return first if count() == first else None
-
-
 def send(task, *args, broker: str):
-    """Queue a task on the test's own broker (this process's settings point at the shared one)."""
+    """Queue a task on the test's own broker (this process's settings point at the shared one); its id."""
     with app.connection_for_write(broker) as conn:
-        task.apply_async(args, connection=conn)
+        return task.apply_async(args, connection=conn).id
 
 
 @pytest.fixture
@@ -229,19 +223,39 @@ def test_decisions_queued_in_a_redis_that_restarts_empty_are_taken_up_from_the_d
 
 # 2. A whole worker killed -------------------------------------------------------------------
 
+def frozen_holding_tasks(process, broker: str):
+    """Stop the worker's whole process group (SIGSTOP) at a moment it holds tasks taken and not
+    acknowledged; their ids, read from the broker while nothing of the worker moves."""
+    os.killpg(process.pid, signal.SIGSTOP)
+    held = unacked_task_ids(broker)
+    if not held:  # between two tasks: let it run on a little
+        os.killpg(process.pid, signal.SIGCONT)
+    return held
+
+
 def test_a_whole_worker_killed_mid_execution_is_redelivered_to_the_next(postgresql, tmp_path, redis_server, launched):
     """tests/integration/test_desk_pipeline.py kills the pool process (redelivered at once);
     here the whole worker dies with it, so nobody is left to reject the task: it waits in
-    Redis's unacked set until the visibility timeout and a new worker restores it."""
+    Redis's unacked set until the visibility timeout and a new worker restores it.
+
+    What the killed worker held is read from Redis with the worker frozen, not guessed from its
+    log: kombu's Redis transport records a task as unacknowledged only after BRPOP has popped
+    it, so a task popped in the instant of the kill is in no queue and no unacked set (nothing
+    can deliver it again), and the one before it may have logged "received" without its record
+    reaching Redis. Such a task is taken up by the database sweep (`decide_pending`)."""
+    # The first worker keeps kombu's default visibility timeout: with 3 s it restored (queued
+    # again) tasks it still held on a busy machine, and a copy it popped in the instant of the
+    # kill was lost while its log said the task was in flight. Only the second worker sweeps.
+    first_env = processes.desk_env(REDIS_URL=redis_server.url)
     env = processes.desk_env(REDIS_URL=redis_server.url, CELERY_VISIBILITY_TIMEOUT_S=3, CELERY_RESTORE_INTERVAL_S=1)
     first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
-    first = processes.start_worker(env, first_log, queues="desk")
+    first = processes.start_worker(first_env, first_log, queues="desk")
     launched.append(first)
-    ids = approved(200)
+    ids = approved_desk_smoke(200)
     Opportunity.objects.filter(pk__in=ids).update(detected_at=timezone.now())  # when a scan stores them (wall clock)
-    for pk in ids:
-        send(execute, pk, broker=redis_server.url)
+    sent = {send(execute, pk, broker=redis_server.url) for pk in ids}
     wait_for(lambda: Trade.objects.count() >= 20, 60, "the first trades", first_log)
+    held = wait_for(lambda: frozen_holding_tasks(first, redis_server.url), 30, "the worker holding a task", first_log)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(10)
     killed_at = time.monotonic()
@@ -249,24 +263,19 @@ def test_a_whole_worker_killed_mid_execution_is_redelivered_to_the_next(postgres
     assert done_at_kill < len(ids), "the worker finished before it could be killed: raise the count"
     launched.append(processes.start_worker(env, second_log, queues="desk"))
     received = r"execution\.tasks\.execute\[([0-9a-f-]+)\] received"
-    in_flight = set(re.findall(received, first_log.read_text()))
-    in_flight -= set(re.findall(r"execution\.tasks\.execute\[([0-9a-f-]+)\] succeeded", first_log.read_text()))
-    # One may not come back by redelivery: acked in the instant of the kill before its
-    # "succeeded" line was written, or lost by the broker (below; the sweep queues it again).
-    # Every other unfinished task must be delivered again.
-    def delivered_again():
-        again = in_flight & set(re.findall(received, second_log.read_text()))
-        return again if again and len(in_flight - again) <= 1 else None
-    redelivered = wait_for(delivered_again, 60, "the killed worker's unfinished tasks delivered again", second_log)
-    settled = wait_for(lambda: settled_count(Trade.objects.count), 120, "the queue to drain", second_log)
-    # kombu's Redis transport loses a message popped in the very instant its worker died
-    # (README); the database still says the opportunity is approved without a trade, and
-    # the sweep beat runs every 30 s (`decide_pending`) queues it again.
+    redelivered = wait_for(lambda: held <= set(re.findall(received, second_log.read_text())) and held, 60,
+                           "every task the killed worker held delivered again", second_log)
+    wait_for(lambda: broker_holds_none_of(redis_server.url, sent), 120, "the queue drained", second_log)
+    settled = Trade.objects.count()
+    # The database still says an opportunity whose message the broker lost is approved without a
+    # trade; the sweep beat runs every 30 s (`decide_pending`) queues it again.
     send(decide_pending, 0, broker=redis_server.url)
     wait_for(lambda: Trade.objects.count() == len(ids), 60, "every trade after the sweep", second_log)
     recovered_s = time.monotonic() - killed_at
-    time.sleep(2)  # a late duplicate would land now
-    figures("worker_sigkill", executions=len(ids), trades_at_kill=done_at_kill, unfinished_at_kill=len(in_flight),
+    # A late duplicate would come from a task still queued or taken: none is left.
+    wait_for(lambda: not (queued_task_ids(redis_server.url) or unacked_task_ids(redis_server.url)), 60,
+             "every task acknowledged (the executions and the sweep's decisions)", second_log)
+    figures("worker_sigkill", executions=len(ids), trades_at_kill=done_at_kill, held_at_kill=len(held),
             redelivered=len(redelivered), lost_by_the_broker=len(ids) - settled, trades=Trade.objects.count(),
             fills=Fill.objects.count(), all_trades_after_s=round(recovered_s, 1))
     assert Trade.objects.count() == len(ids) and Fill.objects.count() == 2 * len(ids)
@@ -319,7 +328,7 @@ def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retri
     env = processes.desk_env(REDIS_URL=redis_server.url)
     log = tmp_path / "worker.log"
     launched.append(processes.start_worker(env, log, queues="desk"))
-    warm, pk = approved(2)
+    warm, pk = approved_desk_smoke(2)
     send(execute, warm, broker=redis_server.url)  # balances seeded, the worker connected
     wait_for(lambda: Trade.objects.filter(opportunity_id=warm).exists(), 60, "the first trade", log)
     balances = {(b.venue, b.currency): (b.free, b.total) for b in Balance.objects.all()}
@@ -353,7 +362,7 @@ def test_decision_connection_dropped_mid_transaction_rolls_back_whole_and_retrie
     env = processes.desk_env(REDIS_URL=redis_server.url)
     log = tmp_path / "worker.log"
     launched.append(processes.start_worker(env, log, queues="desk"))
-    warm, target = opportunity("route-warm"), opportunity("route-target")
+    warm, target = desk_smoke_arbitrage("route-warm"), desk_smoke_arbitrage("route-target")
     send(decide, warm.pk, broker=redis_server.url)
     wait_for(lambda: Decision.objects.filter(opportunity=warm).count() == 3, 60, "the first decision", log)
 
@@ -365,7 +374,7 @@ def test_decision_connection_dropped_mid_transaction_rolls_back_whole_and_retrie
     row_locker.commit()
     wait_for(lambda: Decision.objects.filter(opportunity=target).count() == 3, 60, "the retried decision", log)
     recovered_s = time.monotonic() - dropped
-    seen = retries(log, "decisions.tasks.decide")
+    seen = retries(log, "execution.tasks.decide")
     figures("pg_drop_decide", written_before_drop=written, decisions_after_drop=half, retries=seen, recovered_after_s=round(recovered_s, 1))
     assert "decisions_decision" in written, written
     assert half == 0
@@ -475,7 +484,7 @@ def test_a_failing_venue_is_degraded_in_the_api_the_other_scans_on_and_it_recove
             """Poll as beat would (poll_feeds), until /api/feeds/ shows `condition`."""
             def attempt():
                 send(poll_feeds, broker=redis_server.url)
-                return wait_for_quiet(lambda: (lambda f: condition(f) and f)(feeds()), 4)
+                return poll(lambda: (lambda f: condition(f) and f)(feeds()), 4)
             return wait_for(attempt, 60, what, log)
 
         poll_until(lambda f: len(f) == 2 and {v["state"] for v in f.values()} == {"ok"}, "both venues ok")
@@ -510,13 +519,3 @@ def test_a_failing_venue_is_degraded_in_the_api_the_other_scans_on_and_it_recove
         assert found["health_feeds"] == "ok", (fault, found)
     assert "RequestTimeout" in seen["timeout"]["reason"] and "ExchangeNotAvailable" in seen["5xx"]["reason"]
 
-
-def wait_for_quiet(condition, timeout_s: float):
-    """`condition()` once it holds within `timeout_s`, else None."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    return None
