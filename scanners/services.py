@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -17,25 +18,35 @@ from trifecta_site.clock import ms_to_datetime
 from trifecta_site.models import kept_configuration
 
 from . import models
-from .feeds import current_feed
+from .feeds import current_feed, outages
 from .feeds.base import DOWN, Feed, FeedError, FeedStatus
 from .models import BinaryPayout, FeedState, Opportunity, ScanRun, WithdrawalFee
 from .scanning import SCANNERS
 
 logger = logging.getLogger(__name__)
+DECIDE_TASK = "execution.tasks.decide"
 
 
 def record_feed_status(*, feed_name: str, statuses: list[FeedStatus]) -> list[FeedState]:
-    """Store each venue's status; publish a `feed` event for every venue whose state changed."""
+    """Store each venue's status; publish a `feed` event for every venue whose state changed.
+
+    The statuses are the whole of the running feed: rows of other feeds or venues (an
+    earlier run's, another recording's) are deleted, so health and the dashboard show
+    the current feed only. A venue going down or coming back is logged, once each way.
+    """
     now = timezone.now()
     changed = []
     rows = []
     with transaction.atomic():
+        current = {status.venue for status in statuses}
+        FeedState.objects.exclude(feed=feed_name).delete()
+        FeedState.objects.filter(feed=feed_name).exclude(venue__in=current).delete()
         existing = {row.venue: row for row in FeedState.objects.filter(feed=feed_name)}
         for status in statuses:
             row = existing.get(status.venue) or FeedState(feed=feed_name, venue=status.venue)
             if row.state != status.state:
                 changed.append(status)
+                _log_transition(feed_name, status, previous=row.state or None)
             row.state = status.state
             row.detail = status.detail[:500]
             row.last_error = status.last_error[:500]
@@ -61,13 +72,21 @@ def poll_feed(*, feed: Feed) -> list[FeedState]:
         statuses = feed.status()
         if refreshed:
             share_market(feed)
-    except Exception as exc:
-        logger.exception("feed %s failed to refresh", feed.name)
+    except Exception as exc:  # logged once, as the venues' transition to down (`record_feed_status`)
+        logger.debug("feed %s failed to refresh", feed.name, exc_info=True)
         statuses = [
             FeedStatus(venue=name, state=DOWN, last_error=f"{type(exc).__name__}: {exc}")
             for name in _known_venues(feed)
         ]
     return record_feed_status(feed_name=feed.name, statuses=statuses)
+
+
+def _log_transition(feed_name: str, status: FeedStatus, previous: str | None) -> None:
+    """One line when a venue goes down, one when it is ok again (nothing per tick)."""
+    if status.state == DOWN:
+        logger.warning("feed %s: %s is down: %s", feed_name, status.venue, status.last_error or status.detail or "no reason given")
+    elif previous == DOWN:
+        logger.info("feed %s: %s is %s again", feed_name, status.venue, status.state)
 
 
 def share_market(feed: Feed) -> None:
@@ -91,8 +110,8 @@ def poll_configured_feed() -> list[FeedState]:
     """Poll the feed the settings name; a feed that cannot even be built is recorded down."""
     try:
         feed = current_feed()
-    except Exception as exc:
-        logger.exception("feed %s cannot start", settings.TRIFECTA_FEED)
+    except Exception as exc:  # logged once, as the transition to down
+        logger.debug("feed %s cannot start", settings.TRIFECTA_FEED, exc_info=True)
         status = FeedStatus(venue="*", state=DOWN, last_error=f"{type(exc).__name__}: {exc}")
         return record_feed_status(feed_name=settings.TRIFECTA_FEED, statuses=[status])
     return poll_feed(feed=feed)
@@ -176,11 +195,9 @@ def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_st
         stored = Opportunity.objects.bulk_create(rows)
         for opportunity in stored:
             transaction.on_commit(lambda o=opportunity: events.publish("opportunity", opportunity_event(o)))
-        if decide:
-            from decisions.tasks import decide as decide_task
-
+        if decide:  # sent by name: the desk's deciding lives above the scanners
             for opportunity in stored:
-                transaction.on_commit(lambda pk=opportunity.pk: decide_task.delay(pk))
+                transaction.on_commit(lambda pk=opportunity.pk: current_app.send_task(DECIDE_TASK, args=(pk,)))
     return run, stored
 
 
@@ -252,7 +269,9 @@ def run_configured_scan(kind: str):
     try:
         feed = current_feed()
     except FeedError as exc:
-        logger.warning("%s scan skipped: %s", kind, exc)
+        outages.cannot_run(f"{kind} scan", str(exc))
         return None
-    return run_scan(kind=kind, feed=feed)
+    outcome = run_scan(kind=kind, feed=feed)
+    outages.runs_again(f"{kind} scan")
+    return outcome
 

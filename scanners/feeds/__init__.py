@@ -24,7 +24,11 @@ def build_feed(kind: str | None = None) -> Feed:
         from .replay import ReplayClock, ReplayFeed, RecordingReader
 
         if not settings.TRIFECTA_RECORDING:
-            raise FeedError("TRIFECTA_FEED=replay needs TRIFECTA_RECORDING, the path of a recording directory")
+            raise FeedError(
+                "TRIFECTA_FEED=replay needs TRIFECTA_RECORDING, the path of a recording directory "
+                "(the demo: trifecta_site/demo/eurusd-2014-05-02); or unset TRIFECTA_FEED and start with "
+                "`manage.py run`, which uses live data or the demo"
+            )
         reader = RecordingReader(settings.TRIFECTA_RECORDING)
         anchor = os.environ.get("TRIFECTA_REPLAY_ANCHOR_MS")
         clock = ReplayClock.realtime(

@@ -186,6 +186,8 @@ class CcxtFeed(Feed):
         if errors:
             self._record_failure(venue, cache, errors[0], partial=True)
             return
+        if cache.failures:
+            logger.info("ccxt %s answers again", venue)
         cache.failures = 0
         detail = f"{len(cache.symbols)} symbols"
         if cache.missing:
@@ -199,7 +201,8 @@ class CcxtFeed(Feed):
             state = DOWN if cache.failures >= DOWN_AFTER_FAILURES else DEGRADED
         message = f"{type(exc).__name__}: {str(exc)[:300]}"
         self.board.mark_error(venue, state, message)
-        logger.warning("ccxt %s: %s", venue, message)
+        if cache.failures == 1:  # one line when a venue stops answering, one when it answers again
+            logger.warning("ccxt %s: %s (said once until it answers again)", venue, message)
 
     async def _fetch_quotes(self, venue, exchange, cache: _VenueCache) -> None:
         received = wall_ms()
@@ -330,3 +333,26 @@ def _rebase(api_urls, base_url: str):
         return base_url.rstrip("/") + urlparse(api_urls).path
     return api_urls
 
+
+
+def probe(venues, symbols, *, timeout_s: float = 4.0, urls: dict[str, str] | None = None) -> dict[str, dict]:
+    """Ask each venue once for its markets and tickers: {venue: {"state", "detail"}}.
+
+    `manage.py run` calls this (in a child process: only scan workers import ccxt) to
+    decide between live data and the demo recording; a venue is live when it answered.
+    """
+    feed = CcxtFeed(venues=venues, symbols=symbols, timeout_ms=int(timeout_s * 1000), urls=urls, timeframes=())
+    try:
+        feed.refresh()
+        return {s.venue: {"state": s.state, "detail": s.last_error if s.state != "ok" else s.detail} for s in feed.status()}
+    finally:
+        feed.close()
+
+
+if __name__ == "__main__":  # python -m scanners.feeds.exchanges VENUES SYMBOLS TIMEOUT_S [URLS as venue=url,...]
+    import json
+    import sys
+
+    logging.basicConfig(level=logging.ERROR)
+    urls = dict(item.split("=", 1) for item in (sys.argv[4] if len(sys.argv) > 4 else "").split(",") if "=" in item)
+    print(json.dumps(probe(sys.argv[1].split(","), sys.argv[2].split(","), timeout_s=float(sys.argv[3]), urls=urls)))

@@ -48,12 +48,12 @@ def alive(pid: int) -> bool:
 
 
 class RunningDesk:
-    def __init__(self, env: dict, port: int):
+    def __init__(self, env: dict, port: int, cwd: Path = processes.ROOT):
         self.port = port
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "run", "--port", str(port)],
-            cwd=processes.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
@@ -185,3 +185,105 @@ def test_run_uses_redis_url_and_database_url_when_given(tmp_path, fresh_postgres
     desk = exercise_desk(env, "postgresql")
     assert "Starting the bundled Redis" not in desk.output
     assert not (tmp_path / "var" / "trifecta.sqlite3").exists()
+
+
+# --- out of the box: live data when a venue answers, else the demo -------------------------
+
+def fresh_copy(tmp_path: Path) -> Path:
+    """The project as a fresh clone has it (the working tree's tracked and new files), with
+    no var/ and no ../shared beside it."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=processes.ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    copy = tmp_path / "clone" / "trifecta"
+    for name in listed:
+        source = processes.ROOT / name
+        if source.is_file() and not name.startswith(("var/", ".venv/")):
+            target = copy / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    assert not (copy.parent / "shared").exists()
+    return copy
+
+
+def bare_env(**extra) -> dict:
+    """What a user's shell gives `make run`: no TRIFECTA_*, DATABASE_URL, REDIS_URL or CCXT_* settings."""
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
+    env.update(extra)
+    return env
+
+
+class Api:
+    def __init__(self, base: str, token: str):
+        self.base, self.session = base, requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+
+    def get(self, path: str):
+        response = self.session.get(self.base + path, timeout=10)
+        assert response.status_code == 200, (path, response.status_code, response.text[:300])
+        return response.json()
+
+    def results(self, path: str) -> list:
+        return self.get(path)["results"]
+
+
+def token_for(copy: Path, env: dict, username: str = "admin") -> str:
+    done = subprocess.run([sys.executable, "manage.py", "drf_create_token", username], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return re.search(r"Generated token (\S+)", done.stdout).group(1)
+
+
+def wait_until(what: str, probe, timeout_s: float, desk: RunningDesk, every_s: float = 2):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        assert desk.process.poll() is None, desk.output[-4000:]
+        time.sleep(every_s)
+    raise AssertionError(f"{what} not within {timeout_s:.0f} s (last: {last!r})\n{desk.output[-4000:]}")
+
+
+def stop_desk(desk: RunningDesk) -> None:
+    desk.process.send_signal(signal.SIGINT)
+    try:
+        desk.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(desk.process.pid, signal.SIGKILL)
+
+
+def test_a_fresh_copy_with_nothing_set_and_no_network_runs_the_demo_and_trades_on_it(tmp_path):
+    """`make run` on a clone with no environment and no network: within 2 minutes the demo's
+    opportunities of two kinds are found and decided; auto-execute on through the API gives
+    a closed paper trade within 2 more minutes."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded default is exercised in the SQLite pass")
+    copy = fresh_copy(tmp_path)
+    env = bare_env()
+    port = embedded.free_port()
+    started = time.monotonic()
+    desk = RunningDesk(env, port, cwd=copy)
+    try:
+        desk.wait_for(r"Log in as 'admin' with password: \S+", 120)
+        assert "Data: DEMO" in desk.output and "no live venue answered" in desk.output, desk.output
+        assert "TRIFECTA_FEED=ccxt" in desk.output  # how to switch
+        api = Api(f"http://127.0.0.1:{port}", token_for(copy, env))
+
+        def decided_kinds():
+            kinds = {kind for kind in ("arbitrage", "forex", "binary")
+                     if any(o["status"] != "detected" for o in api.results(f"/api/opportunities/?kind={kind}"))}
+            return kinds if len(kinds) >= 2 else None
+
+        kinds = wait_until("opportunities of two kinds, decided", decided_kinds, 120 - (time.monotonic() - started), desk)
+        assert api.results("/api/decisions/"), "decisions listed"
+        assert api.get("/api/health/")["checks"]["feeds"]["feed"] == "replay"
+
+        switched = api.session.patch(api.base + "/api/controls/", json={"auto_execute": True}, timeout=10)
+        assert switched.status_code == 200 and switched.json()["auto_execute"] is True, switched.text
+        closed = wait_until("a closed paper trade", lambda: api.results("/api/trades/?status=closed"), 120, desk)
+        print(f"demo: decided kinds {sorted(kinds)}; first closed trade {closed[0]['kind']} {closed[0]['symbol']}")
+    finally:
+        stop_desk(desk)
+    for quiet in ("FeedError", "scanners/feeds", "monitor_positions raised"):  # a down feed is a line, not a traceback
+        assert quiet not in desk.output, desk.output[max(0, desk.output.find(quiet) - 2000):][:4000]

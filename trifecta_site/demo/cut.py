@@ -1,0 +1,65 @@
+"""Cut the demo recording `make run` falls back to from the shared recordings (run once,
+by hand: `python trifecta_site/demo/cut.py ../shared/recordings`). Kept so the slice can
+be checked and cut again: every row is copied unchanged, only the time window is chosen.
+
+The window is EUR/USD at OANDA and FXCM on 2014-05-02 from 03:55 to 13:30 UTC: tick
+quotes of both brokers (fx-ticks-2014-05-02) and FXCM's 1-minute bid bars of the same
+minutes from an hour earlier (fx-brokers-2014-05), so the forex scanner has its 60 bars (FXCM) and the binary
+scanner its tick history (OANDA: with bars beside them it would read the bars instead)
+from the start; it runs into the US payrolls release at 12:30 UTC.
+"""
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "eurusd-2014-05-02"
+FROM_MS = 1399002900000  # 2014-05-02T03:55:00Z (ticks)
+BARS_FROM_MS = FROM_MS - 3_600_000  # an hour of bars before the ticks: the forex scanner needs 60
+TO_MS = 1399037400000  # 2014-05-02T13:30:00Z (exclusive)
+BEGIN_MS = 1399003200000  # 2014-05-02T04:00:00Z: where `make run` starts the clock (history behind it)
+SPEED = 10  # simulated seconds per wall second: 20 minutes of market in two minutes
+LICENCE = (
+    "QuantConnect LEAN sample data (repository QuantConnect/Lean, Apache-2.0); the prices were licensed to "
+    "QuantConnect by FXCM and OANDA: check their terms before redistributing this slice outside Trifecta"
+)
+PARTS = [  # (source recording, file inside it)
+    ("fx-ticks-2014-05-02", "quotes/oanda/EUR-USD.csv"),
+    ("fx-ticks-2014-05-02", "quotes/fxcm/EUR-USD.csv"),
+    ("fx-brokers-2014-05", "bars/fxcm/EUR-USD@1m.csv"),
+]
+
+
+def cut(source_root: Path) -> None:
+    first, last = None, None
+    for recording, name in PARTS:
+        lines = (source_root / recording / name).read_text().splitlines()
+        since = BARS_FROM_MS if name.startswith("bars/") else FROM_MS
+        kept = [line for line in lines[1:] if since <= int(line.split(",", 1)[0]) < TO_MS]
+        target = OUT / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join([lines[0], *kept]) + "\n")
+        stamps = [int(line.split(",", 1)[0]) for line in kept]
+        first = min(stamps[0], first or stamps[0])
+        last = max(stamps[-1], last or stamps[-1])
+    manifests = {r: json.loads((source_root / r / "manifest.json").read_text()) for r, _ in PARTS}
+    manifest = {
+        "format": "trifecta-recording/1",
+        "name": "demo-eurusd-2014-05-02",
+        "description": "EUR/USD tick quotes at OANDA and FXCM and FXCM 1-minute bid bars, 2014-05-02 03:55-13:30 UTC (bars from 02:55) "
+                       "(into the US payrolls release at 12:30 UTC): the demo `make run` replays when no live venue answers.",
+        "source": "Cut unchanged (rows copied as they are, only the time window chosen) by trifecta_site/demo/cut.py from "
+                  "the shared recordings fx-ticks-2014-05-02 (quotes) and fx-brokers-2014-05 (bars). Their sources: "
+                  + " | ".join(m["source"] for m in manifests.values()),
+        "source_recordings": sorted(manifests),
+        "licence": LICENCE,
+        "start": first,
+        "end": last,
+        "venues": {"oanda": {"asset_class": "forex", "taker_fee": "0"}, "fxcm": {"asset_class": "forex", "taker_fee": "0"}},
+        "demo": {"begin": BEGIN_MS, "speed": SPEED},
+    }
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    cut(Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parents[2] / "shared" / "recordings"))
