@@ -7,9 +7,12 @@ in-memory database); the real recordings of ../shared are replayed where present
 import csv
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from decimal import Decimal as D
@@ -27,6 +30,7 @@ from scanners.feeds.replay import RecordingReader
 from scanners.models import Opportunity
 
 from ..conftest import shared_recording
+from ..waiting import wait_for
 from .synthetic import write_market
 
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
@@ -217,14 +221,36 @@ def test_a_missing_recording_and_a_bad_time_are_refused(tmp_path, sqlite_pass):
     assert done.returncode != 0 and "ISO 8601" in done.stderr
 
 
+def read_terminal(master: int, into: list) -> None:
+    """What a process writes to the terminal `master` controls, until it closes."""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the process's side closed
+            break
+        if not chunk:
+            break
+        into.append(chunk.decode(errors="replace"))
+    os.close(master)
+
+
 def test_ctrl_c_leaves_a_partial_report(market, tmp_path, sqlite_pass):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    master, terminal = pty.openpty()  # stderr a terminal, as at a shell: the progress bar redraws every 0.5 s
     process = subprocess.Popen([sys.executable, str(MANAGE), "replay", "--recording", str(market), "--speed", "60",
                                 "--report", str(tmp_path / "out")], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(6)  # 40 minutes at 60x take 40 s: interrupted about a tenth of the way
+                               stderr=terminal, text=True, start_new_session=True)
+    os.close(terminal)
+    shown = []
+    reading = threading.Thread(target=read_terminal, args=(master, shown), daemon=True)
+    reading.start()
+    # 40 minutes at 60x take 40 s: interrupted once the bar shows it under way, far from the end
+    wait_for(lambda: any(float(done) > 0 for done in re.findall(r"\]\s+([0-9.]+)%", "".join(shown))), 60,
+             "the replay under way")
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-    out, err = process.communicate(timeout=120)
+    out, _ = process.communicate(timeout=120)
+    reading.join(10)
+    err = "".join(shown)
     assert process.returncode == 0, err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     reader = RecordingReader(market)
