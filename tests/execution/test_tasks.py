@@ -6,12 +6,11 @@ import pytest
 import redis
 from django.conf import settings
 
-from decisions.models import Decision
 from execution.models import Trade
 from execution.tasks import execute_approved
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
-from trifecta_site.clock import ms_to_datetime
 
+from ..factories import approve
 from .test_executors import CROSS, T0, cross_venue_market, opportunity, realism
 
 pytestmark = pytest.mark.django_db
@@ -19,12 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def approved(route: str):
     opp = opportunity("arbitrage", CROSS, route=route)
-    common = {"opportunity": opp, "decided_at": ms_to_datetime(T0), "market_ts": T0}
-    Decision.objects.bulk_create([
-        Decision(layer="agent", verdict="approve", size_usd=D("1000"), **common),
-        Decision(layer="risk", verdict="approved", level="LOW", size_usd=D("1000"), **common),
-        Decision(layer="governor", verdict="execute", size_usd=D("1000"), **common),
-    ])
+    approve(opp, D("1000"))
     return opp
 
 
