@@ -30,6 +30,22 @@ def poll(condition, timeout_s: float, interval_s: float = 0.2):
         time.sleep(interval_s)
 
 
+class LogSince:
+    """A process's log file from where it stood when a test began (a process shared by a
+    module's tests logs them all); `wait_for` shows its tail on a timeout."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, path.stat().st_size if path.exists() else 0
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def read_text(self) -> str:
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            return handle.read().decode(errors="replace")
+
+
 def unacked_task_ids(broker_url: str) -> set[str]:
     """The ids of the tasks kombu's Redis transport holds as delivered and not acknowledged
     (its `unacked` hash: [message, exchange, routing key] by delivery tag)."""

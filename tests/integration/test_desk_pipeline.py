@@ -20,28 +20,13 @@ from execution.models import Balance, Fill, Trade
 from execution.tasks import decide, execute
 from scanners.models import ArbitrageSettings
 from tests.factories import approved_desk_smoke, desk_smoke_arbitrage
-from tests.waiting import broker_holds_none_of, wait_for
+from tests.waiting import LogSince, broker_holds_none_of, wait_for
 from trifecta_site.models import ConfigChange, Heartbeat
 from trifecta_site.tasks import probe
 
 from . import processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-class LogSince:
-    """A process's log file from where it stood when a test began (a module's worker serves several tests)."""
-
-    def __init__(self, path):
-        self.path, self.offset = path, path.stat().st_size if path.exists() else 0
-
-    def exists(self):
-        return self.path.exists()
-
-    def read_text(self):
-        with self.path.open("rb") as handle:
-            handle.seek(self.offset)
-            return handle.read().decode(errors="replace")
 
 
 @pytest.fixture(scope="module")

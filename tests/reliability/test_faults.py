@@ -38,7 +38,7 @@ from tests.integration import processes
 from tests.factories import approved_desk_smoke, desk_smoke_arbitrage
 from tests.integration.test_run_command import RunningDesk, base_env
 from tests.venue_server import VenueServer
-from tests.waiting import broker_holds_none_of, poll, queued_task_ids, unacked_task_ids, wait_for
+from tests.waiting import LogSince, broker_holds_none_of, poll, queued_task_ids, unacked_task_ids, wait_for
 from trifecta_site import embedded
 from trifecta_site.celery import app
 from trifecta_site.models import Heartbeat
@@ -323,11 +323,34 @@ def retries(log, task: str) -> list[str]:
     return [f"{delay}: {error}" for delay, error in found if error in ("OperationalError", "InterfaceError")]
 
 
-def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, tmp_path, redis_server,
-                                                                                    launched, row_locker):
-    env = processes.desk_env(REDIS_URL=redis_server.url)
-    log = tmp_path / "worker.log"
-    launched.append(processes.start_worker(env, log, queues="desk"))
+@pytest.fixture(scope="module")
+def pg_desk_worker(django_db_setup, tmp_path_factory):
+    """One desk worker on a Redis of its own for the module's connection-drop tests (a worker
+    that got its connection back after one drop is as good a subject for the next)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a production-layout fault (PostgreSQL and Redis): exercised in the PostgreSQL pass")
+    directory = tmp_path_factory.mktemp("pg-desk")
+    server = PrivateRedis(directory / "redis")
+    server.start()
+    log = directory / "worker.log"
+    worker = processes.start_worker(processes.desk_env(REDIS_URL=server.url), log, queues="desk")
+    yield server, log
+    processes.stop(worker)
+    server.stop()
+
+
+@pytest.fixture
+def pg_worker(pg_desk_worker, transactional_db):
+    """The module's worker for one test: configuration read again, its log from the test's start,
+    and the test over once the worker has acknowledged everything it took."""
+    server, log = pg_desk_worker
+    processes.configuration_changed_everywhere()
+    yield server, LogSince(log)
+    processes.wait_for_idle_queues(server.url, queues=("desk",))
+
+
+def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, pg_worker, row_locker):
+    redis_server, log = pg_worker
     warm, pk = approved_desk_smoke(2)
     send(execute, warm, broker=redis_server.url)  # balances seeded, the worker connected
     wait_for(lambda: Trade.objects.filter(opportunity_id=warm).exists(), 60, "the first trade", log)
@@ -357,11 +380,8 @@ def test_execution_connection_dropped_mid_transaction_rolls_back_whole_and_retri
     assert all(b.total == b.free + b.reserved for b in Balance.objects.all())
 
 
-def test_decision_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, tmp_path, redis_server,
-                                                                                   launched, row_locker):
-    env = processes.desk_env(REDIS_URL=redis_server.url)
-    log = tmp_path / "worker.log"
-    launched.append(processes.start_worker(env, log, queues="desk"))
+def test_decision_connection_dropped_mid_transaction_rolls_back_whole_and_retries(postgresql, pg_worker, row_locker):
+    redis_server, log = pg_worker
     warm, target = desk_smoke_arbitrage("route-warm"), desk_smoke_arbitrage("route-target")
     send(decide, warm.pk, broker=redis_server.url)
     wait_for(lambda: Decision.objects.filter(opportunity=warm).count() == 3, 60, "the first decision", log)
