@@ -19,10 +19,10 @@ class Controls(SingletonSettings):
 
     auto_execute = models.BooleanField(default=initial_auto_execute,
                                        help_text="off = display only: opportunities are evaluated, nothing executes")
-    kill_switch = models.BooleanField(default=False, help_text="halts all new execution")
-    arbitrage_enabled = models.BooleanField(default=True)
-    forex_enabled = models.BooleanField(default=True)
-    binary_enabled = models.BooleanField(default=True)
+    kill_switch = models.BooleanField(default=False, help_text="on = no new execution at all (open positions are still monitored)")
+    arbitrage_enabled = models.BooleanField(default=True, help_text="off = arbitrage opportunities are never executed")
+    forex_enabled = models.BooleanField(default=True, help_text="off = forex signals are never executed")
+    binary_enabled = models.BooleanField(default=True, help_text="off = binary options are never executed")
 
     class Meta:
         verbose_name = verbose_name_plural = "controls"
@@ -48,20 +48,23 @@ class Controls(SingletonSettings):
 class RiskLimits(SingletonSettings):
     """The risk manager's limits: one row, edited in admin, read on every approval."""
 
-    max_trades_per_day = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    max_trades_per_day = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)],
+                                                     help_text="approved trades per calendar day (count)")
     max_daily_loss = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("100"),
                                          validators=[MinValueValidator(ZERO)], help_text="USD of realized loss per day")
-    max_consecutive_losses = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
+    max_consecutive_losses = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)],
+                                                         help_text="losing trades in a row before the cooldown (count)")
     max_position_pct = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("25"),
                                            validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
                                            help_text="largest position, percent of portfolio value")
-    cooldown_minutes = models.PositiveIntegerField(default=30, help_text="pause after the loss streak trips")
+    cooldown_minutes = models.PositiveIntegerField(default=30, help_text="pause after the loss streak trips, minutes")
     drawdown_halt_pct = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("10"),
                                             validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
                                             help_text="halt when equity is this far below its peak, percent")
     binary_max_stake_pct = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("2"),
-                                               validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))])
-    day_timezone = models.CharField(max_length=64, default="UTC", help_text="the calendar day the limits count in")
+                                               validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+                                               help_text="largest binary stake, percent of portfolio value")
+    day_timezone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone of the calendar day the limits count in, e.g. UTC or Europe/London")
 
     class Meta:
         verbose_name = verbose_name_plural = "risk limits"
@@ -100,6 +103,7 @@ class RiskDay(models.Model):
     limit_trips = models.JSONField(default=dict, blank=True, help_text="reason code -> times it blocked")
 
     class Meta:
+        verbose_name = "risk day"
         ordering = ["-date"]
 
     def __str__(self):
@@ -126,6 +130,8 @@ class AgentState(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "agent state"
+        verbose_name_plural = "agent states"
         constraints = [models.UniqueConstraint(fields=["agent", "key"], name="one_state_per_agent_key")]
         ordering = ["agent", "key"]
 

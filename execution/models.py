@@ -27,15 +27,18 @@ class ExecutionSettings(SingletonSettings):
                (REALISTIC, "realistic: the configured latency"),
                (CONSERVATIVE, "conservative: 4× the latency and extra slippage")]
 
-    realism = models.CharField(max_length=16, choices=REALISM, default=REALISTIC)
-    latency_ms = models.PositiveIntegerField(default=250, help_text="decision to fill, realistic preset")
+    realism = models.CharField(max_length=16, choices=REALISM, default=REALISTIC,
+                               help_text="how hard paper fills are: latency and slippage presets")
+    latency_ms = models.PositiveIntegerField(default=250, help_text="decision to fill, realistic preset, ms")
     conservative_slippage_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("5"),
-                                                    validators=[MinValueValidator(ZERO)])
+                                                    validators=[MinValueValidator(ZERO)],
+                                                    help_text="extra slippage of the conservative preset, basis points (0.01 %)")
     starting_value = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("100000"),
                                          validators=[MinValueValidator(Decimal("1"))],
                                          help_text="USD; applies to the next portfolio reset")
     arbitrage_max_notional_usd = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("10000"),
-                                                     validators=[MinValueValidator(ZERO)])
+                                                     validators=[MinValueValidator(ZERO)],
+                                                     help_text="largest arbitrage trade, USD notional")
     inventory_usd = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("20000"),
                                         validators=[MinValueValidator(ZERO)],
                                         help_text="arbitrage working inventory per venue and currency, USD worth at first use")
@@ -45,12 +48,14 @@ class ExecutionSettings(SingletonSettings):
     forex_leverage = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)],
                                                  help_text="margin reserved = notional / leverage")
     binary_stake_pct = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("1"),
-                                           validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))])
-    max_open_positions = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+                                           validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+                                           help_text="stake of a binary option, percent of portfolio value")
+    max_open_positions = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)],
+                                                     help_text="forex and binary positions open at once (count)")
     max_holding_minutes = models.PositiveIntegerField(default=240, validators=[MinValueValidator(1)],
-                                                      help_text="forex positions are closed at market after this")
+                                                      help_text="forex positions are closed at market after this, minutes")
     max_quote_age_ms = models.PositiveIntegerField(default=5000, validators=[MinValueValidator(1)],
-                                                   help_text="no decision, fill or close on market data older than this")
+                                                   help_text="no decision, fill or close on market data older than this, ms")
 
     class Meta:
         verbose_name = verbose_name_plural = "execution settings"
@@ -166,8 +171,12 @@ class Fill(models.Model):
     filled_ts = models.BigIntegerField()
 
     class Meta:
+        verbose_name = "fill"
         ordering = ["trade_id", "leg"]
         constraints = [models.UniqueConstraint(fields=["trade", "leg"], name="one_fill_per_leg")]
+
+    def __str__(self):
+        return f"leg {self.leg} of trade #{self.trade_id}: {self.side} {self.quantity} {self.symbol} on {self.venue}"
 
 
 class Position(models.Model):
@@ -221,4 +230,10 @@ class EquitySnapshot(models.Model):
 
     class Meta:
         ordering = ["portfolio_id", "minute_ts"]
+        verbose_name = "equity snapshot"
         constraints = [models.UniqueConstraint(fields=["portfolio", "minute_ts"], name="one_snapshot_per_minute")]
+
+    def __str__(self):
+        from trifecta_site.clock import ms_to_datetime
+
+        return f"equity {self.equity} at {ms_to_datetime(self.minute_ts):%Y-%m-%d %H:%M} (market time)"

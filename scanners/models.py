@@ -23,6 +23,8 @@ class FeedState(models.Model):
     updated_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "feed status"
+        verbose_name_plural = "feed statuses"
         constraints = [models.UniqueConstraint(fields=["feed", "venue"], name="one_state_per_feed_venue")]
         ordering = ["feed", "venue"]
 
@@ -45,6 +47,7 @@ class ScanRun(models.Model):
     error = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        verbose_name = "scan run"
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["kind", "-started_at"], name="scanrun_kind_recent"),
                    models.Index(fields=["-started_at", "-id"], name="scanrun_recent_list")]
@@ -88,6 +91,7 @@ class Opportunity(models.Model):
 
     class Meta:
         ordering = ["-detected_at", "rank"]
+        verbose_name = "opportunity"
         verbose_name_plural = "opportunities"
         indexes = [
             models.Index(fields=["-detected_at", "rank", "-id"], name="opp_recent_list"),
@@ -132,25 +136,28 @@ def _positive_int(default, **kwargs):
 class ArbitrageSettings(SingletonSettings):
     min_net_pct = _pct(default=Decimal("0.5"), help_text="keep opportunities at or above this net profit, percent")
     max_risk_score = _pct(default=Decimal("75"), help_text="drop opportunities above this risk score (0-100)")
-    top_n = _positive_int(3, help_text="opportunities stored per scan")
+    top_n = _positive_int(3, help_text="opportunities stored per scan (count)")
     max_quote_age_ms = _positive_int(5000, help_text="skip quotes older than this at scan time, ms")
     notional_cap_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10000"), validators=[_at_least_zero()], help_text="size cap where the venue gives no sizes, USD")
     rebalance = models.BooleanField(default=False, help_text="include the share of moving inventory back (withdrawal fees)")
     auto_min_net_pct = _pct(default=Decimal("0.5"), help_text="auto-execute only above this net profit, percent")
     auto_min_profit_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("50"), validators=[_at_least_zero()], help_text="auto-execute only above this expected profit, USD")
-    auto_max_risk = _pct(default=Decimal("30"), help_text="auto-execute only below this risk score")
+    auto_max_risk = _pct(default=Decimal("30"), help_text="auto-execute only below this risk score (0-100)")
 
     class Meta:
         verbose_name = verbose_name_plural = "arbitrage thresholds"
 
 
 class ForexSettings(SingletonSettings):
-    timeframe = models.CharField(max_length=4, default="1m", choices=[(t, t) for t in ("1m", "5m", "15m", "1h", "4h", "1d")])
-    min_confidence = _fraction(default=Decimal("0.60"))
-    min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("1.5"), validators=[_at_least_zero()])
-    top_n = _positive_int(2)
-    auto_min_confidence = _fraction(default=Decimal("0.70"))
-    auto_min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("2.0"), validators=[_at_least_zero()])
+    timeframe = models.CharField(max_length=4, default="1m", choices=[(t, t) for t in ("1m", "5m", "15m", "1h", "4h", "1d")],
+                                 help_text="bar length the signals are computed on")
+    min_confidence = _fraction(default=Decimal("0.60"), help_text="keep signals at or above this confidence, 0-1 (not a probability)")
+    min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("1.5"), validators=[_at_least_zero()],
+                                          help_text="keep signals whose target is at least this many times the stop distance (ratio)")
+    top_n = _positive_int(2, help_text="signals stored per scan (count)")
+    auto_min_confidence = _fraction(default=Decimal("0.70"), help_text="auto-execute only at or above this confidence, 0-1")
+    auto_min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("2.0"), validators=[_at_least_zero()],
+                                               help_text="auto-execute only at or above this risk/reward (ratio)")
 
     class Meta:
         verbose_name = verbose_name_plural = "forex thresholds"
@@ -158,11 +165,11 @@ class ForexSettings(SingletonSettings):
 
 class BinarySettings(SingletonSettings):
     expiries = models.CharField(max_length=100, default="60,120,300", help_text="expiries in seconds, comma-separated")
-    min_probability = _fraction(default=Decimal("0.75"))
-    top_n = _positive_int(1)
-    auto_expiry_s = _positive_int(60)
-    auto_min_probability = _fraction(default=Decimal("0.75"))
-    default_payout = _fraction(default=Decimal("0.85"), help_text="payout per unit stake where no per-underlying payout is set")
+    min_probability = _fraction(default=Decimal("0.75"), help_text="keep options at or above this calibrated probability, 0-1")
+    top_n = _positive_int(1, help_text="options stored per scan (count)")
+    auto_expiry_s = _positive_int(60, help_text="auto-execute only options of this expiry, seconds")
+    auto_min_probability = _fraction(default=Decimal("0.75"), help_text="auto-execute only at or above this probability, 0-1")
+    default_payout = _fraction(default=Decimal("0.85"), help_text="payout per unit stake where no per-underlying payout is set, 0-1 (0.85 = 85 %)")
 
     class Meta:
         verbose_name = verbose_name_plural = "binary thresholds"
@@ -270,6 +277,7 @@ class WithdrawalFee(models.Model):
     fee = models.DecimalField(max_digits=28, decimal_places=12, help_text="in the currency itself")
 
     class Meta:
+        verbose_name = "withdrawal fee"
         constraints = [models.UniqueConstraint(fields=["venue", "currency"], name="one_fee_per_venue_currency")]
 
     def __str__(self):
@@ -279,8 +287,11 @@ class WithdrawalFee(models.Model):
 class BinaryPayout(models.Model):
     """Payout per unit stake on a win, per underlying (Pocket-Option-style 0.80-0.92)."""
 
-    symbol = models.CharField(max_length=64, unique=True)
-    payout = _fraction()
+    symbol = models.CharField(max_length=64, unique=True, help_text="underlying, unified symbol, e.g. BTC/USD")
+    payout = _fraction(help_text="paid per unit stake on a win, 0-1 (0.85 = 85 %)")
+
+    class Meta:
+        verbose_name = "binary payout"
 
     def __str__(self):
         return f"{self.symbol}: {self.payout}"

@@ -26,6 +26,7 @@ class Heartbeat(models.Model):
     seen_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "heartbeat"
         constraints = [models.UniqueConstraint(fields=["process", "hostname"], name="one_heartbeat_per_process")]
 
     def __str__(self):
@@ -51,6 +52,7 @@ class ConfigChange(models.Model):
     changed_at = models.DateTimeField(db_index=True)
 
     class Meta:
+        verbose_name = "configuration change"
         ordering = ["-changed_at", "-id"]
 
     def __str__(self):
@@ -66,6 +68,9 @@ class ConfigurationVersion(models.Model):
     never come back, so a copy read inside a transaction may be kept too."""
 
     version = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"configuration version {self.version}"
 
 
 _settings_rows: dict[object, tuple[int, object]] = {}
@@ -137,6 +142,10 @@ class SingletonSettings(models.Model):
 
     class Meta:
         abstract = True
+
+    def __str__(self):
+        """Admin names the one row by what it is ("Risk limits"), not "RiskLimits object (1)"."""
+        return str(self._meta.verbose_name).capitalize()
 
     def save(self, *args, changed_by=None, **kwargs):
         self.pk = 1
