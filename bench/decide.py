@@ -70,7 +70,7 @@ def worker(url: str, mode: str, ids: list[int], ready, go, out) -> None:
     from django.db import connection, transaction
 
     from decisions.models import RiskState
-    from decisions.pipeline import decide_opportunity
+    from execution.deciding import decide_opportunity
     from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
     from trifecta_site.celery import freeze_startup_objects
     from trifecta_site.models import ConfigChange

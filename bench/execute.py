@@ -98,7 +98,7 @@ def created(count: int) -> list[int]:
 
 def create_and_decide() -> int:
     """One opportunity stored and its decision queued, as a scanner does (after its commit)."""
-    from decisions.tasks import decide
+    from execution.tasks import decide
 
     row = opportunity(next(_routes))
     row.save()
@@ -247,7 +247,7 @@ def main() -> None:
     if not postgres_ready():
         sys.exit("bench-execute needs the machine's PostgreSQL and Redis")
     setup()
-    from decisions.tasks import decide
+    from execution.tasks import decide
     from trifecta_site.celery import freeze_startup_objects
     from trifecta_site.tasks import probe
 

@@ -97,7 +97,7 @@ def decider(mode: str):
     from django.utils import timezone
 
     from decisions.models import Decision, RiskDay, RiskState
-    from decisions.pipeline import decide_opportunity
+    from execution.deciding import decide_opportunity
     from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
     from scanners.models import Opportunity
     from trifecta_site.models import ConfigChange
@@ -126,8 +126,8 @@ def executor(mode: str):
 
     os.environ.update(TRIFECTA_FEED="replay", TRIFECTA_RECORDING=str(execute.RECORDING))
     decide.setup_django(database_url(EXECUTE_DB))
-    from decisions.pipeline import decide_opportunity
-    from execution.executors import execute_opportunity
+    from execution.deciding import decide_opportunity
+    from execution.deciding import execute_opportunity
     from scanners.feeds import desk_feed
     from scanners.models import Opportunity
 

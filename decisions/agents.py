@@ -19,21 +19,18 @@ Beta(2, 2) prior: one trade moves it a little, a hundred move it a lot.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import connection
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
-
-from trifecta_site import statements as sql
 
 from .models import AgentState
 
 PRIOR = 2
-STATE_FIELDS = ("key", "wins", "losses", "expected_sum", "realized_sum")
-ONE = Decimal(1)
+ZERO, ONE = Decimal(0), Decimal(1)
 
 
 @dataclass
@@ -56,69 +53,37 @@ def lower_bound(wins: int, losses: int) -> float:
     return mean - 1.2816 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
 
 
-@functools.cache
-def _states_statement(keys: int) -> str:
-    columns = ", ".join(sql.column(AgentState, name) for name in STATE_FIELDS)
-    return (f"SELECT {columns} FROM {sql.table(AgentState)} WHERE {sql.column(AgentState, 'agent')} = %s "
-            f"AND {sql.column(AgentState, 'key')} IN ({', '.join(['%s'] * keys)})")
-
-
-@functools.cache
-def _route_state_statement() -> str:
-    from scanners.models import Opportunity
-
-    columns = ", ".join(sql.column(AgentState, name) for name in STATE_FIELDS)
-    return (f"SELECT {columns} FROM {sql.table(AgentState)} WHERE {sql.column(AgentState, 'agent')} = %s "
-            f"AND {sql.column(AgentState, 'key')} = (SELECT {sql.column(Opportunity, 'route')} FROM {sql.table(Opportunity)} "
-            f"WHERE {sql.column(Opportunity, 'id')} = %s)")
-
-
-@functools.cache
-def _learning_sql() -> str:
-    names = ("agent", "key", "wins", "losses", "expected_sum", "realized_sum", "updated_at")
-    table = sql.table(AgentState)
-    added = ", ".join(f"{sql.column(AgentState, n)} = {table}.{sql.column(AgentState, n)} + excluded.{sql.column(AgentState, n)}"
-                      for n in ("wins", "losses", "expected_sum", "realized_sum"))
-    updated = sql.column(AgentState, "updated_at")
-    return (f"INSERT INTO {table} ({', '.join(sql.column(AgentState, n) for n in names)}) "
-            f"VALUES ({', '.join(['%s'] * len(names))}) "
-            f"ON CONFLICT ({sql.column(AgentState, 'agent')}, {sql.column(AgentState, 'key')}) "
-            f"DO UPDATE SET {added}, {updated} = excluded.{updated}")
-
-
 class Agent:
     name = ""
 
     def __init__(self, known: dict[str, AgentState] | None = None):
-        self.known = known or {}  # states the caller read already (`states_statement`, `states_from`), by key
+        self.known = known or {}  # states the caller read already, by key
 
     def state(self, key: str) -> AgentState:
         return self.states(key)[key]
 
     def states(self, *keys: str) -> dict[str, AgentState]:
-        """The learned state of each key (a fresh prior where nothing was learned yet), in one statement."""
-        if all(key in self.known for key in keys):
-            return {key: self.known[key] for key in keys}
-        return self.states_from(sql.run(self.states_statement(*keys))[0], keys)
+        """The learned state of each key (a fresh prior where nothing was learned yet), in one query."""
+        missing = [key for key in keys if key not in self.known]
+        if missing:
+            found = {state.key: state for state in AgentState.objects.filter(agent=self.name, key__in=missing)}
+            self.known.update({key: found.get(key) or AgentState(agent=self.name, key=key) for key in missing})
+        return {key: self.known[key] for key in keys}
 
-    def states_statement(self, *keys: str) -> sql.Statement:
-        """The statement `states` runs, for a caller that sends it with its own."""
-        return sql.Statement(_states_statement(len(keys)), [self.name, *keys],
-                             [AgentState._meta.get_field(name) for name in STATE_FIELDS])
-
-    def states_from(self, rows: list[tuple], keys) -> dict[str, AgentState]:
-        found = {row[0]: AgentState(agent=self.name, **dict(zip(STATE_FIELDS, row))) for row in rows}
-        return {key: found.get(key) or AgentState(agent=self.name, key=key) for key in keys}
-
-    def learn(self, key: str, *, win: bool, expected: Decimal = Decimal(0), realized: Decimal = Decimal(0)) -> None:
-        sql.run(self.learning(key, win=win, expected=expected, realized=realized))
-
-    def learning(self, key: str, *, win: bool, expected: Decimal = Decimal(0), realized: Decimal = Decimal(0)) -> sql.Statement:
-        """One realized outcome added to the key's counts in one statement (an upsert: concurrent workers never lose one)."""
-        values = {"agent": self.name, "key": key, "wins": 1 if win else 0, "losses": 0 if win else 1,
-                  "expected_sum": expected, "realized_sum": realized, "updated_at": timezone.now()}
-        params = [AgentState._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
-        return sql.Statement(_learning_sql(), params)
+    def learn(self, key: str, *, win: bool, expected: Decimal = ZERO, realized: Decimal = ZERO) -> None:
+        """One realized outcome added to the key's counts as increments in the database: concurrent
+        workers never lose one."""
+        counts = {"wins": 1 if win else 0, "losses": 0 if win else 1, "expected_sum": expected, "realized_sum": realized}
+        increments = {name: F(name) + value for name, value in counts.items()}
+        rows = AgentState.objects.filter(agent=self.name, key=key)
+        if rows.update(**increments, updated_at=timezone.now()):
+            return
+        try:
+            with transaction.atomic():
+                AgentState.objects.create(agent=self.name, key=key, updated_at=timezone.now(), **counts)
+        except IntegrityError:  # another worker created it first
+            rows.update(**increments, updated_at=timezone.now())
+        self.known.pop(key, None)
 
     def reset(self) -> int:
         deleted, _ = AgentState.objects.filter(agent=self.name).delete()
@@ -143,20 +108,8 @@ class ArbitrageAgent(Agent):
              "realized_vs_expected": str(ratio.quantize(Decimal("0.0001"))), "trades": state.wins + state.losses},
         )
 
-    @classmethod
-    def route_state_statement(cls, opportunity_id: int) -> sql.Statement:
-        """What was learned on an arbitrage opportunity's route, found by the opportunity's key (the
-        route is the state's key), so that it comes in the round trip that reads the opportunity;
-        no row for a route not learned yet (`states_from`). Only the key narrows the opportunity:
-        a generic plan given its kind as well scanned every opportunity of that kind."""
-        return sql.Statement(_route_state_statement(), [cls.name, opportunity_id],
-                             [AgentState._meta.get_field(name) for name in STATE_FIELDS])
-
     def learn_route(self, route: str, *, realized: Decimal, expected: Decimal) -> None:
-        sql.run(*self.route_learning(route, realized=realized, expected=expected))
-
-    def route_learning(self, route: str, *, realized: Decimal, expected: Decimal) -> list[sql.Statement]:
-        return [self.learning(route, win=realized > 0, expected=expected, realized=realized)]
+        self.learn(route, win=realized > 0, expected=expected, realized=realized)
 
 
 class ForexAgent(Agent):
@@ -188,10 +141,8 @@ class ForexAgent(Agent):
         return f"{pair}:{signal}", f"{pair}:*"
 
     def update_signal_result(self, pair: str, signal: str, profitable: bool) -> None:
-        sql.run(*self.signal_learning(pair, signal, profitable))
-
-    def signal_learning(self, pair: str, signal: str, profitable: bool) -> list[sql.Statement]:
-        return [self.learning(key, win=profitable) for key in self.keys(pair, signal)]
+        for key in self.keys(pair, signal):
+            self.learn(key, win=profitable)
 
     def get_best_pairs(self, top_n: int = 5) -> list[tuple[str, float]]:
         """Pairs ranked by the lower bound of their realized accuracy (a long record beats a lucky one)."""
@@ -219,8 +170,30 @@ class BinaryAgent(Agent):
         return f"{underlying}:{direction}:{expiry_s}"
 
     def learn_expiry(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal, won: bool) -> None:
-        sql.run(*self.expiry_learning(underlying, direction, expiry_s, predicted=predicted, won=won))
+        self.learn(self.key(underlying, direction, expiry_s), win=won, expected=Decimal(predicted))
 
-    def expiry_learning(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal,
-                        won: bool) -> list[sql.Statement]:
-        return [self.learning(self.key(underlying, direction, expiry_s), win=won, expected=Decimal(predicted))]
+
+@dataclass(frozen=True)
+class RealizedOutcome:
+    """What a closed trade tells the agents: learning flows back to the policy as data."""
+
+    kind: str
+    route: str
+    symbol: str
+    direction: str
+    realized_pnl: Decimal
+    expected_pnl: Decimal | None = None
+    won: bool | None = None  # binary: None for a tie or a void (nothing to learn)
+    figures: dict = field(default_factory=dict)  # the opportunity's figures (a binary's expiry and probability)
+
+
+def learn(outcome: RealizedOutcome) -> None:
+    """The agent of the outcome's kind learns from it (call it in the transaction that books the close)."""
+    if outcome.kind == "arbitrage":
+        ArbitrageAgent().learn_route(outcome.route, realized=outcome.realized_pnl, expected=outcome.expected_pnl or ZERO)
+    elif outcome.kind == "forex":
+        ForexAgent().update_signal_result(outcome.symbol, outcome.direction, outcome.realized_pnl > 0)
+    elif outcome.kind == "binary" and outcome.won is not None:
+        figures = outcome.figures
+        BinaryAgent().learn_expiry(outcome.symbol, outcome.direction, int(figures["expiry_s"]),
+                                   predicted=Decimal(figures["probability"]), won=outcome.won)

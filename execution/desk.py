@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+from decisions.governor import EXECUTE
 from scanners.feeds.base import Feed, NotYetObserved
 from scanners.services import run_scan
 
-from decisions.pipeline import EXECUTE, decide_opportunity
-
-from .executors import execute_opportunity
+from .deciding import decide_opportunity, execute_opportunity
 from .monitor import monitor_positions
 
 

@@ -24,11 +24,13 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from decisions.agents import RealizedOutcome, learn
+from decisions.risk import record_outcome
 from scanners.feeds.base import TIMEFRAME_MS, Feed
-from trifecta_site import events
-from trifecta_site import statements as sql
+from trifecta_site.currency import usd_rates
 
 from . import portfolio as book_keeping
+from .events import announce_position, announce_trade
 from .models import ExecutionSettings, Position, Trade, stored
 
 logger = logging.getLogger(__name__)
@@ -36,38 +38,12 @@ ZERO, ONE = Decimal(0), Decimal(1)
 
 
 def record_close(*, trade: Trade, won: bool | None) -> None:
-    """Feed a realized outcome back: the agent of the kind learns, the risk day counts it."""
-    from decisions.models import RiskLimits
-    from decisions.risk import locked_rows, risk_day
-
-    limits = RiskLimits.get_solo()
-    with transaction.atomic(savepoint=False):
-        state, today = locked_rows(risk_day(trade.closed_at, limits))
-        sql.run(*closing_writes(trade=trade, won=won, state=state, today=today, limits=limits))
-
-
-def closing_writes(*, trade: Trade, won: bool | None, state, today, limits) -> list[sql.Statement]:
-    """What a realized outcome writes: the agent's learning and the risk rows (locked by the caller)."""
-    from decisions.risk import outcome_writes
-
-    return learning_writes(trade=trade, won=won) + outcome_writes(state, today, realized_pnl=trade.realized_pnl,
-                                                                  at=trade.closed_at, limits=limits)
-
-
-def learning_writes(*, trade: Trade, won: bool | None) -> list[sql.Statement]:
-    """The agent's learning from a realized outcome (it needs no lock: each write adds to the counts)."""
-    from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent
-
-    pnl = trade.realized_pnl
-    if trade.kind == "arbitrage":
-        return ArbitrageAgent().route_learning(trade.route, realized=pnl, expected=trade.expected_pnl_usd or ZERO)
-    if trade.kind == "forex":
-        return ForexAgent().signal_learning(trade.symbol, trade.direction, pnl > 0)
-    if trade.kind == "binary" and won is not None:
-        figures = trade.opportunity.figures
-        return BinaryAgent().expiry_learning(trade.symbol, trade.direction, int(figures["expiry_s"]),
-                                             predicted=Decimal(figures["probability"]), won=won)
-    return []
+    """Feed a realized outcome back, in the closing transaction: the agent of the kind learns,
+    the risk day counts it."""
+    learn(RealizedOutcome(kind=trade.kind, route=trade.route, symbol=trade.symbol, direction=trade.direction,
+                          realized_pnl=trade.realized_pnl, expected_pnl=trade.expected_pnl_usd, won=won,
+                          figures=trade.opportunity.figures if trade.kind == "binary" else {}))
+    record_outcome(realized_pnl=trade.realized_pnl, at=trade.closed_at)
 
 
 def price_at(feed: Feed, venue: str, symbol: str, ts: int, *, max_age_ms: int) -> tuple[Decimal | None, int | None]:
@@ -97,10 +73,8 @@ def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl
     trade = position.trade
     book_keeping.settle(trade=trade, realized_pnl=pnl, closed_ts=ts, release_usd=position.reserved_usd)
     record_close(trade=trade, won=won)
-    from .executors import position_event, trade_event
-
-    transaction.on_commit(lambda: events.publish("position", position_event(position)))
-    transaction.on_commit(lambda: events.publish("trade", trade_event(trade)))
+    announce_position(position)
+    announce_trade(trade)
 
 
 def _forex_pnl(position: Position, exit_price: Decimal, rate: Decimal) -> Decimal:
@@ -140,7 +114,7 @@ def forex_look(position: Position, feed: Feed, now: int, settings: ExecutionSett
     if quote is None or now - quote.ts > settings.max_quote_age_ms + bar_ms:
         return Look(stale=True)
     quote_ccy = symbol.split("/")[1]
-    rate = book_keeping.usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
+    rate = usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
     if rate is None:
         return Look(stale=True)
     long = position.direction == "BUY"
@@ -219,7 +193,7 @@ def final_exit(position: Position, feed: Feed, now: int, settings: ExecutionSett
         return look.exit
     quote, _ = feed.mark(position.venue, position.symbol)
     quote_ccy = position.symbol.split("/")[1]
-    rate = book_keeping.usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
+    rate = usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
     price = None if quote is None else (quote.bid if position.direction == "BUY" else quote.ask)
     if price is None or rate is None:
         return Exit("void", position.entry_price, now, ZERO)

@@ -14,35 +14,26 @@ Accounting, in the reporting currency (USD):
 """
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from trifecta_site.currency import USD_STABLECOINS, UsdRates
-from scanners.feeds.base import Feed
+from decisions.models import RiskState
+from scanners.models import FeedState, ScanRun
 from trifecta_site.clock import ms_to_datetime
-from trifecta_site import statements as sql
 
 from .models import Balance, EquitySnapshot, ExecutionSettings, Portfolio, Position, Trade, stored
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
 MINUTE_MS = 60_000
-USD_LIKE = USD_STABLECOINS | {"USD"}
-
-
-def open_portfolio_statement() -> sql.Statement:
-    """The open portfolio's row (none before first use: see `current_portfolio`)."""
-    return sql.select_statement(Portfolio, f"{sql.column(Portfolio, 'ended_at')} IS NULL", [],
-                                order_by=f"{sql.column(Portfolio, 'id')} DESC")
 
 
 def current_portfolio() -> Portfolio:
     """The open portfolio, created with the configured starting value on first use."""
-    portfolio = sql.instance_from(Portfolio, sql.run(open_portfolio_statement())[0])
+    portfolio = Portfolio.objects.filter(ended_at__isnull=True).order_by("-id").first()
     if portfolio is not None:
         return portfolio
     with transaction.atomic():
@@ -66,8 +57,6 @@ def reset_portfolio(*, by=None) -> Portfolio:
     Open positions of the old portfolio are left as they are, in its history; the risk
     state's equity peak and loss streak start over with the new account.
     """
-    from decisions.models import RiskState
-
     with transaction.atomic():
         Portfolio.objects.filter(ended_at__isnull=True).update(ended_at=timezone.now())
         Position.objects.filter(status=Position.OPEN).update(status=Position.CLOSED, close_reason="reset")
@@ -95,51 +84,14 @@ def unrealized_total(portfolio: Portfolio) -> Decimal:
         total=Sum("unrealized_pnl"))["total"] or ZERO
 
 
-@functools.cache
-def _exposure_sql() -> str:
-    cash, position, trade, portfolio = sql.table(Balance), sql.table(Position), sql.table(Trade), sql.table(Portfolio)
-    return (f"SELECT b.portfolio_id, b.total, NULL, NULL FROM {cash} b "
-            f"JOIN {portfolio} f ON f.id = b.portfolio_id AND f.ended_at IS NULL AND b.currency = f.currency "
-            f"WHERE b.venue = %s "
-            f"UNION ALL SELECT t.portfolio_id, NULL, t.route, p.unrealized_pnl FROM {position} p "
-            f"JOIN {trade} t ON t.id = p.trade_id WHERE p.status = %s")
-
-
-def exposure_statement() -> sql.Statement:
-    """What a decision needs of the portfolio, in one statement (see `exposure_from`)."""
-    return sql.Statement(_exposure_sql(), [Balance.DESK, Position.OPEN],
-                         [Balance._meta.pk, Balance._meta.get_field("total"), Trade._meta.get_field("route"),
-                          Position._meta.get_field("unrealized_pnl")])
-
-
-def exposure_from(rows: list[tuple]) -> tuple[Decimal, set[str], int]:
+def desk_exposure(portfolio: Portfolio | None = None) -> tuple[Decimal, set[str], int]:
     """The portfolio's value (the cash account's total, which is starting value + realized
     P&L, + unrealized P&L), the routes of its open positions and their count."""
-    cash = max((row for row in rows if row[1] is not None), default=None)  # the open portfolio (the newest)
-    if cash is None:
-        return cash_account(current_portfolio()).total, set(), 0
-    open_positions = [(route, pnl) for portfolio_id, total, route, pnl in rows
-                      if total is None and portfolio_id == cash[0]]
-    value = cash[1] + sum((pnl for _, pnl in open_positions), ZERO)
-    return value, {route for route, _ in open_positions}, len(open_positions)
-
-
-def desk_exposure() -> tuple[Decimal, set[str], int]:
-    return exposure_from(sql.run(exposure_statement())[0])
-
-
-def usd_rates(feed: Feed, currencies) -> UsdRates:
-    """USD per unit of each currency from the feed's quotes (stablecoins at par, as the scanner reports)."""
-    wanted = set(currencies)
-    quotes = []
-    for instrument in feed.instruments():
-        base, _, rest = instrument.symbol.partition("/")
-        counter = rest.split(":")[0]
-        if (base in wanted and counter in USD_LIKE) or (counter in wanted and base == "USD"):
-            quote, _ = feed.mark(instrument.venue, instrument.symbol)
-            if quote is not None:
-                quotes.append(quote)
-    return UsdRates(quotes)
+    portfolio = portfolio or current_portfolio()
+    positions = list(Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN)
+                     .values_list("trade__route", "unrealized_pnl"))
+    value = cash_account(portfolio).total + sum((pnl for _, pnl in positions), ZERO)
+    return value, {route for route, _ in positions}, len(positions)
 
 
 def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: Decimal = ZERO, save: bool = True) -> None:
@@ -208,8 +160,6 @@ def max_drawdown_pct(portfolio: Portfolio | None = None) -> Decimal:
 
 def desk_stats(portfolio: Portfolio | None = None) -> dict:
     """What the dashboard and the API show at a glance (decimals as strings)."""
-    from scanners.models import FeedState, ScanRun
-
     portfolio = portfolio or current_portfolio()
     closed = Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED)
     per_kind = {

@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 
 from decisions.models import Decision
-from decisions.pipeline import EXECUTE
 from scanners.feeds.base import TIMEFRAME_MS
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
 from scanners.scanning import SCANNERS
@@ -35,7 +34,7 @@ from scanners import models as scan_models
 from trifecta_site.schedule import DEFAULT_SCHEDULE
 
 from .desk import run_cycle
-from .executors import EXECUTORS, Rejected
+from .planning import EXECUTORS, Rejected
 from .models import ExecutionSettings, Position, Trade
 from .monitor import binary_exit, close_remaining, final_exit, forex_look
 from .portfolio import current_portfolio, take_snapshot

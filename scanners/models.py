@@ -103,6 +103,15 @@ class Opportunity(models.Model):
     def __str__(self):
         return f"{self.kind} {self.symbol} {' → '.join(self.venues)} ({self.status})"
 
+    def legs(self) -> list[tuple[str, str]]:
+        """The (venue, symbol) markets a trade of this opportunity fills on, in order."""
+        f = self.figures
+        if f.get("type") == "triangular":
+            return [(f["venue"], leg["symbol"]) for leg in f["path"]]
+        if "buy_venue" in f:
+            return [(f["buy_venue"], f["symbol"]), (f["sell_venue"], f["symbol"])]
+        return [(f["venue"], f["symbol"])]
+
 
 def _pct(**kwargs):
     from django.core.validators import MaxValueValidator, MinValueValidator

@@ -6,7 +6,6 @@ import secrets
 from django.db import models
 from django.utils import timezone
 
-from trifecta_site import statements
 
 
 class Heartbeat(models.Model):
@@ -77,30 +76,18 @@ _settings_rows: dict[object, tuple[int, object]] = {}
 _pinned_version: contextvars.ContextVar = contextvars.ContextVar("pinned_configuration_version", default=None)
 
 
-def configuration_version_statement() -> statements.Statement:
-    """The read of the version, for callers that send it with their own reads in one round trip."""
-    field = ConfigurationVersion._meta.get_field("version")
-    return statements.Statement(f"SELECT {statements.column(ConfigurationVersion, 'version')} "
-                                f"FROM {statements.table(ConfigurationVersion)} WHERE id = 1", [], [field])
-
-
-def version_from(rows: list[tuple]) -> int:
-    return rows[0][0] if rows else 0
-
-
 def configuration_version() -> int:
     pinned = _pinned_version.get()
     if pinned is not None:
         return pinned
-    return version_from(statements.run(configuration_version_statement())[0])
+    return ConfigurationVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
 
 @contextlib.contextmanager
-def one_configuration_reading(version: int | None = None):
-    """Inside the block every configuration row is checked against one reading of the version
-    (`version` when the caller read it already): one round trip instead of one per row, and
-    every row from the same configuration."""
-    token = _pinned_version.set(configuration_version() if version is None else version)
+def one_configuration_reading():
+    """Inside the block every configuration row is checked against one reading of the version:
+    one query instead of one per row, and every row from the same configuration."""
+    token = _pinned_version.set(configuration_version())
     try:
         yield
     finally:

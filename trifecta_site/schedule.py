@@ -13,7 +13,7 @@ DEFAULT_SCHEDULE = {
     "scan forex": ("scanners.tasks.scan_forex", 10),
     "scan binary": ("scanners.tasks.scan_binary", 5),
     "monitor positions": ("execution.tasks.monitor_positions", 2),
-    "decide pending": ("decisions.tasks.decide_pending", 30),
+    "decide pending": ("execution.tasks.decide_pending", 30),
     "prune history": ("scanners.tasks.prune_history", 3600),
 }
 

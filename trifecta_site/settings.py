@@ -6,13 +6,18 @@ REDIS_URL); only these variables differ. README lists each one with its default.
 """
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
+
+from trifecta_site.embedded import owner_only_directory, owner_only_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TRIFECTA_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# 0700, and every file in it 0600 even if it was left looser: it holds tokens and session keys.
+owner_only_directory(VAR_DIR)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -58,6 +63,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's assets served by the desk itself: no CDN
     "django_celery_beat",
     "channels",
+    "axes",  # failed sign-ins (admin passwords, API tokens) counted per address, in the database
     "trifecta_site",
     "scanners",
     "decisions",
@@ -72,7 +78,47 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "trifecta_site.admin_limits.AdminQueryLimits",
+    "axes.middleware.AxesMiddleware",  # last: it answers a locked-out admin login
 ]
+
+# Sign-in brute force (docs/SECURITY.md): after LOGIN_FAILURE_LIMIT failed admin logins or
+# API/WebSocket tokens from one address, that address is refused for LOGIN_LOCKOUT_MINUTES
+# (the correct password too). Counted in the database, so every web process agrees; an
+# admin unlocks an address by deleting its row in Admin > Axes > Access attempts.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]  # by username too would let anyone lock the operators out
+AXES_CLIENT_IP_CALLABLE = "trifecta_site.throttling.client_address"  # the address as NUM_PROXIES says
+AXES_SENSITIVE_PARAMETERS = ["password", "token"]
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed sign-ins from this address: refused for {AXES_COOLOFF_TIME.seconds // 60} minutes. "
+    "An administrator can unlock it at once in Admin > Axes > Access attempts.")
+AXES_VERBOSE = False
+
+# Content-Security-Policy on every page (dashboard, admin, API docs): scripts, styles and
+# connections from the desk itself only, so an injected tag or attribute runs nothing.
+# The dashboard has no inline script or style; Swagger UI's one inline <style> carries
+# the request's nonce (templates/drf_spectacular/swagger_ui.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],  # includes ws(s):// to the same host and port
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 ROOT_URLCONF = "trifecta_site.urls"
 ASGI_APPLICATION = "trifecta_site.asgi.application"
@@ -104,13 +150,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1, "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10")), "timeout": 10}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The desk's hot statements (trifecta_site/statements.py) are bound on the server:
-    # psycopg prepares one once it ran this many times on a connection, and the server
-    # stops parsing and planning it. Empty: never (for a pooler in transaction mode that
-    # cannot keep prepared statements, e.g. PgBouncer before 1.21). The ORM's own queries
-    # bind on the client and are never prepared.
+    # Parameters bound on the server (Django's `server_side_binding`), so psycopg prepares a
+    # statement once it ran `prepare_threshold` times on a connection and the server stops
+    # parsing and planning it. Empty DATABASE_PREPARE_THRESHOLD: never prepare (a pooler in
+    # transaction mode that cannot keep prepared statements, e.g. PgBouncer before 1.21).
     _prepare = os.environ.get("DATABASE_PREPARE_THRESHOLD", "5")
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=env_bool("DATABASE_SERVER_SIDE_BINDING", True),
+        prepare_threshold=int(_prepare) if _prepare else None)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes write at once (web, worker, beat): WAL lets readers go on while
     # one writes, IMMEDIATE takes the write lock at BEGIN so a transaction never fails
@@ -149,6 +196,7 @@ LOGIN_URL = "/admin/login/"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_COOKIE_HTTPONLY = True  # pages carry the token (the dashboard's <meta name="csrf-token">); scripts never read the cookie
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
@@ -163,7 +211,7 @@ REST_FRAMEWORK = {
     # Token first: a script without credentials, or with a wrong token, gets 401 and
     # `WWW-Authenticate: Token` (with session first it got 403); sessions still need CSRF.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "trifecta_site.lockout.LockoutTokenAuthentication",  # DRF's, with the sign-in lockout
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -183,6 +231,10 @@ REST_FRAMEWORK = {
         "user": os.environ.get("API_USER_RATE", "6000/min"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
+    # Proxies in front of the desk that append to X-Forwarded-For (docs/SECURITY.md): a
+    # client's address for throttles and the sign-in lockout is the one the outermost of
+    # them saw. 0: the socket's address; the header a client sends is never believed.
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", "0")),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trifecta paper-trading desk API",
@@ -201,7 +253,9 @@ SPECTACULAR_SETTINGS = {
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED_REDIS = not REDIS_URL
 if EMBEDDED_REDIS:
-    REDIS_URL = os.environ.get("TRIFECTA_EMBEDDED_REDIS_URL", "redis://127.0.0.1:6390/0")
+    # The bundled server asks for the password `manage.py run` keeps in var/.
+    _password = owner_only_file(VAR_DIR / "redis_password") if (VAR_DIR / "redis_password").exists() else ""
+    REDIS_URL = os.environ.get("TRIFECTA_EMBEDDED_REDIS_URL", f"redis://{':' + _password + '@' if _password else ''}127.0.0.1:6390/0")
 
 CHANNEL_LAYERS = {
     "default": {
@@ -230,7 +284,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "desk"
 CELERY_TASK_ROUTES = {
     "scanners.tasks.*": {"queue": "scan"},
-    "decisions.tasks.*": {"queue": "desk"},
     "execution.tasks.*": {"queue": "desk"},
     "trifecta_site.tasks.*": {"queue": "desk"},
 }
@@ -282,6 +335,10 @@ REPLAY_ISOLATED = False
 
 # Controls: initial value of the display-only / auto-execute switch.
 AUTO_EXECUTE = env_bool("AUTO_EXECUTE", False)
+
+# WebSocket stream: an open socket's session or token is checked again this often, and the
+# socket closed once it no longer holds (user deactivated, logged out, token deleted).
+STREAM_RECHECK_S = float(os.environ.get("STREAM_RECHECK_S", "10"))
 
 # Health: a heartbeat older than this marks its process down.
 HEARTBEAT_MAX_AGE_S = int(os.environ.get("HEARTBEAT_MAX_AGE_S", "30"))

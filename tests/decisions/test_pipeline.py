@@ -4,9 +4,9 @@ from decimal import Decimal as D
 import pytest
 
 from decisions.models import Controls, Decision, RiskDay, RiskLimits
-from decisions.pipeline import decide_opportunity
+from execution.deciding import decide_opportunity
 from execution.models import Trade
-from execution.executors import execute_opportunity
+from execution.deciding import execute_opportunity
 from scanners.models import Opportunity
 
 from ..execution.recorded import recorded_market
@@ -140,9 +140,7 @@ def test_pending_opportunities_are_the_recent_undecided_and_the_approved_without
 
 @pytest.mark.parametrize("kind", ["arbitrage", "forex", "binary"])
 def test_the_agent_reads_what_it_learned_once(feed, kind):
-    """An arbitrage route's state comes with the opportunity (the route is its key); the other
-    kinds read theirs with the risk rows' locks. A key the decision did not read would make
-    the agent read it again on its own (a round trip more, same verdict)."""
+    """The agent reads every key its verdict needs in one query, before the risk rows' locks."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -164,8 +162,7 @@ def test_the_agent_reads_what_it_learned_once(feed, kind):
     with CaptureQueriesContext(connection) as queries:
         decide_opportunity(opportunity_id=opp.pk, feed=feed)
     reads = [q["sql"] for q in queries.captured_queries if AgentState._meta.db_table in q["sql"]]
-    by_route = [sql for sql in reads if Opportunity._meta.db_table in sql]  # sent for any kind: finds arbitrage's only
-    assert len(by_route) == 1 and len(reads) == (1 if kind == "arbitrage" else 2), reads
+    assert len(reads) == 1, reads
     learned = verdicts(opp)["agent"].figures
     assert learned.get("trades", learned.get("signal_trades", learned.get("settled"))) == 1  # what it learned counted
 
@@ -213,23 +210,24 @@ def test_with_execute_the_approved_opportunity_is_booked_in_its_deciding_transac
     assert_balances_consistent()
 
 
-def test_what_the_deciding_transaction_cannot_book_is_left_to_the_executor(feed):
-    """An inventory row used for the first time (it is created, outside the deciding locks), or a fill
-    time the feed has not reached: the decision is stored alone and execution books it afterwards."""
+def test_what_the_deciding_transaction_cannot_book_yet_is_left_to_the_executor(feed):
+    """Inventory used for the first time is seeded and booked with the decision; a fill time the
+    feed has not reached leaves the decision stored alone, and execution books it afterwards."""
     from scanners.feeds.replay import ReplayClock, ReplayFeed
 
     auto_execute(True)
     realism("optimistic")
     opp = arbitrage()
     outcome = decide_opportunity(opportunity_id=opp.pk, feed=feed, execute=True)
-    assert outcome.verdict == "execute" and outcome.trade is None
-    assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.DECIDED and not Trade.objects.exists()
-    assert execute_opportunity(opportunity_id=opp.pk, feed=feed).status == Trade.CLOSED
+    assert outcome.verdict == "execute" and outcome.trade == Trade.objects.get(opportunity=opp)
+    assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.EXECUTED and outcome.trade.status == Trade.CLOSED
+    assert execute_opportunity(opportunity_id=opp.pk, feed=feed) == outcome.trade  # once
     realism("realistic", latency_ms=250)
     later = arbitrage(route="xv:later")
     live = ReplayFeed(feed.reader, ReplayClock.realtime(T0, T0 + 60_000, anchor_wall_ms=0, wall_clock=lambda: 0))
     outcome = decide_opportunity(opportunity_id=later.pk, feed=live, execute=True)  # the clock stands at T0
     assert outcome.verdict == "execute" and outcome.trade is None
+    assert Opportunity.objects.get(pk=later.pk).status == Opportunity.DECIDED
     assert RiskDay.objects.get().trades == 2 and Trade.objects.count() == 1
 
 

@@ -4,7 +4,7 @@ from decimal import Decimal as D
 import pytest
 
 from decisions.models import AgentState, RiskDay, RiskState
-from execution import executors
+from execution import deciding as executors
 from execution.models import Balance, ExecutionSettings, Fill, Position, Trade, stored
 from execution.monitor import monitor_positions
 from execution.portfolio import cash_account, current_portfolio, desk_exposure

@@ -38,7 +38,7 @@ def test_a_published_market_reads_back_through_the_feed_interface(tmp_path):
 
 def test_desk_worker_code_never_imports_ccxt():
     code = ("import sys, django; django.setup(); "
-            "import decisions.tasks, execution.tasks, trifecta_site.tasks; from scanners.feeds import desk_feed; "
+            "import execution.tasks, trifecta_site.tasks; from scanners.feeds import desk_feed; "
             "assert type(desk_feed()).__name__ == 'SnapshotFeed'; print('ccxt' in sys.modules)")
     env = {"DJANGO_SETTINGS_MODULE": "trifecta_site.settings", "TRIFECTA_FEED": "ccxt", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)

@@ -1,0 +1,165 @@
+"""Deciding one opportunity and booking what is approved: the one transaction where the
+policy (agent, risk manager, governor: `decisions/`) meets the paper book.
+
+What needs no lock is read first (controls, thresholds, the portfolio's exposure, the
+agent's learned state: it only ever grows by increments, so an older read is merely
+older). Then one transaction locks the risk rows, lets the risk manager approve
+(reserving the day's trade slot only when the governor would execute), lets the governor
+have the last word, stores the three `Decision` rows and, when asked to execute, plans
+the fill and books it (`booking.book`) before it commits. The unique (opportunity, layer)
+pair makes a decision idempotent, the unique trade per opportunity an execution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from decisions.agents import AgentVerdict
+from decisions.governor import DISPLAY, EXECUTE, SKIP, make_decision
+from decisions.models import Controls, Decision, RiskLimits
+from decisions.pipeline import (THRESHOLD_ROWS, agent_keys, as_stored_size, data_age_ms, decision_event,
+                                evaluate_agent, proposed_size_usd)
+from decisions.risk import RiskVerdict, assess_trade, locked_rows, risk_day
+from scanners.feeds.base import Feed, NotYetObserved
+from scanners.models import Opportunity
+from trifecta_site import events
+from trifecta_site.clock import ms_to_datetime
+from trifecta_site.models import one_configuration_reading
+
+from .booking import book
+from .models import ExecutionSettings, Portfolio, Trade
+from .planning import plan_execution
+from .portfolio import current_portfolio, desk_exposure
+
+ZERO, ONE = Decimal(0), Decimal(1)
+
+
+@dataclass
+class Outcome:
+    """The governor's verdict on an opportunity, and whether this call stored it."""
+
+    verdict: str
+    decisions: list[Decision]
+    created: bool
+    trade: Trade | None = None  # the execution booked with the decision (`decide_opportunity(execute=True)`)
+
+
+def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False) -> Outcome:
+    """Run the three layers on one opportunity and store their verdicts, once.
+
+    With `execute`, an opportunity the governor approves is filled and booked in the same
+    transaction when the feed has reached its fill time, and `Outcome.trade` is its trade;
+    else the caller executes it later (`execute_opportunity`)."""
+    opportunity = Opportunity.objects.filter(pk=opportunity_id).first()
+    if opportunity is None:
+        raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
+    if opportunity.status != Opportunity.DETECTED:  # decided before (the unique rows below catch a race)
+        return _stored_outcome(opportunity_id)
+    now = feed.now()
+    with one_configuration_reading():
+        controls, limits = Controls.get_solo(), RiskLimits.get_solo()
+        thresholds = THRESHOLD_ROWS[opportunity.kind].get_solo()
+        settings = ExecutionSettings.get_solo()
+    portfolio = current_portfolio()
+    value, open_routes, open_count = desk_exposure(portfolio)
+    governor_inputs = dict(controls=controls, thresholds=thresholds, data_age_ms=data_age_ms(opportunity, feed, now),
+                           max_age_ms=settings.max_quote_age_ms, open_routes=open_routes, open_positions=open_count,
+                           max_open_positions=settings.max_open_positions)
+    at = ms_to_datetime(now)
+    agent_class, keys = agent_keys(opportunity)
+    learned = agent_class()
+    learned.states(*keys)
+    agent = evaluate_agent(opportunity, learned)
+    size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
+    if size is None:
+        agent.approved, agent.reasons, size = False, [*agent.reasons, "NO_USD_RATE"], ZERO
+    would = make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
+    try:
+        with transaction.atomic():
+            risk = assess_trade(size, value, kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE,
+                                limits=limits, locked=locked_rows(risk_day(at, limits)))
+            governor = make_decision(opportunity, agent, risk, **governor_inputs)
+            rows = Decision.objects.bulk_create(_decision_rows(opportunity, agent, risk, governor, size, value=value,
+                                                                at=at, now=now))
+            event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
+                     "verdict": governor.verdict, "layers": [decision_event(row) for row in rows]}
+            transaction.on_commit(lambda: events.publish("decision", event), robust=True)
+            trade = None
+            if execute and governor.verdict == EXECUTE:
+                trade = _book_now(opportunity, feed=feed, settings=settings, limits=limits, portfolio=portfolio,
+                                  size_usd=as_stored_size(size * risk.size_multiplier), decided_ts=now)
+            if trade is None:
+                status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
+                Opportunity.objects.filter(pk=opportunity.pk).update(status=status)
+    except IntegrityError:
+        return _stored_outcome(opportunity_id)
+    return Outcome(governor.verdict, rows, True, trade)
+
+
+def _decision_rows(opportunity, agent: AgentVerdict, risk: RiskVerdict, governor, size: Decimal, *, value: Decimal, at,
+                   now: int) -> list[Decision]:
+    common = dict(opportunity=opportunity, decided_at=at, market_ts=now)
+    approved_size = size * risk.size_multiplier
+    return [
+        Decision(layer=Decision.AGENT, verdict="approve" if agent.approved else "skip", reasons=agent.reasons,
+                 figures=agent.figures, score=agent.score, size_usd=size, **common),
+        Decision(layer=Decision.RISK, verdict="approved" if risk.approved else "blocked", reasons=risk.reasons,
+                 figures={"checks": risk.checks, "day": risk.day, "size_multiplier": str(risk.size_multiplier),
+                          "portfolio_value": str(value)},
+                 level=risk.level, size_usd=approved_size, **common),
+        Decision(layer=Decision.GOVERNOR, verdict=governor.verdict, reasons=governor.reasons, figures=governor.figures,
+                 size_usd=approved_size if governor.verdict == EXECUTE else None, **common),
+    ]
+
+
+def _book_now(opportunity: Opportunity, *, feed: Feed, settings, limits, portfolio: Portfolio, size_usd: Decimal,
+              decided_ts: int) -> Trade | None:
+    """The approved opportunity's execution, booked in the deciding transaction; None when the
+    feed has not reached its fill time yet (the `execute` task waits for it)."""
+    try:
+        plan = plan_execution(opportunity, feed=feed, settings=settings, size_usd=size_usd, decided_ts=decided_ts)
+    except NotYetObserved:
+        return None
+    return book(plan, portfolio=portfolio, settings=settings, limits=limits)
+
+
+def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | None = None,
+                        decided_ts: int | None = None) -> Trade:
+    """Fill and book one approved opportunity, at most once whatever happens around it.
+
+    Raises `NotYetObserved` when the fill time lies after the feed's clock (the task
+    retries then). Size and decision time come from the stored decisions."""
+    opportunity = Opportunity.objects.filter(pk=opportunity_id).first()
+    if opportunity is None:
+        raise Opportunity.DoesNotExist(f"opportunity {opportunity_id} does not exist")
+    if opportunity.status in (Opportunity.EXECUTED, Opportunity.REJECTED):  # booked before, or never to be
+        existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
+        if existing is not None:
+            return existing
+    if size_usd is None or decided_ts is None:
+        layers = {d.layer: d for d in Decision.objects.filter(opportunity_id=opportunity_id)}
+        governor, risk = layers.get(Decision.GOVERNOR), layers.get(Decision.RISK)
+        if governor is None or governor.verdict != EXECUTE:
+            raise ValueError(f"opportunity {opportunity_id} is not approved for execution")
+        size_usd, decided_ts = risk.size_usd, governor.market_ts
+    with one_configuration_reading():
+        settings, limits = ExecutionSettings.get_solo(), RiskLimits.get_solo()
+    portfolio = current_portfolio()
+    plan = plan_execution(opportunity, feed=feed, settings=settings, size_usd=size_usd, decided_ts=decided_ts)
+    try:
+        with transaction.atomic():
+            return book(plan, portfolio=portfolio, settings=settings, limits=limits)
+    except IntegrityError:
+        existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
+        if existing is None:
+            raise
+        return existing
+
+
+def _stored_outcome(opportunity_id: int) -> Outcome:
+    rows = list(Decision.objects.filter(opportunity_id=opportunity_id))
+    governor = next((d for d in rows if d.layer == Decision.GOVERNOR), None)
+    trade = Trade.objects.filter(opportunity_id=opportunity_id).first()
+    return Outcome(governor.verdict if governor else DISPLAY, rows, False, trade)
