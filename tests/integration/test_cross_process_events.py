@@ -4,15 +4,26 @@ import asyncio
 import json
 
 import pytest
+import redis
 import websockets
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from scanners.models import FeedState
 from scanners.tasks import poll_feeds
+from tests.waiting import wait_for
+from trifecta_site.events import group_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CLIENTS = 200
+
+
+def web_subscribed_to(kind: str):
+    """Whether the web process's channel layer holds a Redis subscription for `kind`'s group
+    (its clients' subscriptions have landed on the server: an event published now reaches them)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    return lambda: client.pubsub_channels(f"*{group_name(kind)}*")
 
 
 def session_cookie(client) -> str:
@@ -33,7 +44,7 @@ async def gather_events(port: int, cookie: str, clients: int, trigger) -> list[d
 
     sockets = await asyncio.gather(*(open_client() for _ in range(clients)))
     try:
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(wait_for, web_subscribed_to("feed"), 10, "the web process subscribed to feed events")
         await asyncio.to_thread(trigger)
         received = await asyncio.gather(*(asyncio.wait_for(s.recv(), 30) for s in sockets))
     finally:
