@@ -7,7 +7,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres test-reliability install clean-var
+.PHONY: run test lint test-sqlite test-postgres test-reliability install clean-var
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python manage.py run
 
-test: test-sqlite test-postgres
+test: lint test-sqlite test-postgres
+
+# No dependency's private names (ruff: SLF001, PLC2701) and imports that point one way
+# (import-linter's contracts); both configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check
+	$(BIN)/lint-imports
 
 # The whole suite on the embedded default (SQLite).
 test-sqlite: install

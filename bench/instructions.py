@@ -18,7 +18,6 @@ are wall-clock ones (make bench-surfaces, make bench-decide).
 
 Results: bench/results/instructions.json.
 """
-import json
 import os
 import re
 import shutil

@@ -115,20 +115,20 @@ def start_desk(env: dict, logs: Path, port: int, stream_port: int) -> dict:
     common = ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
     started = {}
     try:
-        started["web"] = processes._spawn([sys.executable, "-m", "gunicorn", "trifecta_site.wsgi:application", "--bind",
+        started["web"] = processes.spawn([sys.executable, "-m", "gunicorn", "trifecta_site.wsgi:application", "--bind",
                                            f"127.0.0.1:{port}", "--workers", "2"], env, logs / "web.log", "web")
         processes.wait_for_http(f"http://127.0.0.1:{port}/admin/login/", started["web"], logs / "web.log", timeout_s=60)
-        started["stream"] = processes._spawn([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host",
+        started["stream"] = processes.spawn([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host",
                                               "127.0.0.1", "--port", str(stream_port), "--workers", "2"],
                                              env, logs / "stream.log", "stream")
         processes.wait_for_http(f"http://127.0.0.1:{stream_port}/admin/login/", started["stream"], logs / "stream.log",
                                 timeout_s=60)
-        started["scan"] = processes._spawn([*celery, "worker", "-Q", "scan", "-n", "scan@%h", "--concurrency", "1", *common],
+        started["scan"] = processes.spawn([*celery, "worker", "-Q", "scan", "-n", "scan@%h", "--concurrency", "1", *common],
                                            env, logs / "scan.log", "scan")
         for n in (1, 2):  # README: solo desk workers, one per core
-            started[f"desk{n}"] = processes._spawn([*celery, "worker", "-Q", "desk", "-n", f"desk{n}@%h", "--pool", "solo",
+            started[f"desk{n}"] = processes.spawn([*celery, "worker", "-Q", "desk", "-n", f"desk{n}@%h", "--pool", "solo",
                                                     *common], env, logs / f"desk{n}.log", f"desk{n}")
-        started["beat"] = processes._spawn([*celery, "beat", "--loglevel", "INFO"], env, logs / "beat.log", "beat")
+        started["beat"] = processes.spawn([*celery, "beat", "--loglevel", "INFO"], env, logs / "beat.log", "beat")
     except BaseException:
         processes.stop(*started.values())
         raise

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
+from scanners.admin import OpportunityAdmin
+from scanners.models import Opportunity
 from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
 from .models import AgentState, Controls, Decision, RiskDay, RiskLimits, RiskState
@@ -28,11 +30,16 @@ class AgentStateAdmin(ReadOnlyAdmin):
     actions = ["reset_agents"]
 
     def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
+        """The model's delete permission (superusers hold it), as for any admin delete."""
+        return super().has_delete_permission(request, obj)
 
-    @admin.action(description="Reset the learning of the selected rows' agents (every key of each)")
+    @admin.action(description="Reset the learning of the selected rows' agents (every key of each)",
+                  permissions=["delete"])
     def reset_agents(self, request, queryset):
-        """Asks first (listing what goes), then forgets every key of the selected agents."""
+        """Asks first (listing what goes), then forgets every key of the selected agents.
+
+        It deletes rows, so it needs the delete permission: admin leaves it out of the
+        action list, and refuses its POST, for anyone without it (a view-only user ran it)."""
         agents = sorted(set(queryset.values_list("agent", flat=True)))
         if request.POST.get("confirmed") != "yes":
             context = {**self.admin_site.each_context(request), "title": "Reset agent learning?", "agents": agents,
@@ -63,3 +70,14 @@ class DecisionInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+class OpportunityWithDecisionsAdmin(OpportunityAdmin):
+    """An opportunity with its decision trail: the inline lives with the decisions it shows, so
+    scanners' admin never imports decisions."""
+
+    inlines = [DecisionInline]
+
+
+admin.site.unregister(Opportunity)
+admin.site.register(Opportunity, OpportunityWithDecisionsAdmin)

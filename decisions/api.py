@@ -3,11 +3,10 @@ from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trifecta_site.api import RowsViewSet, SingletonSettingsView, exact_filters, filter_param, integer_param, settings_serializer
+from trifecta_site.api import SingletonSettingsView, exact_filters, filter_param, integer_param, settings_serializer
 
 from .agents import ForexAgent, lower_bound, posterior_mean
 from .models import AgentState, Controls, Decision, RiskLimits
-from .risk import risk_usage
 
 
 class DecisionSerializer(serializers.ModelSerializer):
@@ -17,7 +16,7 @@ class DecisionSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=[filter_param("opportunity", integer=True), filter_param("layer", [l for l, _ in Decision.LAYERS]), filter_param("verdict")]))
-class DecisionViewSet(RowsViewSet):
+class DecisionViewSet(viewsets.ReadOnlyModelViewSet):
     """Every layer's verdict on every opportunity, newest first."""
 
     serializer_class = DecisionSerializer
@@ -28,22 +27,6 @@ class DecisionViewSet(RowsViewSet):
         if opportunity is not None:
             rows = rows.filter(opportunity_id=opportunity)
         return exact_filters(self.request, rows, {"layer": "layer", "verdict": "verdict"})
-
-
-class RiskView(APIView):
-    @extend_schema(responses={200: {"type": "object"}})
-    def get(self, request):
-        """Today's usage against each limit, the risk level and the reasons it would block now.
-
-        "Today" is the day of the desk's latest decision (in the limits' time zone): live
-        that is today; replaying a recording it is the recording's day."""
-        from execution.portfolio import desk_exposure
-        from trifecta_site.clock import ms_to_datetime
-
-        value, _, _ = desk_exposure()
-        latest = Decision.objects.order_by("-id").values_list("market_ts", flat=True).first()
-        now = None if latest is None else ms_to_datetime(latest)  # the desk's clock: a replay's day, not today's
-        return Response({"portfolio_value": str(value), **risk_usage(portfolio_value=value, now=now)})
 
 
 class AgentStateSerializer(serializers.ModelSerializer):

@@ -1,10 +1,14 @@
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers
+from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from decisions.models import Decision
+from decisions.risk import risk_usage
 from scanners.api import KINDS
-from trifecta_site.api import RowsViewSet, epoch_ms_param, exact_filters, filter_param, integer_param, time_range
+from trifecta_site.clock import ms_to_datetime
+from trifecta_site.api import epoch_ms_param, exact_filters, filter_param, integer_param, time_range
 
 from . import portfolio as book_keeping
 from .models import EquitySnapshot, Fill, Position, Trade
@@ -17,7 +21,7 @@ class FillSerializer(serializers.ModelSerializer):
 
 
 class TradeSerializer(serializers.ModelSerializer):
-    fills = FillSerializer(many=True, read_only=True)
+    fills = FillSerializer(source="fill_list", many=True, read_only=True)  # prefetched by the view
 
     class Meta:
         model = Trade
@@ -27,13 +31,13 @@ class TradeSerializer(serializers.ModelSerializer):
 @extend_schema_view(list=extend_schema(parameters=[
     filter_param("kind", KINDS), filter_param("status", [Trade.OPEN, Trade.CLOSED, Trade.REJECTED]), filter_param("symbol"),
     epoch_ms_param("since", "opened at or after"), epoch_ms_param("until", "opened before")]))
-class TradeViewSet(RowsViewSet):
+class TradeViewSet(viewsets.ReadOnlyModelViewSet):
     """Paper trades with their fills, fees, expected vs realized edge and P&L, newest first."""
 
     serializer_class = TradeSerializer
 
     def get_queryset(self):
-        rows = Trade.objects.order_by("-opened_at", "-id")
+        rows = Trade.objects.order_by("-opened_at", "-id").prefetch_related(Prefetch("fills", to_attr="fill_list"))  # one query a page
         rows = exact_filters(self.request, rows, {"kind": "kind", "status": "status", "symbol": "symbol"})
         return time_range(self.request, "opened_at", rows)
 
@@ -45,7 +49,7 @@ class PositionSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=[filter_param("kind", ["forex", "binary"]), filter_param("status", [Position.OPEN, Position.CLOSED])]))
-class PositionViewSet(RowsViewSet):
+class PositionViewSet(viewsets.ReadOnlyModelViewSet):
     """Forex positions and binary stakes; open ones carry their unrealized P&L."""
 
     serializer_class = PositionSerializer
@@ -84,3 +88,16 @@ class StatsView(APIView):
     def get(self, request):
         """Paper trades, portfolio value, scans, counts and P&L per kind and route, feed status."""
         return Response(book_keeping.desk_stats())
+
+
+class RiskView(APIView):
+    @extend_schema(responses={200: {"type": "object"}})
+    def get(self, request):
+        """Today's usage against each limit, the risk level and the reasons it would block now.
+
+        "Today" is the day of the desk's latest decision (in the limits' time zone): live
+        that is today; replaying a recording it is the recording's day."""
+        value, _, _ = book_keeping.desk_exposure()
+        latest = Decision.objects.order_by("-id").values_list("market_ts", flat=True).first()
+        now = None if latest is None else ms_to_datetime(latest)  # the desk's clock: a replay's day, not today's
+        return Response({"portfolio_value": str(value), **risk_usage(portfolio_value=value, now=now)})

@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 
 from decisions.models import Decision
-from scanners.feeds.base import TIMEFRAME_MS
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
 from scanners.scanning import SCANNERS
 from scanners.services import SETTINGS_MODELS, forget_scan_state

@@ -17,7 +17,7 @@ from decisions.models import Controls, Decision, RiskDay, RiskLimits
 from scanners.models import ArbitrageSettings, BinarySettings, ForexSettings, Opportunity, ScanRun
 from trifecta_site.api import settings_serializer
 
-from .models import EquitySnapshot, ExecutionSettings, Fill, Position, Trade
+from .models import EquitySnapshot, ExecutionSettings, Position, Trade
 from .portfolio import cash_account, current_portfolio
 from .replay import ReplayResult
 

@@ -34,11 +34,6 @@ class OpportunityAdmin(ReadOnlyAdmin):
     list_display = ("detected_at", "kind", "type", "symbol", "venues", "direction", "net_pct", "expected_profit_usd", "confidence", "probability", "risk_score", "status")
     list_filter = ("kind", "type", "status")
     search_fields = ("symbol", "route")
-
-    def get_inlines(self, request, obj):
-        from decisions.admin import DecisionInline
-
-        return [DecisionInline]
     date_hierarchy = "detected_at"
     list_select_related = ("scan_run",)
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from decisions import api as decisions_api
@@ -21,7 +21,7 @@ router.register("positions", execution_api.PositionViewSet, basename="position")
 api = [
     path("portfolio/", execution_api.PortfolioView.as_view(), name="portfolio"),
     path("stats/", execution_api.StatsView.as_view(), name="stats"),
-    path("risk/", decisions_api.RiskView.as_view(), name="risk"),
+    path("risk/", execution_api.RiskView.as_view(), name="risk"),
     path("best-pairs/", decisions_api.BestPairsView.as_view(), name="best-pairs"),
     path("controls/", decisions_api.ControlsView.as_view(), name="controls"),
     path("limits/", decisions_api.LimitsView.as_view(), name="limits"),
@@ -33,9 +33,12 @@ api = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("dashboard/state/", views.dashboard_state, name="dashboard-state"),
+    path("dashboard/prices/", views.dashboard_prices, name="dashboard-prices"),
     path("admin/", admin.site.urls),
     path("api/health/", views.HealthView.as_view(), name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),  # its script not inline: the CSP allows none
     path("api/", include(api)),
 ]

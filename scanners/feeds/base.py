@@ -11,6 +11,10 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 OK = "ok"
 DEGRADED = "degraded"
@@ -115,7 +119,7 @@ class PriceGrid:
     be kept between scans. Floats: for scanning math only.
     """
 
-    values: "np.ndarray"
+    values: np.ndarray
     first_ts: int
     step: int
     lo: int

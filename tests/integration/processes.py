@@ -56,22 +56,22 @@ def start_worker(env: dict, log: Path, queues: str = "scan,desk", pool: str = "p
         "--concurrency", "1", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h",
         "--loglevel", "INFO",
     ]
-    return _spawn(args, env, log, "worker")
+    return spawn(args, env, log, "worker")
 
 
 def start_beat(env: dict, log: Path, schedule_dir: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "celery", "-A", "trifecta_site", "beat", "--loglevel", "INFO"]
-    return _spawn(args, env, log, "beat")
+    return spawn(args, env, log, "beat")
 
 
 def start_web(env: dict, log: Path, port: int) -> subprocess.Popen:
     args = [sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-    process = _spawn(args, env, log, "web")
+    process = spawn(args, env, log, "web")
     wait_for_http(f"http://127.0.0.1:{port}/api/health/", process, log)
     return process
 
 
-def _spawn(args, env, log: Path, name: str) -> subprocess.Popen:
+def spawn(args, env, log: Path, name: str) -> subprocess.Popen:
     handle = log.open("ab")
     process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     process.trifecta_name = name

@@ -141,7 +141,7 @@ class Progress:
         if now - self.shown < (0.5 if self.tty else 10):
             return
         self.shown = now
-        self.stream.write(self.line(result) + ("\r" if self.tty else "\n"))
+        self.stream.write(self.line(result), ending="\r" if self.tty else "\n")
         self.stream.flush()
 
     def line(self, result) -> str:
@@ -212,7 +212,7 @@ class Command(BaseCommand):
             replay = Replay(reader, start=start, end=end, intervals=intervals)
         except (FeedError, ValueError) as exc:
             raise CommandError(str(exc))
-        progress = Progress(self.stderr._out, start=replay.start, end=replay.end, speed=pace)
+        progress = Progress(self.stderr, start=replay.start, end=replay.end, speed=pace)
         replay.progress = progress
         try:
             result = replay.run()
