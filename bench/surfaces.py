@@ -6,7 +6,7 @@ connections (wrk where installed, else Python threads) against the HTTP tier:
 gunicorn, 2 sync worker processes (DEBUG off), as README's layout runs it: requests/s and
 p99 per endpoint. Baseline, same server, same run: a plain Django view returning the
 same page of opportunities as JSON without DRF (`bench/bench_urls.py`).
-Targets: >= 400 req/s and p99 < 50 ms on 2 cores.
+Targets (issue 26): >= 300 req/s and p99 <= 50 ms on 2 cores.
 
 WebSocket fan-out, against the stream tier (uvicorn, 2 workers): 200 clients connected at once; events are
 published from another process at 20 broadcasts/s for 10 s; every client must receive
@@ -32,7 +32,6 @@ from pathlib import Path
 import requests
 from common import ROOT, metric, open_streams, postgres_ready, write_results
 
-from tests.integration import processes
 
 URL = "postgres://postgres@127.0.0.1:5432/trifecta_bench"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -88,13 +87,26 @@ def setup() -> str:
 
 def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
     env = {**ENV, "DJANGO_SETTINGS_MODULE": "bench_settings"}
-    web = processes._spawn(command, env, log, command[2])
+    web = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        processes.wait_for_http(f"http://127.0.0.1:{port}/api/health/", web, log, timeout_s=60)
+        wait_for_http(f"http://127.0.0.1:{port}/api/health/", web, log, timeout_s=60)
     except BaseException:
         stop(web)
         raise
     return web
+
+
+def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
 def stop(web: subprocess.Popen) -> None:
@@ -225,10 +237,10 @@ def main() -> None:
         metrics = {}
         for name in ("opportunities", "decisions", "trades", "scans"):
             figures = load(f"{base}/api/{name}/", token, pages)
-            ok = figures["p99"] < 50 and not figures["errors"]  # req/s has its own metric
-            metrics[f"api_{name}_requests_per_s"] = metric(figures["per_s"], "req/s", baseline["per_s"], ">= 400 req/s",
-                                                           figures["per_s"] >= 400, ratio=figures["per_s"] / baseline["per_s"])
-            metrics[f"api_{name}_p99"] = metric(figures["p99"], "ms", baseline["p99"], "< 50 ms, no errors", ok)
+            ok = figures["p99"] <= 50 and not figures["errors"]  # req/s has its own metric
+            metrics[f"api_{name}_requests_per_s"] = metric(figures["per_s"], "req/s", baseline["per_s"], ">= 300 req/s",
+                                                           figures["per_s"] >= 300, ratio=figures["per_s"] / baseline["per_s"])
+            metrics[f"api_{name}_p99"] = metric(figures["p99"], "ms", baseline["p99"], "<= 50 ms, no errors", ok)
     finally:
         stop(http)
     stream = start([sys.executable, "-m", "uvicorn", "trifecta_site.asgi:application", "--host", "127.0.0.1",

@@ -1,9 +1,10 @@
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers
+from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trifecta_site.api import RowsViewSet, SingletonSettingsView, epoch_ms_param, exact_filters, filter_param, settings_serializer, time_range
+from trifecta_site.api import SingletonSettingsView, epoch_ms_param, exact_filters, filter_param, settings_serializer, time_range
 
 from .models import ArbitrageSettings, BinarySettings, FeedState, ForexSettings, Opportunity, ScanRun
 
@@ -23,7 +24,7 @@ class DecisionTrailSerializer(serializers.Serializer):
 
 
 class OpportunitySerializer(serializers.ModelSerializer):
-    decisions = DecisionTrailSerializer(many=True, read_only=True)
+    decisions = DecisionTrailSerializer(source="decision_trail", many=True, read_only=True)  # prefetched by the view
 
     class Meta:
         model = Opportunity
@@ -34,13 +35,16 @@ OPPORTUNITY_FILTERS = [epoch_ms_param("since", "detected at or after"), epoch_ms
 
 
 @extend_schema_view(list=extend_schema(parameters=[*OPPORTUNITY_FILTERS, filter_param("kind", KINDS), filter_param("status", [s for s, _ in Opportunity.STATUSES]), filter_param("symbol")]))
-class OpportunityViewSet(RowsViewSet):
+class OpportunityViewSet(viewsets.ReadOnlyModelViewSet):
     """What the scanners found, newest first, each with its decision trail (why traded or not)."""
 
     serializer_class = OpportunitySerializer
 
     def get_queryset(self):
-        rows = Opportunity.objects.order_by("-detected_at", "rank", "-id")
+        # One query for a page's decision trails, as a plain list on each opportunity (`to_attr`:
+        # no related manager built per row), in the decisions' own order.
+        rows = Opportunity.objects.order_by("-detected_at", "rank", "-id").prefetch_related(
+            Prefetch("decisions", to_attr="decision_trail"))
         rows = exact_filters(self.request, rows, {"kind": "kind", "status": "status", "symbol": "symbol"})
         return time_range(self.request, "detected_at", rows)
 
@@ -52,7 +56,7 @@ class ScanRunSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(list=extend_schema(parameters=[filter_param("kind", KINDS)]))
-class ScanRunViewSet(RowsViewSet):
+class ScanRunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ScanRunSerializer
 
     def get_queryset(self):
@@ -65,7 +69,7 @@ class FeedStateSerializer(serializers.ModelSerializer):
         fields = "__all__"
 
 
-class FeedStateViewSet(RowsViewSet):
+class FeedStateViewSet(viewsets.ReadOnlyModelViewSet):
     """Status per venue as the scan worker last saw it."""
 
     serializer_class = FeedStateSerializer

@@ -22,9 +22,8 @@ _solo_memory_limit_kb = 0
 
 @worker_process_init.connect
 def freeze_startup_objects(**_signal):
-    """What a worker process imported and set up at start lives as long as the process: keep it
-    out of the garbage collector's full passes, which paused decisions by several ms at p99
-    (`make bench-decide`)."""
+    """What a worker process set up at start lives as long as the process: kept out of the
+    garbage collector's full passes, which otherwise pause a task at random."""
     gc.freeze()
 
 
@@ -45,12 +44,9 @@ def set_up_solo_worker(sender, **_signal):
 @task_postrun.connect
 def renew_database_connections(**_signal):
     """Before and after every task, what Django does around every request: a connection left
-    unusable by an error is dropped, and one older than CONN_MAX_AGE closed (the next query
-    opens a new one). Celery's own fixup renews them only by count (CELERY_DB_REUSE_MAX), so
-    at load every worker renewed its connection every few seconds, at the same moment, and
-    the tasks after it ran on a cold server backend (bench-execute's 200/s p99: 7-8 ms
-    against 3.6-3.9 ms). Connections kept for no time (CONN_MAX_AGE=0: SQLite) are left to
-    that count, so a task does not pay for a new one."""
+    unusable is dropped, one older than CONN_MAX_AGE closed. Celery's fixup renews them only by
+    count, so under load every worker renewed at once and the next tasks met a cold server
+    backend. Connections kept for no time (SQLite) are left to that count."""
     for conn in connections.all(initialized_only=True):
         if conn.settings_dict["CONN_MAX_AGE"] != 0:
             conn.close_if_unusable_or_obsolete()

@@ -13,9 +13,8 @@ _counts: dict[tuple, tuple[float, int]] = {}
 class CountKeepingPaginator(Paginator):
     """Counts each list at most once per LIST_COUNT_MAX_AGE_S in this process.
 
-    Counting a growing table for every page costs more than the page itself (2 ms for
-    30,000 rows, ten times that for 300,000), and a live list's count is a moment's figure
-    anyway. The rows are always read fresh, and whether a next page exists is decided by
+    Counting a growing table for every page costs more than the page itself, and grows
+    with the table; a live list's count is a moment's figure anyway. The rows are always read fresh, and whether a next page exists is decided by
     reading one row more than a page, never by the kept count. `count_key` names the list
     (`ListPagination` says how)."""
 
@@ -82,8 +81,7 @@ def list_filters(request) -> tuple:
 class ListPagination(pagination.PageNumberPagination):
     def paginate_queryset(self, queryset, request, view=None):
         """A list is its path and its query parameters other than the page (the lists filter
-        on nothing else), and the reader: the query's SQL said the same, but compiling it for
-        the key took a tenth of a page."""
+        on nothing else), and the reader: cheaper to key on than the query's compiled SQL."""
         self.django_paginator_class = functools.partial(CountKeepingPaginator,
                                                         count_key=(request.path, request.user.pk, list_filters(request)))
         return super().paginate_queryset(queryset, request, view)
