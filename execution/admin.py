@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -62,10 +63,19 @@ class PortfolioAdmin(ReadOnlyAdmin):
         return [path("reset/", self.admin_site.admin_view(self.reset_view), name="execution_portfolio_reset"),
                 *super().get_urls()]
 
+    RESET_PERMISSIONS = ("execution.change_portfolio", "execution.add_portfolio")
+
+    def has_reset_permission(self, request) -> bool:
+        """A reset closes the current portfolio (change) and opens a fresh one (add): both
+        model permissions, as admin would ask of those two edits (superusers hold them)."""
+        return request.user.has_perms(self.RESET_PERMISSIONS)
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "can_reset": self.has_reset_permission(request)})
+
     def reset_view(self, request):
-        if not request.user.is_superuser:
-            messages.error(request, "Only a superuser can reset the portfolio.")
-            return redirect("admin:execution_portfolio_changelist")
+        if not self.has_reset_permission(request):
+            raise PermissionDenied("Resetting the portfolio needs the change and add portfolio permissions.")
         if request.method == "POST":
             fresh = book_keeping.reset_portfolio(by=request.user)
             messages.success(request, f"Portfolio reset: {fresh} is now the desk's; earlier portfolios are kept as history.")

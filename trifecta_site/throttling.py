@@ -10,6 +10,12 @@ end and the next one's at its start, as with any fixed window.
 With Redis stopped every request would otherwise fail with a 500, `/api/health/`
 included, exactly when operators need it. A broker outage suspends rate limiting
 instead; the first request after Redis is back counts again.
+
+A client is known by its address as `NUM_PROXIES` says (REST_FRAMEWORK, from the
+environment; 0 unless proxies in front of the desk are configured): with 0 the socket's
+address alone, with N the address the N-th proxy from us appended to X-Forwarded-For.
+Never the header as the client sent it: DRF's default (NUM_PROXIES unset) uses the whole
+header, so a client rotating it escaped its limit or spent another address's quota.
 """
 import logging
 import time
@@ -54,3 +60,9 @@ class AnonRateThrottle(_WindowCounter, throttling.AnonRateThrottle):
 
 class UserRateThrottle(_WindowCounter, throttling.UserRateThrottle):
     pass
+
+
+def client_address(request) -> str:
+    """The address throttles and the sign-in lockout (AXES_CLIENT_IP_CALLABLE) count against:
+    DRF's own `get_ident`, which honours NUM_PROXIES, so both agree on who a client is."""
+    return throttling.BaseThrottle().get_ident(request)
