@@ -3,7 +3,6 @@ from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal as D
 
 import pytest
-from hypothesis import given, strategies as st
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
@@ -169,8 +168,9 @@ def test_list_endpoints_query_the_same_whatever_the_page_holds(path):
 
 
 @pytest.mark.parametrize("path", LISTS)
-def test_list_pages_read_as_rows_are_what_the_serializer_makes_of_the_objects(path):
-    """The list pages skip model instances (`RowsViewSet`); every value must be what DRF itself renders."""
+def test_list_pages_are_what_the_serializer_makes_of_the_objects_in_order(path):
+    """A page's rows, nested lists included (prefetched in the related model's order), as DRF
+    serializes the list's own queryset and its JSON renderer writes it."""
     import json
 
     from django.urls import resolve
@@ -199,21 +199,6 @@ def test_list_pages_read_as_rows_are_what_the_serializer_makes_of_the_objects(pa
     assert page == json.loads(JSONRenderer().render(serializer(ordered, many=True).data))
 
 
-@given(st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(dt_timezone.utc)))
-def test_a_time_read_as_text_is_written_as_drf_writes_it(moment):
-    """As PostgreSQL (`::text`, fraction trimmed, `+00`) and SQLite (naive UTC) give times to a list page."""
-    from rest_framework import serializers
-
-    from trifecta_site.api import _iso_writer, _time_from_text
-
-    field = serializers.DateTimeField()
-    convert = _time_from_text(_iso_writer(field), field.default_timezone())
-    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
-    postgres = f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}{fraction}+00"
-    sqlite = str(moment.replace(tzinfo=None))
-    assert convert(postgres) == convert(sqlite) == field.to_representation(moment)
-
-
 def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fresh(settings):
     settings.LIST_COUNT_MAX_AGE_S = 60
     api = client_for(staff=False)
@@ -231,25 +216,6 @@ def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fr
     assert len(api.get("/api/opportunities/?page=2").json()["results"]) == 2  # beyond the kept count: counted again
     assert api.get("/api/opportunities/?page=3").status_code == 404
     assert api.get("/api/opportunities/?page=3765812875021776322560").status_code == 404
-
-
-def test_a_lists_query_is_compiled_once_for_its_filters_and_then_sent_with_each_page(monkeypatch, settings):
-    from django.db.models.sql.compiler import SQLCompiler
-
-    settings.LIST_COUNT_MAX_AGE_S = 60  # the count is kept too: the third read compiles nothing of its list
-    api = client_for(staff=False)
-    for n in range(3):
-        opportunity("forex" if n else "arbitrage", {"symbol": "EUR/USD" if n else "BTC/USDT"})
-    compiled = []
-    as_sql = SQLCompiler.as_sql
-    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(self.query.model) or as_sql(self, *a, **k))
-    assert [o["kind"] for o in api.get("/api/opportunities/?kind=forex").json()["results"]] == ["forex", "forex"]
-    assert [o["kind"] for o in api.get("/api/opportunities/?kind=arbitrage").json()["results"]] == ["arbitrage"]
-    opportunity("forex", {"symbol": "EUR/USD"})
-    compiled.clear()
-    assert len(api.get("/api/opportunities/?kind=forex").json()["results"]) == 3  # the rows as they are now
-    assert Opportunity not in compiled
-    assert api.get("/api/opportunities/?kind=forex&page=2").status_code == 404  # the same query, its next page
 
 
 def test_a_client_over_its_rate_gets_429_until_the_window_ends(monkeypatch):
