@@ -23,7 +23,7 @@ cover the fees: a route that lost once is skipped, as it should be), and the dai
 count, loss and loss-streak limits are opened up so that the run's 2,000 trades are
 not stopped by them; every check still runs.
 
-Targets: p99 < 25 ms at 200/s; the burst drained in < 3 s; each within 3x of the
+Targets (issue 26): p99 <= 50 ms at 200/s; the burst drained in <= 5 s. The ratio to the
 bare round trip. Results: bench/results/execute.json.
 """
 import itertools
@@ -289,16 +289,13 @@ def main() -> None:
 
     lat, base, _, _ = figures["sustained"]
     metrics = {
-        "sustained_200_per_s_p50": metric(statistics.median(lat), "ms", statistics.median(base), "within 3x of the bare round trip",
-                                          statistics.median(lat) <= 3 * statistics.median(base)),
-        "sustained_200_per_s_p99": metric(p(lat, 0.99), "ms", p(base, 0.99), "< 25 ms and within 3x of the bare round trip",
-                                          p(lat, 0.99) < 25 and p(lat, 0.99) <= 3 * p(base, 0.99)),
+        "sustained_200_per_s_p50": metric(statistics.median(lat), "ms", statistics.median(base), "none (the p99 is the target)",
+                                          True),
+        "sustained_200_per_s_p99": metric(p(lat, 0.99), "ms", p(base, 0.99), "<= 50 ms", p(lat, 0.99) <= 50),
     }
     lat, base, drain, base_drain = figures["burst"]
-    metrics["burst_1000_drain"] = metric(drain, "s", base_drain, "< 3 s and within 3x of the bare round trip",
-                                         drain < 3 and drain <= 3 * base_drain)
-    metrics["burst_1000_p99"] = metric(p(lat, 0.99), "ms", p(base, 0.99), "within 3x of the bare round trip",
-                                       p(lat, 0.99) <= 3 * p(base, 0.99))
+    metrics["burst_1000_drain"] = metric(drain, "s", base_drain, "<= 5 s", drain <= 5)
+    metrics["burst_1000_p99"] = metric(p(lat, 0.99), "ms", p(base, 0.99), "none (the drain time is the target)", True)
     write_results("execute", metrics)
 
 

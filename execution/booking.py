@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from decisions.agents import RealizedOutcome, learn
-from decisions.models import RiskLimits
+from decisions.models import RiskDay, RiskLimits, RiskState
 from decisions.risk import apply_outcome, locked_rows, release_trade_slot, risk_day
 from scanners.models import Opportunity
 from trifecta_site.clock import ms_to_datetime
@@ -36,16 +36,20 @@ def balance_keys(opportunity: Opportunity, portfolio: Portfolio) -> set[tuple[st
     return keys
 
 
-def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limits: RiskLimits) -> Trade:
+def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limits: RiskLimits,
+         risk_rows: tuple[RiskState, RiskDay] | None = None) -> Trade:
     """Book the plan in the caller's transaction and return its trade (a rejected one when the
     plan was rejected or the venues cannot fund it: no transfers are simulated).
 
     Locks are taken in one order everywhere: the risk rows (a trade that closes at once
-    records its outcome there), then the balances sorted by venue and currency."""
+    records its outcome there; `risk_rows`: those the caller holds already), then the
+    balances sorted by venue and currency."""
     if plan.rejected is None:
         closes_now = plan.position is None
         opened_at = ms_to_datetime(plan.opened_ts)
-        risk_rows = locked_rows(risk_day(opened_at, limits)) if closes_now else None
+        day = risk_day(opened_at, limits)
+        if closes_now and (risk_rows is None or risk_rows[1].date != day):
+            risk_rows = locked_rows(day)
         try:
             balances = _locked_balances(plan, portfolio, settings)
             moved = _move_balances(plan, portfolio, balances)

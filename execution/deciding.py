@@ -78,8 +78,9 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     would = make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
     try:
         with transaction.atomic():
+            risk_rows = locked_rows(risk_day(at, limits))
             risk = assess_trade(size, value, kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE,
-                                limits=limits, locked=locked_rows(risk_day(at, limits)))
+                                limits=limits, locked=risk_rows)
             governor = make_decision(opportunity, agent, risk, **governor_inputs)
             rows = Decision.objects.bulk_create(_decision_rows(opportunity, agent, risk, governor, size, value=value,
                                                                 at=at, now=now))
@@ -89,7 +90,8 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
             trade = None
             if execute and governor.verdict == EXECUTE:
                 trade = _book_now(opportunity, feed=feed, settings=settings, limits=limits, portfolio=portfolio,
-                                  size_usd=as_stored_size(size * risk.size_multiplier), decided_ts=now)
+                                  size_usd=as_stored_size(size * risk.size_multiplier), decided_ts=now,
+                                  risk_rows=risk_rows)
             if trade is None:
                 status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
                 Opportunity.objects.filter(pk=opportunity.pk).update(status=status)
@@ -115,14 +117,14 @@ def _decision_rows(opportunity, agent: AgentVerdict, risk: RiskVerdict, governor
 
 
 def _book_now(opportunity: Opportunity, *, feed: Feed, settings, limits, portfolio: Portfolio, size_usd: Decimal,
-              decided_ts: int) -> Trade | None:
+              decided_ts: int, risk_rows) -> Trade | None:
     """The approved opportunity's execution, booked in the deciding transaction; None when the
     feed has not reached its fill time yet (the `execute` task waits for it)."""
     try:
         plan = plan_execution(opportunity, feed=feed, settings=settings, size_usd=size_usd, decided_ts=decided_ts)
     except NotYetObserved:
         return None
-    return book(plan, portfolio=portfolio, settings=settings, limits=limits)
+    return book(plan, portfolio=portfolio, settings=settings, limits=limits, risk_rows=risk_rows)
 
 
 def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | None = None,

@@ -4,9 +4,8 @@ from decimal import Decimal as D
 import pytest
 
 from decisions.models import Controls, Decision, RiskDay, RiskLimits
-from execution.deciding import decide_opportunity
+from execution.deciding import decide_opportunity, execute_opportunity
 from execution.models import Trade
-from execution.deciding import execute_opportunity
 from scanners.models import Opportunity
 
 from ..execution.recorded import recorded_market
