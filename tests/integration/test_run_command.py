@@ -281,7 +281,13 @@ def test_a_fresh_copy_with_nothing_set_and_no_network_runs_the_demo_and_trades_o
 
         switched = api.session.patch(api.base + "/api/controls/", json={"auto_execute": True}, timeout=10)
         assert switched.status_code == 200 and switched.json()["auto_execute"] is True, switched.text
-        closed = wait_until("a closed paper trade", lambda: api.results("/api/trades/?status=closed"), 120, desk)
+        try:
+            closed = wait_until("a closed paper trade", lambda: api.results("/api/trades/?status=closed"), 120, desk)
+        except AssertionError:
+            verdicts = [(o["kind"], o["market_ts"], [(d["layer"], d["verdict"], d["reasons"]) for d in o["decisions"]])
+                        for o in api.results("/api/opportunities/")]
+            print("no closed trade; opportunities:", verdicts, "trades:", api.results("/api/trades/"))
+            raise
         print(f"demo: decided kinds {sorted(kinds)}; first closed trade {closed[0]['kind']} {closed[0]['symbol']}")
     finally:
         stop_desk(desk)

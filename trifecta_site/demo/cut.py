@@ -17,7 +17,7 @@ OUT = HERE / "eurusd-2014-05-02"
 FROM_MS = 1399002900000  # 2014-05-02T03:55:00Z (ticks)
 BARS_FROM_MS = FROM_MS - 3_600_000  # an hour of bars before the ticks: the forex scanner needs 60
 TO_MS = 1399037400000  # 2014-05-02T13:30:00Z (exclusive)
-BEGIN_MS = 1399003200000  # 2014-05-02T04:00:00Z: where `make run` starts the clock (history behind it)
+BEGIN_MS = 1399006200000  # 2014-05-02T04:50:00Z: where `make run` starts the clock (history behind it)
 SPEED = 10  # simulated seconds per wall second: 20 minutes of market in two minutes
 LICENCE = (
     "QuantConnect LEAN sample data (repository QuantConnect/Lean, Apache-2.0); the prices were licensed to "
