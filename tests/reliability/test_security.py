@@ -261,7 +261,7 @@ def test_the_generated_secret_key_and_the_database_are_not_tracked():
 @pytest.mark.django_db
 def test_a_failing_request_logs_neither_the_secret_key_nor_the_caller_s_credentials(monkeypatch):
     """The request logger writes the traceback of a 500; nothing in it may be a key a reader could reuse."""
-    import decisions.api
+    import execution.api
 
     user = get_user_model().objects.create_user("caller", password="pw-for-tests-1", is_staff=True)
     token = Token.objects.create(user=user).key
@@ -272,7 +272,7 @@ def test_a_failing_request_logs_neither_the_secret_key_nor_the_caller_s_credenti
     def broken(**_):
         raise RuntimeError("risk usage failed")
 
-    monkeypatch.setattr(decisions.api, "risk_usage", broken)
+    monkeypatch.setattr(execution.api, "risk_usage", broken)
     output = io.StringIO()
     handler = logging.StreamHandler(output)
     handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
