@@ -97,7 +97,7 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]  # by username too would let anyone loc
 AXES_CLIENT_IP_CALLABLE = "trifecta_site.throttling.client_address"  # the address as NUM_PROXIES says
 AXES_SENSITIVE_PARAMETERS = ["password", "token"]
 AXES_COOLOFF_MESSAGE = (
-    f"Too many failed sign-ins from this address: refused for {AXES_COOLOFF_TIME.seconds // 60} minutes. "
+    f"Too many failed sign-ins from this address: refused for {int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes. "
     "An administrator can unlock it at once in Admin > Axes > Access attempts.")
 AXES_VERBOSE = False
 
