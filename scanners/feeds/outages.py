@@ -14,7 +14,7 @@ _local: dict[str, str] = {}  # name -> reason, when the shared cache cannot be r
 
 
 def _key(name: str) -> str:
-    return f"trifecta:outage:{name}"
+    return "trifecta:outage:" + name.replace(" ", "_")
 
 
 def cannot_run(name: str, reason: str) -> bool:

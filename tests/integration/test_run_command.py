@@ -293,3 +293,55 @@ def test_a_fresh_copy_with_nothing_set_and_no_network_runs_the_demo_and_trades_o
         stop_desk(desk)
     for quiet in ("FeedError", "scanners/feeds", "monitor_positions raised"):  # a down feed is a line, not a traceback
         assert quiet not in desk.output, desk.output[max(0, desk.output.find(quiet) - 2000):][:4000]
+
+
+def test_with_nothing_set_the_run_goes_live_when_a_venue_answers(tmp_path):
+    """The live-first path, against the local venue server standing in for binance and kraken."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded default is exercised in the SQLite pass")
+    from tests.venue_server import VenueServer
+    from tests.conftest import FIXTURES
+
+    with VenueServer(FIXTURES / "recordings" / "two-venues", clock=1700000000000 + 20_000, timeout_s=5) as server:
+        urls = ",".join(f"{venue}={url}" for venue, url in server.urls().items())
+        env = bare_env(TRIFECTA_VAR_DIR=str(tmp_path / "var"), CCXT_URLS=urls, CELERY_CONCURRENCY="1")
+        port = embedded.free_port()
+        desk = RunningDesk(env, port)
+        try:
+            desk.wait_for(r"Log in as 'admin' with password: \S+", 120)
+            assert "Data: LIVE public market data" in desk.output and "binance, kraken answered" in desk.output, desk.output
+            def live_feeds():
+                try:
+                    feeds = requests.get(f"http://127.0.0.1:{port}/api/health/", timeout=5).json()["checks"]["feeds"]
+                except (requests.RequestException, ValueError, KeyError):
+                    return None  # the web process is still starting
+                venues = feeds.get("venues", {})
+                return feeds if venues.keys() == {"binance", "kraken"} and all(v["status"] == "ok" for v in venues.values()) else None
+
+            assert wait_until("both venues ok in health", live_feeds, 90, desk)["feed"] == "ccxt"
+        finally:
+            stop_desk(desk)
+
+
+def test_a_feed_that_is_down_logs_one_line_not_a_traceback_per_tick(tmp_path):
+    """The issue's first ten minutes: replay with no recording used to print a traceback every 2 s."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded default is exercised in the SQLite pass")
+    env = bare_env(TRIFECTA_VAR_DIR=str(tmp_path / "var"), TRIFECTA_FEED="replay", TRIFECTA_RECORDING="", CELERY_CONCURRENCY="1")
+    port = embedded.free_port()
+    desk = RunningDesk(env, port)
+    try:
+        desk.wait_for(r"Log in as 'admin' with password: \S+", 120)
+        assert "Data: none. TRIFECTA_FEED=replay needs TRIFECTA_RECORDING" in desk.output
+        desk.wait_for(r"feed replay: \* is down", 60)
+        desk.wait_for(r"monitor_positions cannot run", 30)
+        time.sleep(20)  # ten monitor ticks, four polls, two to four scans of each kind
+    finally:
+        stop_desk(desk)
+    output = desk.output
+    assert output.count("feed replay: * is down") == 1, output[-4000:]
+    assert output.count("monitor_positions cannot run") == 1
+    for kind in ("arbitrage", "forex", "binary"):
+        assert output.count(f"{kind} scan cannot run") <= 1
+    for noisy in ("monitor_positions raised", "FeedError(", "/scanners/", "/execution/"):
+        assert noisy not in output, output[max(0, output.find(noisy) - 2000):][:4000]
