@@ -16,18 +16,22 @@ market graph is indexed once (`TriangleIndex`); all cycles are evaluated at once
 numpy, and only the cycles that pass are recomputed in Decimal.
 
 Data quality (counted in `ScanResult.skipped`, never used): quotes older than
-`max_quote_age_ms` at scan time (`stale_quote`), locked or crossed quotes
+`max_quote_age_ms` at scan time (`stale_quote`), order books older than it where the
+route would walk them (`stale_book`: a stale book is refused, not silently replaced by
+the top of book, since the fill would walk it), locked or crossed quotes
 (`crossed_quote`), quotes missing a side (`missing_side`), venues that are down
 (`venue_down`), and symbols of one base quoted in different currencies on different
 venues (`quote_currency_mismatch`: BTC/USDC is not BTC/USD).
 
 Risk score, 0 (safe) to 100, the weighted sum of four parts each in [0, 1]:
-    30 × age    oldest quote's age / max_quote_age_ms
+    30 × age    oldest quote's or book's age / max_quote_age_ms
     30 × depth  share of the visible depth the size uses (the limiting side)
     25 × volatility  stdev of the route's recent net_pct / 0.5 percentage points,
                  capped at 1 (0.5 until the route has 3 observations)
     15 × venue  0 when every venue is ok, 1 when one is degraded
-Opportunities are ranked by expected profit in USD (net_pct where it cannot be
+Every opportunity records the age at scan time of the oldest quote (`quote_age_ms`) and of
+the oldest book (`book_age_ms`, null when no book was walked) its figures rest on, never
+negative. Opportunities are ranked by expected profit in USD (net_pct where it cannot be
 converted); percentages are quantized to 6 decimal places, prices and sizes are kept at
 full precision.
 
@@ -104,6 +108,16 @@ def risk_score(*, age_ms: int, max_age_ms: int, depth_used: Decimal, volatility:
         15 * (1.0 if degraded else 0.0),
     )
     return Decimal(str(round(sum(parts), 2)))
+
+
+def age_ms(now: int, ts: int) -> int:
+    """Milliseconds since `ts`, never negative (a venue clock slightly ahead of ours is not the future)."""
+    return max(0, now - ts)
+
+
+def stale_books(books, *, now: int, thresholds: ArbitrageThresholds) -> bool:
+    """True when any book is older than the max quote age: the route must not be walked on it."""
+    return any(now - book.ts > thresholds.max_quote_age_ms for book in books)
 
 
 def usable_quotes(feed: Feed, *, now: int, thresholds: ArbitrageThresholds, venue_status: dict, skipped: Counter):
@@ -283,20 +297,27 @@ def scan_cross_venue(quotes: list[Quote], feed: Feed, *, now, thresholds, histor
             history=history, fees=fees, venue_status=venue_status, rates=rates, withdrawal_fees=withdrawal_fees,
             rebalance=rebalance, use_depth=use_depth,
         )
-        if candidate is not None:
+        if isinstance(candidate, str):
+            result.skipped[candidate] += 1
+        elif candidate is not None:
             candidates.append(candidate)
     return candidates
 
 
 def _cross_candidate(buy: Quote, sell: Quote, feed, *, now, thresholds, history, fees, venue_status, rates,
-                     withdrawal_fees, rebalance, use_depth) -> Candidate | None:
+                     withdrawal_fees, rebalance, use_depth) -> Candidate | str | None:
+    """The candidate, None when it misses a threshold, or the reason it was skipped (`stale_book`)."""
     buy_fee, sell_fee = fees[buy.venue], fees[sell.venue]
     base, _, rest = buy.symbol.partition("/")
     quote_ccy = rest.split(":")[0]
     walked = None
+    books = ()
     if use_depth:
         buy_book, sell_book = feed.book(buy.venue, buy.symbol), feed.book(sell.venue, sell.symbol)
         if buy_book and sell_book and buy_book.asks and sell_book.bids:
+            books = (buy_book, sell_book)
+            if stale_books(books, now=now, thresholds=thresholds):
+                return "stale_book"
             walked = walk_books(buy_book, sell_book, buy_fee, sell_fee, None)
             if walked is None:
                 return None
@@ -327,9 +348,10 @@ def _cross_candidate(buy: Quote, sell: Quote, feed, *, now, thresholds, history,
     history.record(route, pct(net))
     if pct(net) < thresholds.min_net_pct:
         return None
-    oldest = min(buy.ts, sell.ts)
+    oldest_quote = min(buy.ts, sell.ts)
+    oldest = min([oldest_quote, *(book.ts for book in books)])
     score = risk_score(
-        age_ms=now - oldest, max_age_ms=thresholds.max_quote_age_ms, depth_used=depth_used,
+        age_ms=age_ms(now, oldest), max_age_ms=thresholds.max_quote_age_ms, depth_used=depth_used,
         volatility=history.volatility(route),
         degraded=DEGRADED in (venue_status.get(buy.venue), venue_status.get(sell.venue)),
     )
@@ -341,11 +363,17 @@ def _cross_candidate(buy: Quote, sell: Quote, feed, *, now, thresholds, history,
         "buy_price": buy_price, "sell_price": sell_price, "gross_pct": pct(gross), "net_pct": pct(net),
         "size": size, "expected_profit": profit.quantize(UNIT),
         "expected_profit_usd": None if profit_usd is None else profit_usd.quantize(UNIT), "quote_currency": quote_ccy,
-        "buy_fee": buy_fee, "sell_fee": sell_fee,
+        "buy_fee": buy_fee, "sell_fee": sell_fee, **_ages(now, [buy, sell], books),
     }
     if levels is not None:
         figures["depth_levels_used"] = list(levels)
     return Candidate(ARBITRAGE, now, oldest, score, profit_usd if profit_usd is not None else pct(net), figures)
+
+
+def _ages(now: int, quotes, books) -> dict:
+    """`quote_age_ms` and `book_age_ms` (None without books) of the oldest price used, at scan time."""
+    return {"quote_age_ms": age_ms(now, min(q.ts for q in quotes)),
+            "book_age_ms": age_ms(now, min(b.ts for b in books)) if books else None}
 
 
 @dataclass
@@ -470,13 +498,16 @@ def scan_triangles(quotes: list[Quote], feed: Feed, *, now, thresholds, history,
             candidate = _triangle_candidate(index, int(cycle), venue_quotes, venue, fee, now=now, thresholds=thresholds,
                                             history=history, venue_status=venue_status, rates=rates, feed=feed,
                                             use_depth=use_depth)
-            if candidate is not None:
+            if isinstance(candidate, str):
+                result.skipped[candidate] += 1
+            elif candidate is not None:
                 candidates.append(candidate)
     return candidates
 
 
 def _triangle_candidate(index: TriangleIndex, cycle: int, quotes: dict, venue: str, fee: Decimal, *, now,
-                        thresholds, history, venue_status, rates, feed=None, use_depth=False) -> Candidate | None:
+                        thresholds, history, venue_status, rates, feed=None, use_depth=False) -> Candidate | str | None:
+    """The candidate, None when it misses a threshold, or the reason it was skipped (`stale_book`)."""
     start = index.starts[cycle]
     amount_rate, gross_rate = ONE, ONE
     capacity = None  # in start currency
@@ -502,9 +533,14 @@ def _triangle_candidate(index: TriangleIndex, cycle: int, quotes: dict, venue: s
     if pct(net) < thresholds.min_net_pct:
         return None
     walked = None
+    books = []
     if use_depth and feed is not None:
         books = [feed.book(venue, leg["symbol"]) for leg in path]
-        if all(books):
+        if not all(books):
+            books = []
+        elif stale_books(books, now=now, thresholds=thresholds):
+            return "stale_book"
+        if books:
             walked = walk_triangle(books, [leg["side"] == "sell" for leg in path], fee)
             if walked is None:
                 return None
@@ -524,9 +560,9 @@ def _triangle_candidate(index: TriangleIndex, cycle: int, quotes: dict, venue: s
         return None
     size = size.quantize(UNIT, rounding=ROUND_DOWN)
     profit = size * net
-    oldest = min(q.ts for q in used)
+    oldest = min([*(q.ts for q in used), *(book.ts for book in books)])
     score = risk_score(
-        age_ms=now - oldest, max_age_ms=thresholds.max_quote_age_ms, depth_used=depth_used,
+        age_ms=age_ms(now, oldest), max_age_ms=thresholds.max_quote_age_ms, depth_used=depth_used,
         volatility=history.volatility(route), degraded=venue_status.get(venue) == DEGRADED,
     )
     if score > thresholds.max_risk_score:
@@ -537,6 +573,7 @@ def _triangle_candidate(index: TriangleIndex, cycle: int, quotes: dict, venue: s
         "gross_pct": pct(gross_rate - ONE), "net_pct": pct(net), "size": size,
         "expected_profit": profit.quantize(UNIT),
         "expected_profit_usd": None if profit_usd is None else profit_usd.quantize(UNIT), "fee": fee,
+        **_ages(now, used, books),
     }
     return Candidate(ARBITRAGE, now, oldest, score, profit_usd if profit_usd is not None else pct(net), figures)
 

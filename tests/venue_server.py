@@ -19,7 +19,7 @@ from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
 
 KRAKEN_ASSETS = {"BTC": "XXBT", "ETH": "XETH", "USD": "ZUSD", "EUR": "ZEUR", "USDT": "USDT", "USDC": "USDC"}
 KRAKEN_ALT = {"BTC": "XBT"}
-FAULTS = ("timeout", "5xx", "garbage", "ratelimit")
+FAULTS = ("timeout", "5xx", "garbage", "ratelimit", "depth_5xx")  # depth_5xx: only order-book requests fail
 
 
 def text(value: Decimal | None) -> str:
@@ -132,6 +132,8 @@ class VenueServer:
         fault = self.faults.get(venue)
         if fault == "timeout":
             await asyncio.sleep(self.timeout_s)
+        elif fault == "depth_5xx" and request.path.lower().endswith("/depth"):
+            return web.Response(status=503, text="<html>503 Service Temporarily Unavailable</html>")
         elif fault == "5xx":
             return web.Response(status=503, text="<html>503 Service Temporarily Unavailable</html>")
         elif fault == "garbage":

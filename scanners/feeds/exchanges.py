@@ -175,6 +175,8 @@ class CcxtFeed(Feed):
                 raise FeedError(f"none of {', '.join(self.wanted)} is listed")
             await self._fetch_quotes(venue, exchange, cache)
         except Exception as exc:  # every venue failure is a status, never the desk's failure
+            with self._lock:  # its books were not refreshed: none is served as current (quotes keep their age)
+                cache.books.clear()
             self._record_failure(venue, cache, exc)
             return
         results = await asyncio.gather(
@@ -230,7 +232,12 @@ class CcxtFeed(Feed):
 
     async def _fetch_book(self, venue, exchange, cache: _VenueCache, symbol: str) -> None:
         received = wall_ms()
-        raw = await exchange.fetch_order_book(symbol, self.book_depth)
+        try:
+            raw = await exchange.fetch_order_book(symbol, self.book_depth)
+        except Exception:
+            with self._lock:  # a failed refresh must not leave the last book served as the current one
+                cache.books.pop(symbol, None)
+            raise
         ts = raw.get("timestamp") or received
         book = Book(
             venue, symbol, min(ts, received),

@@ -32,6 +32,7 @@ from .base import (
     FeedStatus,
     FeedStatusBoard,
     Instrument,
+    TIMEFRAME_MS,
     Quote,
     Venue,
     wall_ms,
@@ -354,8 +355,9 @@ class MetaTraderFeed(Feed):
             self._set_status(OK, detail)
 
     def _tick_ms(self, tick) -> int:
+        """The tick's time in UTC, never after our clock (a wrong server offset must not make a price younger than now)."""
         ms = int(getattr(tick, "time_msc", 0) or 0) or int(tick.time) * 1000
-        return ms - self.server_utc_offset_ms
+        return min(ms - self.server_utc_offset_ms, self.now())
 
     # -- Feed ----------------------------------------------------------------------------
 
@@ -445,30 +447,29 @@ class MetaTraderFeed(Feed):
         return Book(venue, symbol, self.now(), tuple(bids), tuple(asks))
 
     def bars(self, venue: str, symbol: str, timeframe: str, limit: int = 100) -> list[Bar]:
-        """Bid bars as MT5 draws them, oldest first; position 0 is the forming bar."""
+        """Completed bid bars, oldest first. MT5's position 0 is the bar still forming: its close
+        is not final and its close time lies ahead, so it is left out, as every feed does."""
         mt5_name = self._mt5_name(venue, symbol)
         if mt5_name is None or timeframe not in TIMEFRAMES or limit <= 0 or not self._ready():
             return []
         constant_name, default_value = TIMEFRAMES[timeframe]
         mt5_timeframe = getattr(self._module, constant_name, default_value)
-        rates = self._call("copy_rates_from_pos", mt5_name, mt5_timeframe, 0, int(limit))
+        rates = self._call("copy_rates_from_pos", mt5_name, mt5_timeframe, 0, int(limit) + 1)
         if rates is None or len(rates) == 0:
             return []
         digits = self._digits.get(mt5_name)
+        now, span = self.now(), TIMEFRAME_MS[timeframe]
         bars = []
         for rate in rates:
             prices = [price_decimal(rate[field], digits) for field in ("open", "high", "low", "close")]
             if any(price is None for price in prices):
                 continue
+            opened = int(rate["time"]) * 1000 - self.server_utc_offset_ms
+            if opened + span > now:
+                continue
             tick_volume = int(rate["tick_volume"])
-            bars.append(
-                Bar(
-                    int(rate["time"]) * 1000 - self.server_utc_offset_ms,
-                    *prices,
-                    volume=Decimal(tick_volume) if tick_volume else None,
-                )
-            )
-        return bars
+            bars.append(Bar(opened, *prices, volume=Decimal(tick_volume) if tick_volume else None))
+        return bars[-int(limit):]
 
     def status(self) -> list[FeedStatus]:
         self._ready()

@@ -159,3 +159,26 @@ def test_refreshes_within_the_minimum_interval_reuse_the_last_poll(server):
         assert server.requests[("binance", "api/v3/ticker/24hr")] == 1
     finally:
         feed.close()
+
+
+def test_a_failed_book_refresh_does_not_serve_the_old_book_as_current(feed, server):
+    feed.refresh()
+    assert feed.book("kraken", "BTC/USDT") is not None
+    server.fault("kraken", "depth_5xx")  # tickers answer, order books fail
+    server.clock = START + 40_000
+    feed.refresh()
+    assert {s.venue: s.state for s in feed.status()}["kraken"] == DEGRADED
+    assert feed.quote("kraken", "BTC/USDT") is not None  # the fresh ticker is served
+    assert feed.book("kraken", "BTC/USDT") is None  # the book of the last poll is not
+    assert feed.book("binance", "BTC/USDT") is not None
+    server.fault("kraken", "5xx")  # the whole venue fails: no book of it is current either
+    server.clear("kraken")
+    feed.refresh()
+    assert feed.book("kraken", "BTC/USDT") is not None
+    last_good = feed.quote("kraken", "BTC/USDT")
+    server.fault("kraken", "5xx")
+    time.sleep(0.01)
+    feed.refresh()
+    assert feed.book("kraken", "BTC/USDT") is None and feed.book("kraken", "ETH/USDT") is None
+    # its last quote keeps the time it was observed (kraken does not stamp tickers: the time it arrived), so its age shows
+    assert feed.quote("kraken", "BTC/USDT").ts == last_good.ts < feed.now()

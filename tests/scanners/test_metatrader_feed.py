@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from scanners.feeds import metatrader
-from scanners.feeds.base import DEGRADED, DOWN, OK, UNAVAILABLE, Bar
+from scanners.feeds.base import DEGRADED, DOWN, OK, TIMEFRAME_MS, UNAVAILABLE, Bar
 from scanners.feeds.metatrader import MetaTraderFeed, price_decimal, unified_symbol
 from tests.conftest import FIXTURES, shared_recordings
 from tests.doubles import metatrader5 as mt5_double
@@ -197,9 +197,12 @@ def test_bars_are_the_recorded_bid_bars_with_the_gap(double, feed):
         Bar(int(r["ts"]), dec(r["open"]), dec(r["high"]), dec(r["low"]), dec(r["close"]), dec(r["volume"]))
         for r in rows
     ]
-    assert feed.bars("mt5", "EUR/USD", "1m") == expected
     assert [bar.ts - T0 for bar in expected] == [0, 60_000, 180_000, 240_000]  # 10:02 is a gap
-    assert feed.bars("mt5", "EUR/USD", "1m", limit=2) == expected[-2:]
+    # at LAST_TICK (10:04:05.5) the 10:04 bar is still forming: its close is not final, so it is not served
+    assert feed.bars("mt5", "EUR/USD", "1m") == expected[:3]
+    assert feed.bars("mt5", "EUR/USD", "1m", limit=2) == expected[1:3]
+    double.set_clock(T0 + 300_000)
+    assert feed.bars("mt5", "EUR/USD", "1m") == expected
     assert str(feed.bars("mt5", "EUR/USD", "1m")[0].open) == "1.08120"
 
     double.set_clock(T0 + 179_999)
@@ -207,12 +210,12 @@ def test_bars_are_the_recorded_bid_bars_with_the_gap(double, feed):
     double.set_clock(T0 - 1)
     assert feed.bars("mt5", "EUR/USD", "1m") == []
 
-    double.set_clock(LAST_TICK)
+    double.set_clock(LAST_TICK + 60_000)
     gbp = feed.bars("mt5", "GBP/USD", "1m")
     assert [bar.volume for bar in gbp] == [None, None, None]
     assert gbp[0] == Bar(T0, Decimal("1.26540"), Decimal("1.26551"), Decimal("1.26540"), Decimal("1.26551"))
     (call,) = [args for args in double.called("copy_rates_from_pos") if args[0] == "GBPUSD"]
-    assert call == ("GBPUSD", mt5_double.TIMEFRAME_M1, 0, 100)
+    assert call == ("GBPUSD", mt5_double.TIMEFRAME_M1, 0, 101)  # one more: the forming bar is left out
 
 
 def test_quote_history_keeps_what_was_polled(double, feed):
@@ -473,7 +476,7 @@ def test_shared_forex_recording_served_through_the_double(recording, venue):
                 expected = [
                     Bar(int(r["ts"]), dec(r["open"]), dec(r["high"]), dec(r["low"]), dec(r["close"]), dec(r["volume"]))
                     for r in bar_rows
-                    if int(r["ts"]) <= clock
+                    if int(r["ts"]) + TIMEFRAME_MS[timeframe] <= clock  # completed bars only
                 ][-50:]
                 assert feed.bars(venue, symbol, timeframe, limit=50) == expected
         assert state_of(feed).state in (OK, DEGRADED)
