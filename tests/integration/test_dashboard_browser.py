@@ -2,13 +2,14 @@
 web and worker processes: log in, see an opportunity arrive live from the worker, switch
 to auto-execute and see a trade, trip the kill switch and see execution stop.
 
-Set TRIFECTA_SCREENSHOTS=docs to refresh the screenshots README shows (docs/*.png)."""
+README's screenshots come from test_dashboard_demo.py."""
 import os
 import shutil
 import time
 from decimal import Decimal as D
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 
@@ -16,6 +17,7 @@ from decisions.models import Controls, RiskLimits
 from execution.models import ExecutionSettings, Trade
 from scanners.models import ArbitrageSettings
 from scanners.tasks import poll_feeds, scan_arbitrage
+from tests.waiting import broker_holds_none_of, wait_for
 
 from . import processes
 
@@ -25,7 +27,6 @@ pytestmark = [
     pytest.mark.integration, pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
-DOCS = processes.ROOT / "docs"
 
 
 def eager_desk():
@@ -64,13 +65,13 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
     poll_feeds.delay()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                                    args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(desk["url"] + "/admin/login/?next=/")
         page.fill("#id_username", "operator")
         page.fill("#id_password", "pw-for-tests-1")
         page.click("input[type=submit]")
-        page.wait_for_selector("#stream-state[data-state=connected]", timeout=20_000)
+        page.wait_for_function("window.trifecta && window.trifecta.stream === 'connected'", timeout=20_000)
         page.wait_for_function("document.querySelector('#mode').dataset.mode !== ''")
         assert page.text_content("#mode").strip() == "DISPLAY ONLY"
 
@@ -84,27 +85,24 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
         page.wait_for_function("document.querySelector('#mode').dataset.mode === 'AUTO-EXECUTE'")
         scan_until(page, f"{rows('trades')} > 0", "a trade")
         assert Trade.objects.exists()
-        if os.environ.get("TRIFECTA_SCREENSHOTS") == "docs":
-            DOCS.mkdir(exist_ok=True)
-            page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
 
         page.click("#kill-switch")
         page.wait_for_function("document.querySelector('#mode').dataset.mode === 'HALTED'")
-        time.sleep(1)
+        processes.wait_for_idle_queues(settings.REDIS_URL)  # what was under way before the halt is done
         halted_at = Trade.objects.count()
         for _ in range(3):
-            scan_arbitrage.delay()
-            time.sleep(1)
+            scan = scan_arbitrage.delay().id
+            wait_for(lambda: broker_holds_none_of(settings.REDIS_URL, {scan}, queue="scan"), 30, "a scan while halted",
+                     desk["logs"] / "worker.log")
+        processes.wait_for_idle_queues(settings.REDIS_URL)  # and the decisions those scans queued
         assert Trade.objects.count() == halted_at
         assert Controls.get_solo().kill_switch is True
 
         phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
         phone.context.add_cookies(page.context.cookies())
         phone.goto(desk["url"] + "/")
-        phone.wait_for_selector("#stream-state[data-state=connected]", timeout=20_000)
+        phone.wait_for_function("window.trifecta && window.trifecta.stream === 'connected'", timeout=20_000)
         phone.wait_for_function(f"{rows('opportunities')} > 0 && document.querySelector('#mode').dataset.mode === 'HALTED'")
         assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways on a phone"
-        if os.environ.get("TRIFECTA_SCREENSHOTS") == "docs":
-            phone.screenshot(path=str(DOCS / "dashboard-phone.png"), full_page=True)
         browser.close()
         connections.close_all()  # Playwright runs this body in a greenlet: its own database connection

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from decisions.models import Decision, RiskDay, RiskLimits
-from decisions.pipeline import decide_opportunity
+from execution.deciding import decide_opportunity
 from decisions.risk import check_trade_approval, record_outcome, risk_usage
-from execution import executors
+from execution import deciding as executors
 from execution.models import Position, Trade
 from execution.monitor import monitor_positions
 from execution.portfolio import cash_account, current_portfolio
@@ -28,7 +28,8 @@ from trifecta_site.clock import ms_to_datetime
 
 from ..decisions.test_pipeline import auto_execute
 from ..execution.recorded import recorded_market
-from ..execution.test_executors import T0, forex_market, open_forex, opportunity, realism
+from ..execution.test_executors import forex_market, open_forex, realism
+from ..factories import T0, opportunity
 
 pytestmark = pytest.mark.django_db
 PORTFOLIO = D("100000")
