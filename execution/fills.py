@@ -57,9 +57,18 @@ class FillResult:
     levels: list = field(default_factory=list)  # [[price, quantity], ...] consumed, as strings
     depth_share: Decimal = ZERO  # filled / visible depth on that side
     reject_reason: str = ""
-    book_ts: int | None = None
+    book_ts: int | None = None  # when the price filled against was observed
     filled_ts: int | None = None
     latency_ms: int = 0
+    from_book: bool = True  # False: a top-of-book quote (no depth recorded)
+
+    @property
+    def price_age_ms(self) -> int | None:
+        """How old the price filled against was at fill time (never negative: a live feed may
+        have observed it after the nominal fill time, which is then when the fill happened)."""
+        if self.book_ts is None or self.filled_ts is None:
+            return None
+        return max(0, self.filled_ts - self.book_ts)
 
     @property
     def price(self) -> Decimal | None:
@@ -78,7 +87,7 @@ class FillResult:
         return {
             "levels": self.levels, "levels_used": len(self.levels), "depth_share": str(self.depth_share),
             "top_price": None if self.top_price is None else str(self.top_price),
-            "quote_age_ms": None if self.book_ts is None or self.filled_ts is None else self.filled_ts - self.book_ts,
+            ("book_age_ms" if self.from_book else "quote_age_ms"): self.price_age_ms,
             "latency_ms": self.latency_ms, "unfilled": str(self.unfilled), "reject_reason": self.reject_reason,
         }
 
@@ -116,7 +125,7 @@ def fill_market_order(*, side: str, book: Book | None = None, quote: Quote | Non
     source = book if book is not None else quote
     levels = _levels(side, book, quote)
     result = FillResult(side=side, requested=ZERO, fee_rate=fee_rate, latency_ms=latency_ms, filled_ts=filled_ts,
-                        book_ts=None if source is None else source.ts)
+                        book_ts=None if source is None else source.ts, from_book=book is not None)
     if not levels:
         result.reject_reason = NO_LIQUIDITY
         return result
@@ -149,7 +158,8 @@ def fill_market_order(*, side: str, book: Book | None = None, quote: Quote | Non
         result.notional = _cost_of(prices, result.quantity)
     if rules.min_cost is not None and result.notional < rules.min_cost:
         return FillResult(side=side, requested=wanted, fee_rate=fee_rate, top_price=result.top_price,
-                          reject_reason=BELOW_MIN_COST, book_ts=result.book_ts, filled_ts=filled_ts, latency_ms=latency_ms)
+                          reject_reason=BELOW_MIN_COST, book_ts=result.book_ts, filled_ts=filled_ts, latency_ms=latency_ms,
+                          from_book=result.from_book)
     result.fee = result.notional * fee_rate
     result.depth_share = (result.quantity / visible) if visible else (ONE if result.quantity else ZERO)
     return result

@@ -83,14 +83,28 @@ def _rules(feed: Feed, venue: str, symbol: str) -> MarketRules:
     return MarketRules.from_dict(feed.market_rules(venue, symbol))
 
 
-def _market(feed: Feed, venue: str, symbol: str, ts: int):
+STALE_PRICE = "STALE_PRICE"
+
+
+def _market(feed: Feed, venue: str, symbol: str, ts: int, max_age_ms: int):
+    """The book in force at `ts`, else its top-of-book quote; refused when older than `max_age_ms`
+    then (no fill on stale data: a venue's old book is not its market now)."""
     book = feed.book_after(venue, symbol, ts)
-    return (book, None) if book is not None and (book.bids or book.asks) else (None, feed.quote_after(venue, symbol, ts))
+    if book is not None and (book.bids or book.asks):
+        if ts - book.ts > max_age_ms:
+            raise Rejected(STALE_PRICE, {"venue": venue, "symbol": symbol, "book_age_ms": ts - book.ts,
+                                         "max_age_ms": max_age_ms})
+        return book, None
+    quote = feed.quote_after(venue, symbol, ts)
+    if quote is not None and ts - quote.ts > max_age_ms:
+        raise Rejected(STALE_PRICE, {"venue": venue, "symbol": symbol, "quote_age_ms": ts - quote.ts,
+                                     "max_age_ms": max_age_ms})
+    return None, quote
 
 
 def _fill(feed: Feed, settings: ExecutionSettings, *, venue: str, symbol: str, side: str, ts: int, latency: int,
-          quantity=None, spend=None) -> FillResult:
-    book, quote = _market(feed, venue, symbol, ts)
+          quantity=None, spend=None, market=None) -> FillResult:
+    book, quote = market or _market(feed, venue, symbol, ts, settings.max_quote_age_ms)
     return fill_market_order(side=side, book=book, quote=quote, quantity=quantity, spend=spend,
                              fee_rate=feed.taker_fee(venue, symbol), rules=_rules(feed, venue, symbol),
                              extra_slippage_bps=settings.extra_slippage_bps(), filled_ts=ts, latency_ms=latency)
@@ -154,8 +168,12 @@ class ArbitrageExecutor:
         buy_price, opp_size = Decimal(figures["buy_price"]), Decimal(figures["size"])
         quantity = min(opp_size, plan.size_usd / (buy_price * _rate(rates, quote)))
         ts = decided_ts + latency
-        buy = _fill(feed, settings, venue=figures["buy_venue"], symbol=symbol, side=BUY, ts=ts, latency=latency, quantity=quantity)
-        sell = _fill(feed, settings, venue=figures["sell_venue"], symbol=symbol, side=SELL, ts=ts, latency=latency, quantity=quantity)
+        markets = [_market(feed, venue, symbol, ts, settings.max_quote_age_ms)  # both legs fresh, or neither fills
+                   for venue in (figures["buy_venue"], figures["sell_venue"])]
+        buy = _fill(feed, settings, venue=figures["buy_venue"], symbol=symbol, side=BUY, ts=ts, latency=latency,
+                    quantity=quantity, market=markets[0])
+        sell = _fill(feed, settings, venue=figures["sell_venue"], symbol=symbol, side=SELL, ts=ts, latency=latency,
+                     quantity=quantity, market=markets[1])
         plan.legs = [Leg(figures["buy_venue"], symbol, BUY, buy, buy_price),
                      Leg(figures["sell_venue"], symbol, SELL, sell, Decimal(figures["sell_price"]))]
         if buy.reject_reason and sell.reject_reason:

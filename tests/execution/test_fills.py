@@ -19,7 +19,7 @@ def test_three_level_vwap_with_fee():
     assert fill.levels == [["100", "1"], ["101", "2"], ["102", "1"]]
     assert fill.depth_share == D("0.5")  # 4 of the 8 visible
     evidence = fill.evidence()
-    assert evidence["quote_age_ms"] == 250 and evidence["latency_ms"] == 250 and evidence["top_price"] == "100"
+    assert evidence["book_age_ms"] == 250 and evidence["latency_ms"] == 250 and evidence["top_price"] == "100"
 
 
 def test_sell_walks_the_bids_and_reports_what_the_book_could_not_take():

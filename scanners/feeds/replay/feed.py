@@ -108,30 +108,31 @@ class ReplayFeed(Feed):
         return ts - shift, shift
 
     def book_after(self, venue: str, symbol: str, ts: int) -> Book | None:
-        """The first snapshot at or after `ts` (the last one when the recording ends first)."""
+        """The snapshot in force at `ts` (the last at or before it; None before the first): a fill
+        after latency never sees a later state, and its age says how old the market it met was."""
         target, shift = self._after(ts)
         books = self.reader.books.get((venue, symbol))
         if books is None:
             return None
-        index = min(bisect.bisect_left(books.ts, target), len(books) - 1)
+        index = bisect.bisect_right(books.ts, target) - 1
+        if index < 0:
+            return None
         stamp, bids, asks = books.snapshot(index)
         return Book(venue, symbol, stamp + shift, bids, asks)
 
     def quote_after(self, venue: str, symbol: str, ts: int) -> Quote | None:
-        """The first quote row (or book top) at or after `ts`, the last one when the recording ends first."""
+        """The quote in force at `ts`: the latest quote row or book top at or before it."""
         target, shift = self._after(ts)
         candidates = []
         series = self.reader.quotes.get((venue, symbol))
         if series is not None and len(series):
-            candidates.append(self._quote_at(series, min(bisect.bisect_left(series.ts, target), len(series) - 1),
-                                             venue, symbol, shift))
+            index = bisect.bisect_right(series.ts, target) - 1
+            if index >= 0:
+                candidates.append(self._quote_at(series, index, venue, symbol, shift))
         book = self.book_after(venue, symbol, ts)
         if book is not None:
             candidates.append(book.top())
-        if not candidates:
-            return None
-        later = [q for q in candidates if q.ts >= ts]
-        return min(later, key=lambda q: q.ts) if later else max(candidates, key=lambda q: q.ts)
+        return max(candidates, key=lambda q: q.ts) if candidates else None
 
     def bars(self, venue: str, symbol: str, timeframe: str, limit: int = 100) -> list[Bar]:
         """Up to `limit` completed bars (open ts + timeframe <= now), oldest first.
