@@ -65,6 +65,13 @@ class RiskLimits(SingletonSettings):
                                                validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
                                                help_text="largest binary stake, percent of portfolio value")
     day_timezone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone of the calendar day the limits count in, e.g. UTC or Europe/London")
+    max_risk_per_trade_pct = models.DecimalField(
+        max_digits=6, decimal_places=3, default=Decimal("0.05"),
+        validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+        help_text="largest worst-case loss (max_loss) of one trade, percent of portfolio value; trades are sized down to it")
+    min_trade_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10"),
+                                        validators=[MinValueValidator(ZERO)],
+                                        help_text="a trade the risk budget sizes below this is refused, USD notional or stake")
 
     class Meta:
         verbose_name = verbose_name_plural = "risk limits"
@@ -100,6 +107,8 @@ class RiskDay(models.Model):
     trades = models.PositiveIntegerField(default=0, help_text="approved trade slots")
     realized_pnl = models.DecimalField(max_digits=20, decimal_places=8, default=ZERO)
     realized_loss = models.DecimalField(max_digits=20, decimal_places=8, default=ZERO, help_text="sum of losing outcomes")
+    at_risk = models.DecimalField(max_digits=20, decimal_places=8, default=ZERO,
+                                  help_text="max_loss of the trades approved this day and not yet closed, USD")
     limit_trips = models.JSONField(default=dict, blank=True, help_text="reason code -> times it blocked")
 
     class Meta:
@@ -160,6 +169,12 @@ class Decision(models.Model):
     score = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     level = models.CharField(max_length=8, blank=True, help_text="risk level LOW/MEDIUM/HIGH/BLOCKED")
     size_usd = models.DecimalField(max_digits=28, decimal_places=8, null=True, blank=True, help_text="the size this layer saw or approved")
+    probability = models.DecimalField(max_digits=7, decimal_places=6, null=True, blank=True,
+                                      help_text="calibrated probability of success the layer acted on (forex, binary)")
+    expected_pnl_usd = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True,
+                                           help_text="expected P&L at this layer's size, USD")
+    max_loss_usd = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True,
+                                       help_text="worst-case loss at this layer's size, USD")
     decided_at = models.DateTimeField()
     market_ts = models.BigIntegerField(help_text="the feed clock at decision time, epoch ms")
 

@@ -56,6 +56,10 @@ class ExecutionSettings(SingletonSettings):
                                                       help_text="forex positions are closed at market after this, minutes")
     max_quote_age_ms = models.PositiveIntegerField(default=5000, validators=[MinValueValidator(1)],
                                                    help_text="no decision, fill or close on market data older than this, ms")
+    arbitrage_adverse_move_bps = models.DecimalField(
+        max_digits=8, decimal_places=2, default=Decimal("20"), validators=[MinValueValidator(ZERO)],
+        help_text="adverse price move each arbitrage leg may suffer during the fill latency, basis points: "
+                  "its part of a trade's max_loss")
 
     class Meta:
         verbose_name = verbose_name_plural = "execution settings"
@@ -138,7 +142,10 @@ class Trade(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     size_usd = _money(default=ZERO, help_text="notional (arbitrage, forex) or stake (binary) in USD")
     fees_usd = _money(default=ZERO)
-    expected_pnl_usd = _money(null=True, blank=True, help_text="what the scanner expected, at the executed size")
+    expected_pnl_usd = _money(null=True, blank=True, help_text="expected P&L at the executed size, USD")
+    max_loss_usd = _money(null=True, blank=True, help_text="worst-case loss at entry, USD (the risk budget it used)")
+    probability = models.DecimalField(max_digits=7, decimal_places=6, null=True, blank=True,
+                                      help_text="calibrated probability of success the desk acted on (forex, binary)")
     realized_pnl = _money(null=True, blank=True, help_text="USD, after fees and spread; set when closed")
     edge = models.JSONField(default=dict, blank=True,
                             help_text="expected vs realized, split into latency move, depth slippage and fees (USD)")
