@@ -199,6 +199,18 @@ def test_list_pages_are_what_the_serializer_makes_of_the_objects_in_order(path):
     assert page == json.loads(JSONRenderer().render(serializer(ordered, many=True).data))
 
 
+def test_one_opportunity_or_trade_carries_its_decision_trail_or_fills_as_in_the_list():
+    from execution.models import Trade
+
+    populate(1)
+    api = client_for(staff=False)
+    opportunity, trade = Opportunity.objects.get(), Trade.objects.get()
+    listed = api.get("/api/opportunities/").json()["results"][0]
+    assert api.get(f"/api/opportunities/{opportunity.pk}/").json() == listed and len(listed["decisions"]) == 3
+    listed = api.get("/api/trades/").json()["results"][0]
+    assert api.get(f"/api/trades/{trade.pk}/").json() == listed and [f["leg"] for f in listed["fills"]] == [1, 2]
+
+
 def test_a_list_counts_its_rows_at_most_once_a_moment_and_its_rows_are_always_fresh(settings):
     settings.LIST_COUNT_MAX_AGE_S = 60
     api = client_for(staff=False)
