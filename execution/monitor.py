@@ -8,10 +8,12 @@
   market gapped through it; a target fills at its level. A position older than the
   maximum holding time is closed at market. Nothing is closed on a price older than the
   maximum quote age (the position waits for fresh data).
-- binary: at expiry, the recorded price at that moment (the latest observation at or
-  before expiry) settles it: CALL wins above the entry, PUT below, an equal price
-  refunds the stake. With no observation within the maximum age before expiry the stake
-  is refunded as void: a stake is never settled on a guess.
+- binary: as a broker settles, on the last price at or before expiry (a quote's mid, else
+  the finest bar's close, however long before expiry it was observed: no later trade means
+  that price still stood), once the data shows it is the last one (an observation at or
+  after expiry). CALL wins above the entry, PUT below; an equal price is a tie and refunds
+  the stake. Void (refunded) only where the data ends before expiry, or has not come back
+  within the maximum holding time: a stake is never settled on a guess.
 Every close books realized P&L (USD, after spread and fees), then feeds the agent's
 learning and the risk manager's day (loss budget, streak, cooldown), in the same
 transaction: an outcome is learned exactly once.
@@ -32,6 +34,7 @@ from trifecta_site.currency import usd_rates
 from . import portfolio as book_keeping
 from .events import announce_position, announce_trade
 from .models import ExecutionSettings, Position, Trade, stored
+from .prices import last_observed_ts, price_at
 
 logger = logging.getLogger(__name__)
 ZERO, ONE = Decimal(0), Decimal(1)
@@ -44,25 +47,6 @@ def record_close(*, trade: Trade, won: bool | None) -> None:
                           realized_pnl=trade.realized_pnl, expected_pnl=trade.expected_pnl_usd, won=won,
                           figures=trade.opportunity.figures if trade.kind == "binary" else {}))
     record_outcome(realized_pnl=trade.realized_pnl, at=trade.closed_at)
-
-
-def price_at(feed: Feed, venue: str, symbol: str, ts: int, *, max_age_ms: int) -> tuple[Decimal | None, int | None]:
-    """The latest observed mid at or before `ts` (a quote, else a bar close), if not older than the max age."""
-    for quote in reversed(feed.quote_history(venue, symbol, ts - max_age_ms - 1)):
-        if quote.ts <= ts and quote.mid is not None:
-            return quote.mid, quote.ts
-    quote = feed.quote(venue, symbol)
-    if quote is not None and quote.mid is not None and ts - max_age_ms <= quote.ts <= ts:
-        return quote.mid, quote.ts
-    timeframe = feed.finest_timeframe(venue, symbol)
-    if timeframe:
-        span = TIMEFRAME_MS[timeframe]
-        for bar in reversed(feed.bars(venue, symbol, timeframe, limit=max(1, (feed.now() - ts + max_age_ms) // span + 2))):
-            if bar.ts + span <= ts:
-                if ts - (bar.ts + span) <= max_age_ms:
-                    return bar.close, bar.ts + span
-                break
-    return None, None
 
 
 def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl: Decimal, won: bool | None) -> None:
@@ -144,20 +128,30 @@ def forex_look(position: Position, feed: Feed, now: int, settings: ExecutionSett
     return Look(unrealized=_forex_pnl(position, exit_price, rate))
 
 
-def binary_exit(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> Exit | None:
-    """At expiry, the recorded price then settles the stake (None before expiry). Pure, as `forex_look`."""
+def binary_exit(position: Position, feed: Feed, now: int, settings: ExecutionSettings, *, final: bool = False) -> Exit | None:
+    """At expiry, the last price at or before it settles the stake, once the data shows it is
+    the last (an observation at or after expiry); None while that is not yet known. Void only
+    where the data ends before expiry (`final`: the market data ends here), or has not come back
+    within the maximum holding time. Pure, as `forex_look`."""
     if now < position.expiry_ts:
         return None
-    timeframe = feed.finest_timeframe(position.venue, position.symbol)
-    allowance = settings.max_quote_age_ms + (TIMEFRAME_MS[timeframe] if timeframe else 0)
-    settle_price, _ = price_at(feed, position.venue, position.symbol, position.expiry_ts, max_age_ms=allowance)
+    venue, symbol, expiry = position.venue, position.symbol, position.expiry_ts
+    last_seen = last_observed_ts(feed, venue, symbol)
+    if last_seen is None or last_seen < expiry:
+        if final or now - expiry >= settings.max_holding_minutes * 60_000:
+            return Exit("void", position.entry_price, expiry, ZERO)
+        return None  # the data has not reached expiry yet: a later observation may still be the settling one
+    timeframe = feed.finest_timeframe(venue, symbol)
+    since = position.opened_ts - settings.max_quote_age_ms - (TIMEFRAME_MS[timeframe] if timeframe else 0)
+    settled = price_at(feed, venue, symbol, expiry, since=since)  # the entry's own price at the latest
     stake, entry = position.quantity, position.entry_price
-    if settle_price is None:
-        return Exit("void", entry, position.expiry_ts, ZERO)
+    if settled is None:
+        return Exit("void", entry, expiry, ZERO)
+    settle_price = settled.mid
     if settle_price == entry:
-        return Exit("tie", settle_price, position.expiry_ts, ZERO)
+        return Exit("tie", settle_price, expiry, ZERO)
     won = settle_price > entry if position.direction == "CALL" else settle_price < entry
-    return Exit("win" if won else "loss", settle_price, position.expiry_ts, stake * position.payout if won else -stake, won)
+    return Exit("win" if won else "loss", settle_price, expiry, stake * position.payout if won else -stake, won)
 
 
 def _book_exit(position: Position, closing: Exit) -> str:
@@ -187,7 +181,7 @@ def final_exit(position: Position, feed: Feed, now: int, settings: ExecutionSett
     expiry on the recorded price (void when the data ends before it); a forex position by
     its rules up to now, else at the last price there is (`end_of_data`)."""
     if position.kind == "binary":
-        return binary_exit(position, feed, max(now, position.expiry_ts), settings)
+        return binary_exit(position, feed, max(now, position.expiry_ts), settings, final=True)
     look = forex_look(position, feed, now, settings, spread=spread)
     if look.exit is not None:
         return look.exit

@@ -22,12 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from scanners.feeds.base import Feed
+from scanners.feeds.base import Feed, Quote
 from scanners.models import Opportunity
 from trifecta_site.currency import usd_rates
 
 from .fills import BUY, SELL, FillResult, MarketRules, fill_market_order, round_down
 from .models import ExecutionSettings
+from .prices import fresh_price_at, price_at
 
 ZERO, ONE = Decimal(0), Decimal(1)
 
@@ -237,7 +238,7 @@ class ForexExecutor:
         venue, symbol, signal = figures["venue"], figures["symbol"], figures["signal"]
         latency = settings.fill_latency_ms()
         ts = decided_ts + latency
-        quote = _entry_quote(feed, venue, symbol, ts)
+        quote = _entry_quote(feed, venue, symbol, ts, settings)
         plan = Plan(opportunity, size_usd, ts)
         buy = signal == "BUY"
         entry = quote.ask if buy else quote.bid
@@ -253,7 +254,7 @@ class ForexExecutor:
         plan.size_usd = notional_usd
         plan.reserve_usd = notional_usd / settings.forex_leverage
         fill = FillResult(side=BUY if buy else SELL, requested=units, quantity=units, notional=units * entry,
-                          top_price=entry, book_ts=quote.ts, filled_ts=ts, latency_ms=latency)
+                          top_price=entry, book_ts=quote.ts, filled_ts=ts, latency_ms=latency, from_book=False)
         fill.levels = [[str(entry), str(units)]]
         fill.depth_share = ONE
         plan.legs = [Leg(venue, symbol, fill.side, fill, Decimal(figures["entry"]))]
@@ -270,12 +271,12 @@ class BinaryExecutor:
         venue, symbol = figures["venue"], figures["symbol"]
         latency = settings.fill_latency_ms()
         ts = decided_ts + latency
-        quote = _entry_quote(feed, venue, symbol, ts)
+        quote = _entry_quote(feed, venue, symbol, ts, settings)
         entry = quote.mid
         plan = Plan(opportunity, size_usd, ts)
         plan.reserve_usd = size_usd
         fill = FillResult(side=BUY, requested=size_usd, quantity=size_usd, notional=size_usd, top_price=entry,
-                          book_ts=quote.ts, filled_ts=ts, latency_ms=latency)
+                          book_ts=quote.ts, filled_ts=ts, latency_ms=latency, from_book=False)
         plan.legs = [Leg(venue, symbol, BUY, fill, Decimal(figures["entry_price"]))]
         plan.position = {"kind": "binary", "venue": venue, "symbol": symbol, "direction": figures["direction"],
                          "quantity": size_usd, "entry_price": entry, "expiry_ts": ts + int(figures["expiry_s"]) * 1000,
@@ -283,13 +284,19 @@ class BinaryExecutor:
         return plan
 
 
-def _entry_quote(feed: Feed, venue: str, symbol: str, ts: int):
-    quote = feed.quote_after(venue, symbol, ts)
-    if quote is None or quote.bid is None or quote.ask is None:
-        quote, _ = feed.mark(venue, symbol)
-    if quote is None or quote.bid is None or quote.ask is None:
-        raise Rejected("NO_QUOTE", {"venue": venue, "symbol": symbol})
-    return quote
+def _entry_quote(feed: Feed, venue: str, symbol: str, ts: int, settings: ExecutionSettings) -> Quote:
+    """The quote in force at fill time `ts` (a bar's close where the data is bars), refused when
+    older than the maximum quote age then (a bar: plus its period, as it stays current until the
+    next is due): a forex or binary entry never fills on a stale price."""
+    observed = fresh_price_at(feed, venue, symbol, ts, max_age_ms=settings.max_quote_age_ms,
+                              latency_ms=settings.fill_latency_ms())
+    if observed is None:
+        last = price_at(feed, venue, symbol, ts, since=ts - 600_000)  # how old it was, for the record
+        if last is None:
+            raise Rejected("NO_QUOTE", {"venue": venue, "symbol": symbol})
+        raise Rejected(STALE_PRICE, {"venue": venue, "symbol": symbol, "quote_age_ms": last.age_ms(ts),
+                                     "max_age_ms": settings.max_quote_age_ms + last.bar_ms})
+    return observed.quote
 
 
 EXECUTORS = {"arbitrage": ArbitrageExecutor(), "forex": ForexExecutor(), "binary": BinaryExecutor()}

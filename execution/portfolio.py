@@ -28,6 +28,9 @@ from .models import Balance, EquitySnapshot, ExecutionSettings, Portfolio, Posit
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
+RATIO = Decimal("0.0001")
+OUTCOMES = ("wins", "losses", "ties", "voids")
+BINARY_OUTCOMES = {"win": "wins", "loss": "losses", "tie": "ties", "void": "voids"}
 MINUTE_MS = 60_000
 
 
@@ -158,24 +161,61 @@ def max_drawdown_pct(portfolio: Portfolio | None = None) -> Decimal:
     return worst or ZERO
 
 
+def outcome_counts(rows) -> dict:
+    """Wins, losses, ties and voids of closed trades, from `(kind, close_reason, realized_pnl)` rows.
+
+    A binary is what it settled as (`win`, `loss`, `tie`, `void`); any other trade won with a
+    positive P&L, lost with a negative one, and a flat one is a tie. A tie or a void is
+    neither a win nor a loss (the stake came back): the win rate is wins / (wins + losses)."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for kind, reason, pnl in rows:
+        counts[outcome_of(kind, reason, pnl)] += 1
+    return counts
+
+
+def outcome_of(kind: str, close_reason: str | None, realized_pnl: Decimal | None) -> str:
+    if kind == "binary" and close_reason in BINARY_OUTCOMES:
+        return BINARY_OUTCOMES[close_reason]
+    pnl = realized_pnl or ZERO
+    return "wins" if pnl > 0 else "losses" if pnl < 0 else "ties"
+
+
+def win_rate(wins: int, losses: int) -> str | None:
+    """Wins over decided trades (ties and voids left out), 4 places; None before any is decided."""
+    return str((Decimal(wins) / (wins + losses)).quantize(RATIO)) if wins + losses else None
+
+
+def _outcome_figures(counts: dict) -> dict:
+    counts = {name: counts[name] or 0 for name in OUTCOMES}
+    return {**counts, "decided": counts["wins"] + counts["losses"], "win_rate": win_rate(counts["wins"], counts["losses"])}
+
+
+_BINARY = Q(kind="binary")
+OUTCOME_COUNTS = {  # `outcome_of` as the database counts it
+    "wins": Count("id", filter=(_BINARY & Q(position__close_reason="win")) | (~_BINARY & Q(realized_pnl__gt=0))),
+    "losses": Count("id", filter=(_BINARY & Q(position__close_reason="loss")) | (~_BINARY & Q(realized_pnl__lt=0))),
+    "ties": Count("id", filter=(_BINARY & Q(position__close_reason="tie")) | (~_BINARY & Q(realized_pnl=0))),
+    "voids": Count("id", filter=_BINARY & Q(position__close_reason="void")),
+}
+
+
 def desk_stats(portfolio: Portfolio | None = None) -> dict:
-    """What the dashboard and the API show at a glance (decimals as strings)."""
+    """What the dashboard and the API show at a glance (decimals as strings). Per kind, per route
+    and overall: trades, wins, losses, ties, voids, decided (wins + losses) and the win rate
+    over decided trades (`outcome_of`)."""
     portfolio = portfolio or current_portfolio()
     closed = Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED)
     per_kind = {
-        row["kind"]: {"trades": row["n"], "wins": row["wins"], "realized_pnl": str((row["pnl"] or ZERO).quantize(CENT)),
-                      "win_rate": str((Decimal(row["wins"]) / row["n"]).quantize(Decimal("0.0001"))) if row["n"] else None}
-        for row in closed.values("kind").annotate(n=Count("id"), wins=Count("id", filter=Q(realized_pnl__gt=0)),
-                                                  pnl=Sum("realized_pnl"))
+        row["kind"]: {"trades": row["n"], **_outcome_figures(row), "realized_pnl": str((row["pnl"] or ZERO).quantize(CENT))}
+        for row in closed.values("kind").annotate(n=Count("id"), pnl=Sum("realized_pnl"), **OUTCOME_COUNTS)
     }
     per_route = [
-        {"route": row["route"], "kind": row["kind"], "trades": row["n"], "wins": row["wins"],
+        {"route": row["route"], "kind": row["kind"], "trades": row["n"], **_outcome_figures(row),
          "realized_pnl": str((row["pnl"] or ZERO).quantize(CENT))}
         for row in closed.values("kind", "route").annotate(
-            n=Count("id"), wins=Count("id", filter=Q(realized_pnl__gt=0)), pnl=Sum("realized_pnl")).order_by("-pnl")[:50]
+            n=Count("id"), pnl=Sum("realized_pnl"), **OUTCOME_COUNTS).order_by("-pnl", "route")[:50]
     ]
-    total = closed.count()
-    wins = closed.filter(realized_pnl__gt=0).count()
+    overall = closed.aggregate(n=Count("id"), **OUTCOME_COUNTS)
     realized, unrealized = realized_total(portfolio), unrealized_total(portfolio)
     cash = cash_account(portfolio)
     return {
@@ -187,7 +227,7 @@ def desk_stats(portfolio: Portfolio | None = None) -> dict:
         "max_drawdown_pct": str(max_drawdown_pct(portfolio)),
         "paper_trades": Trade.objects.filter(portfolio=portfolio).exclude(status=Trade.REJECTED).count(),
         "open_positions": Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).count(),
-        "win_rate": str((Decimal(wins) / total).quantize(Decimal("0.0001"))) if total else None,
+        "closed_trades": overall["n"], **_outcome_figures(overall),
         "per_kind": per_kind, "per_route": per_route,
         "total_scans": ScanRun.objects.count(),
         "scans_per_kind": dict(ScanRun.objects.values_list("kind").annotate(n=Count("id")).values_list("kind", "n")),

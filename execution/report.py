@@ -18,7 +18,7 @@ from scanners.models import ArbitrageSettings, BinarySettings, ForexSettings, Op
 from trifecta_site.api import settings_serializer
 
 from .models import EquitySnapshot, ExecutionSettings, Position, Trade
-from .portfolio import cash_account, current_portfolio
+from .portfolio import OUTCOMES, cash_account, current_portfolio, outcome_counts, outcome_of, win_rate
 from .replay import ReplayResult
 
 FORMAT = "trifecta-replay-report/1"
@@ -77,20 +77,26 @@ def _trade(trade: Trade) -> dict:
 
 
 def _groups(trades: list[dict], key) -> dict:
-    groups = defaultdict(lambda: {"trades": 0, "wins": 0, "realized_pnl": ZERO, "expected_pnl": ZERO, "fees": ZERO})
+    groups = defaultdict(lambda: {"trades": 0, "realized_pnl": ZERO, "expected_pnl": ZERO, "fees": ZERO,
+                                  **dict.fromkeys(OUTCOMES, 0)})
     for trade in trades:
         if trade["status"] != Trade.CLOSED:
             continue
         group = groups[key(trade)]
         pnl = Decimal(trade["realized_pnl"])
         group["trades"] += 1
-        group["wins"] += pnl > 0
+        group[outcome_of(trade["kind"], trade["close_reason"], pnl)] += 1
         group["realized_pnl"] += pnl
         group["expected_pnl"] += Decimal(trade["expected_pnl"] or 0)
         group["fees"] += Decimal(trade["fees"])
-    return {name: {"trades": g["trades"], "wins": g["wins"], "win_rate": ratio(g["wins"], g["trades"]),
-                   "realized_pnl": money(g["realized_pnl"]), "expected_pnl": money(g["expected_pnl"]),
-                   "fees": money(g["fees"])} for name, g in groups.items()}
+    return {name: {"trades": g["trades"], **_outcomes(g), "realized_pnl": money(g["realized_pnl"]),
+                   "expected_pnl": money(g["expected_pnl"]), "fees": money(g["fees"])} for name, g in groups.items()}
+
+
+def _outcomes(counts: dict) -> dict:
+    """Wins, losses, ties, voids, decided (wins + losses) and the win rate over decided trades."""
+    return {**{name: counts[name] for name in OUTCOMES}, "decided": counts["wins"] + counts["losses"],
+            "win_rate": win_rate(counts["wins"], counts["losses"])}
 
 
 def _calibration(points: list[tuple[Decimal, bool]]) -> dict:
@@ -162,7 +168,7 @@ def build_report(*, result: ReplayResult, recording_name: str) -> dict:
                 calibration[o["kind"]].append((Decimal(predicted), outcome))
 
     closed = [t for t in trades if t["status"] == Trade.CLOSED]
-    wins = sum(Decimal(t["realized_pnl"]) > 0 for t in closed)
+    outcomes = outcome_counts((t["kind"], t["close_reason"], Decimal(t["realized_pnl"])) for t in closed)
     realized = sum((Decimal(t["realized_pnl"]) for t in closed), ZERO)
     days = [{"date": day.date.isoformat(), "trades": day.trades, "realized_pnl": money(day.realized_pnl),
              "realized_loss": money(day.realized_loss), "limit_trips": dict(sorted(day.limit_trips.items()))}
@@ -194,7 +200,7 @@ def build_report(*, result: ReplayResult, recording_name: str) -> dict:
         "settings": effective_settings(result.intervals),
         "summary": {
             "opportunities": len(opportunities), "executed": len(trades), "skipped": skipped_count,
-            "trades": len(closed), "wins": wins, "losses": len(closed) - wins, "win_rate": ratio(wins, len(closed)),
+            "trades": len(closed), **_outcomes(outcomes),
             "fees": money(sum((Decimal(t["fees"]) for t in trades), ZERO)),
             "expected_pnl": money(sum((Decimal(t["expected_pnl"] or 0) for t in closed), ZERO)),
             "realized_pnl": money(realized), "scans": dict(result.scans), "market_events": result.market_events,

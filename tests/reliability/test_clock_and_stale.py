@@ -127,15 +127,19 @@ def test_an_open_forex_position_waits_out_a_stopped_feed_even_past_its_maximum_h
     assert position.exit_price == D("1.1010") and position.closed_ts == T0 + 600_000
 
 
-def test_a_binary_with_no_fresh_price_at_expiry_is_refunded_not_settled_on_the_last_one(tmp_path):
-    realism("optimistic")
+def test_a_binary_waits_out_a_stopped_feed_and_is_refunded_when_its_data_never_comes_back(tmp_path):
+    """The feed stops 10 s before expiry: 110 may not have been the last price before it, so
+    the stake is neither settled on it nor voided at once; with no data a maximum holding
+    time (1 min) after expiry, the stake is refunded as void."""
+    realism("optimistic", max_holding_minutes=1)
     feed = recorded_market(tmp_path, venues={"b": ("crypto", "0.001")}, quotes=[
         ("b", "BTC/USDT", T0, "100.9", "101.1"),
-        ("b", "BTC/USDT", T0 + 50_000, "109.9", "110.1"),  # a winning price, but 10 s before expiry: past the max age
+        ("b", "BTC/USDT", T0 + 50_000, "109.9", "110.1"),  # a winning price, but the data stops before expiry
     ])
     opp = opportunity("binary", {"symbol": "BTC/USDT", "venue": "b", "direction": "CALL", "expiry_s": "60",
                                  "probability": "0.8", "payout": "0.85", "entry_price": "101"}, direction="CALL")
     trade = executors.execute_opportunity(opportunity_id=opp.pk, feed=feed, size_usd=D("10"), decided_ts=T0)
+    assert monitor_positions(feed=feed.at(T0 + 119_999)) == {"open": 1}
     assert monitor_positions(feed=feed.at(T0 + 120_000)) == {"void": 1}
     position = Position.objects.get(trade=trade)
     assert position.realized_pnl == 0 and position.exit_price == D("101")
