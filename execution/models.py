@@ -104,6 +104,9 @@ class Balance(models.Model):
     reserved = _money(default=ZERO)
     total = _money(default=ZERO)
     usd_at_seed = _money(null=True, blank=True, help_text="USD per unit when the inventory was seeded")
+    seed_usd = _money(null=True, blank=True, help_text="USD worth when seeded: part of the portfolio's starting value")
+    usd_mark = _money(null=True, blank=True, help_text="USD per unit at the latest mark: inventory is valued at market")
+    marked_ts = models.BigIntegerField(null=True, blank=True, help_text="market time of the latest mark, epoch ms")
 
     class Meta:
         ordering = ["venue", "currency"]
@@ -230,6 +233,10 @@ class EquitySnapshot(models.Model):
     cash = _money()
     realized_pnl = _money()
     unrealized_pnl = _money()
+    starting_value = _money(null=True, help_text="cash at the start + the inventory at its seed value, USD")
+    inventory_usd = _money(default=ZERO, help_text="arbitrage inventory at market, USD")
+    inventory_revaluation = _money(default=ZERO, help_text="inventory's price moves since seeded, USD: "
+                                                           "its market value − seed value − arbitrage realized P&L")
     equity = _money()
     peak_equity = _money()
     drawdown_pct = models.DecimalField(max_digits=10, decimal_places=4)
