@@ -3,7 +3,11 @@
 `make_decision` takes plain values and answers `execute`, `display` or `skip` with
 machine-readable reasons, in this order:
     KILL_SWITCH, KIND_DISABLED                  the operator's controls
-    NO_QUOTE, STALE_DATA                        data freshness at decision time (never a warning)
+    NO_QUOTE, STALE_DATA                        data freshness at decision time (never a warning): stale
+                                                when `data_age_ms` (the oldest price's age past its
+                                                cadence allowance, `pipeline.data_age_ms`: a bar is
+                                                current until the next is due) exceeds the grace
+                                                `max_age_ms`
     AGENT_SKIP, RISK_BLOCKED                    the earlier layers (their reasons follow)
     NOT_TOP_N                                   only the top N of a scan (3 arbitrage, 2 forex, 1 binary)
     DUPLICATE_EXPOSURE, MAX_OPEN_POSITIONS      the same route or pair already open; too many open

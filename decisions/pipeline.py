@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from scanners import models as scan_models
+from scanners.candidates import signal_bar_ms
 from scanners.feeds.base import Feed
 from scanners.models import Opportunity
 from trifecta_site.currency import USD_LIKE, quote_currency, usd_rates
@@ -45,15 +46,19 @@ def evaluate_agent(opportunity: Opportunity, agent: Agent | None = None) -> Agen
 def data_age_ms(opportunity: Opportunity, feed: Feed, now: int) -> int | None:
     """How far the oldest price behind the opportunity is past its allowance now (None: a leg has no price).
 
-    A quote's allowance starts at its own time; a bar close's starts at the close (the
-    bar period is allowed on top, as the scanners allow it).
+    Freshness follows the data's cadence: a bar is current until the next one is due. A
+    price's allowance is the bar period when it is a bar's close (`feed.mark`) or when the
+    signal is bar-based (forex, binaries on bars: `signal_bar_ms`); a quote behind an
+    arbitrage has none. The governor allows `max_quote_age_ms` past it as the grace, so a
+    1-minute signal's price 55 s old is fresh and one 130 s old is not.
     """
+    cadence = signal_bar_ms(opportunity.figures)
     worst = None
     for venue, symbol in opportunity.legs():
         quote, bar_ms = feed.mark(venue, symbol)
         if quote is None:
             return None
-        age = now - quote.ts - bar_ms
+        age = max(0, now - quote.ts) - max(bar_ms, cadence)
         worst = age if worst is None else max(worst, age)
     return worst
 

@@ -18,8 +18,10 @@ expected_value per unit stake = p × payout − (1 − p), with the underlying's
 the database (default 0.85). Risk score = 100 × (1 − the 10th percentile of the Beta
 posterior, by its normal approximation): a thin sample raises it. Ranking: expected value.
 
-Skipped and counted: crossed quotes, data older than `max_quote_age_ms` (plus one bar
-period for bars), and forex underlyings while the forex market is closed.
+Skipped and counted: crossed quotes, data older than `max_quote_age_ms` past its cadence
+(`stale_quote`: a bar is current until the next one is due, so closes are allowed one bar
+period on top; `bar_ms` in the figures says which period, 0 for quote mids), and forex
+underlyings while the forex market is closed.
 """
 from __future__ import annotations
 
@@ -145,7 +147,8 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
             continue
         grid, source = series
         last_seen, step = grid.last_seen, grid.step
-        allowed_age = thresholds.max_quote_age_ms + (step if source.endswith("closes") else 0)
+        bar_ms = step if source.endswith("closes") else 0
+        allowed_age = thresholds.max_quote_age_ms + bar_ms
         latest = max(int(last_seen), quote.ts if quote else 0)
         if now - latest > allowed_age:
             result.skipped["stale_quote"] += 1
@@ -169,6 +172,7 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
                 candidate = _candidate(
                     instrument, direction, wins, samples, expiry, entry, payout, now=now, observed=observed,
                     thresholds=thresholds, pattern=f"{int(today[0]):+d}/{int(today[1]):+d}", source=source,
+                    bar_ms=bar_ms,
                 )
                 if candidate is not None:
                     result.candidates.append(candidate)
@@ -176,7 +180,8 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
     return result
 
 
-def _candidate(instrument, direction, wins, samples, expiry, entry, payout, *, now, observed, thresholds, pattern, source):
+def _candidate(instrument, direction, wins, samples, expiry, entry, payout, *, now, observed, thresholds, pattern, source,
+               bar_ms=0):
     a = thresholds.prior_a + wins
     b = thresholds.prior_b + samples - wins
     mean = a / (a + b)
@@ -192,6 +197,6 @@ def _candidate(instrument, direction, wins, samples, expiry, entry, payout, *, n
         {
             "symbol": instrument.symbol, "venue": instrument.venue, "direction": direction, "expiry_s": expiry,
             "probability": probability, "samples": samples, "payout": payout, "expected_value": expected_value,
-            "entry_price": entry, "pattern": pattern, "series": source,
+            "entry_price": entry, "pattern": pattern, "series": source, "bar_ms": bar_ms,
         },
     )

@@ -12,7 +12,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from .feeds.base import TIMEFRAME_MS
+
 ARBITRAGE, FOREX, BINARY = "arbitrage", "forex", "binary"
+
+
+def signal_bar_ms(figures: dict) -> int:
+    """The bar period a bar-based signal was computed on (0: a quote-based one).
+
+    A bar is current until the next one is due, so the prices behind such a signal stay
+    current that long (plus the desk's grace): freshness is judged by the data's cadence.
+    """
+    if figures.get("bar_ms") is not None:
+        return int(figures["bar_ms"])
+    return TIMEFRAME_MS.get(figures.get("timeframe") or "", 0)
 
 
 def _plain(value: Any) -> Any:

@@ -19,48 +19,62 @@ Confidence is therefore the strength of agreement between trend and momentum, in
 [0, 1]. It is *not* a calibrated probability of the trade winning; how often signals of
 each confidence really won is measured by the backtest report's calibration.
 
-Entry is the current ask for BUY and bid for SELL (the quote at scan time; where the
-instrument has no quote, the last close and the recorded spread are unknown, so the
-close is used and `entry_from` says so). Stop-loss = entry ∓ 1.5 ATR, take-profit =
-entry ± 3 ATR, risk_reward = |take-profit − entry| / |entry − stop-loss|. Ranking:
-confidence × min(risk_reward, 3). Risk score: 100 × (1 − confidence).
+Levels are executable ones. Bars are bid bars; a position opens on the side that fills
+(BUY at the ask, SELL at the bid) and closes on the other. From the exit side's price
+now (bid for BUY, ask for SELL):
+    stop-loss   = exit price ∓ stop_atr_multiple × ATR
+    take-profit = exit price ± target_atr_multiple × ATR
+and the stop is moved out, where it must, to `min_stop_spreads` spreads from the entry
+(`stop_from` says which rule set it): a stop inside a few spreads is hit by the spread
+alone. risk_reward = |take-profit − entry| / |entry − stop-loss| with the entry on its
+fill side, so the spread counts against both and the `min_risk_reward` filter bites
+where the spread is large against the bar's range. ATR is that of the signal's
+timeframe. The spread is the quote's; with bar-only data (no usable quote) the entry is
+the last close (bid) plus `bar_only_spread_pips` pips (a pip is 0.01 for JPY-quoted
+pairs, else 0.0001) for a BUY, and `spread_from` says the spread came from settings.
+Ranking: confidence × min(risk_reward, 3). Risk score: 100 × (1 − confidence).
 
 With a `max_quote_age_ms` (the scan command's `--max-quote-age`), a signal also needs an
 entry quote at most that old (`stale_quote` otherwise).
 
-Bars are those of the configured timeframe (default 1m) where the pair has them, else
-of the pair's finest recorded timeframe (`timeframe` in the figures says which).
+Bars are those of the configured timeframe; where the pair is recorded only on a finer
+one that divides it, they are built from those (open of the first, high and low of all,
+close of the last, on boundaries counted from the Unix epoch; a bar is complete once its
+period has passed); else the pair's finest recorded timeframe is used (`timeframe` in the
+figures says which, `bar_ms` its length).
 
-Forex is closed from Friday 21:00 UTC to Sunday 21:00 UTC (the later of the winter and
-summer opens, 22:00 UTC in winter); no signal is made then, nor from bars whose last one
-closed more than three bar periods before the scan (`stale_bars`): a gap over the weekend
-is not a signal.
+Freshness follows the bars' cadence: a bar is current until the next one is due, plus a
+grace (`bar_grace_ms`); past that the pair is skipped (`stale_bars`). Forex is closed
+from Friday 21:00 UTC to Sunday 21:00 UTC (the later of the winter and summer opens,
+22:00 UTC in winter); no signal is made then: a gap over the weekend is not a signal.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
 
 from .candidates import FOREX, Candidate, ScanResult
-from .feeds.base import TIMEFRAME_MS, Feed
+from .feeds.base import TIMEFRAME_MS, Bar, Feed
 
 FOUR = Decimal("0.0001")
 
 
 @dataclass(frozen=True)
 class ForexThresholds:
-    timeframe: str = "1m"
+    timeframe: str = "15m"
     min_confidence: Decimal = Decimal("0.60")
     min_risk_reward: Decimal = Decimal("1.5")
     top_n: int = 2
     auto_min_confidence: Decimal = Decimal("0.70")
     auto_min_risk_reward: Decimal = Decimal("2.0")
-    stop_atr: Decimal = Decimal("1.5")
-    target_atr: Decimal = Decimal("3")
-    max_bar_periods: int = 3
+    stop_atr_multiple: Decimal = Decimal("1.5")
+    target_atr_multiple: Decimal = Decimal("3")
+    min_stop_spreads: Decimal = Decimal("3")
+    bar_only_spread_pips: Decimal = Decimal("2")
+    bar_grace_ms: int = 5000  # a bar is current until the next is due, plus this
     bars_needed: int = 60
     max_quote_age_ms: int | None = None  # when set, a signal needs an entry quote at most this old
 
@@ -136,6 +150,58 @@ def signal_from(closes, highs, lows) -> dict:
             "macd": float(macd[-1]), "histogram": float(histogram[-1]), "score": score}
 
 
+def pip_size(symbol: str) -> Decimal:
+    """A pip of the pair: 0.01 where the quote currency is the yen, else 0.0001."""
+    return Decimal("0.01") if symbol.split("/")[1].split(":")[0] == "JPY" else Decimal("0.0001")
+
+
+def bar_only_spread(symbol: str, pips: Decimal) -> Decimal:
+    """The spread assumed where only (bid) bars are known: never zero, since a fill always pays one."""
+    return pips * pip_size(symbol)
+
+
+def source_timeframe(available: tuple[str, ...], configured: str) -> str | None:
+    """The recorded timeframe the configured one's bars come from: itself, else the coarsest finer
+    one that divides it (bars are built from it), else the pair's finest (used as it is)."""
+    if configured in available:
+        return configured
+    span = TIMEFRAME_MS[configured]
+    finer = [tf for tf in available if TIMEFRAME_MS[tf] < span and span % TIMEFRAME_MS[tf] == 0]
+    if finer:
+        return max(finer, key=TIMEFRAME_MS.get)
+    return min(available, key=TIMEFRAME_MS.get) if available else None
+
+
+def aggregate_bars(bars: list[Bar], span: int, now: int) -> list[Bar]:
+    """Bars of `span` from finer ones, on boundaries counted from the epoch; only the complete ones
+    (whose period has passed by `now`): a bar still forming would leak its future close."""
+    result: list[Bar] = []
+    group: list[Bar] = []
+
+    def close_group():
+        volumes = [b.volume for b in group if b.volume is not None]
+        result.append(Bar(group[0].ts - group[0].ts % span, group[0].open, max(b.high for b in group),
+                          min(b.low for b in group), group[-1].close, sum(volumes) if volumes else None))
+
+    for bar in bars:
+        if group and bar.ts - bar.ts % span != group[0].ts - group[0].ts % span:
+            close_group()
+            group = []
+        group.append(bar)
+    if group and group[0].ts - group[0].ts % span + span <= now:
+        close_group()
+    return result
+
+
+def signal_bars(feed: Feed, venue: str, symbol: str, timeframe: str, source: str, *, now: int, limit: int) -> list[Bar]:
+    """Up to `limit` completed bars of `timeframe`, read as they are or built from `source`."""
+    if source == timeframe or TIMEFRAME_MS[source] >= TIMEFRAME_MS[timeframe]:
+        return feed.bars(venue, symbol, source, limit=limit)
+    ratio = TIMEFRAME_MS[timeframe] // TIMEFRAME_MS[source]
+    finer = feed.bars(venue, symbol, source, limit=(limit + 1) * ratio)
+    return aggregate_bars(finer, TIMEFRAME_MS[timeframe], now)[-limit:]
+
+
 def _decimal(value: float, places: int = 8) -> Decimal:
     return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places))
 
@@ -155,23 +221,27 @@ def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds, cache: dict
         if market_closed(now):
             result.skipped["market_closed"] += 1
             continue
-        timeframe = timeframe_for(instrument.timeframes, thresholds.timeframe)
-        if timeframe is None:
+        source = source_timeframe(instrument.timeframes, thresholds.timeframe)
+        if source is None:
             result.skipped["no_bars"] += 1
             continue
+        timeframe = thresholds.timeframe if TIMEFRAME_MS[source] < TIMEFRAME_MS[thresholds.timeframe] else source
         span = TIMEFRAME_MS[timeframe]
-        latest = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=1)
-        key = (instrument.venue, instrument.symbol, timeframe, latest[-1].ts if latest else None)
+        latest = feed.bars(instrument.venue, instrument.symbol, source, limit=1)
+        # the bars only change with a new source bar, or when the period of the one being built passes
+        key = (instrument.venue, instrument.symbol, timeframe, latest[-1].ts if latest else None,
+               now // span if source != timeframe else None)
         if cache is not None and key in cache:
             bars, figures = cache[key]
         else:
-            bars = feed.bars(instrument.venue, instrument.symbol, timeframe, limit=max(thresholds.bars_needed, 60))
+            bars = signal_bars(feed, instrument.venue, instrument.symbol, timeframe, source, now=now,
+                               limit=max(thresholds.bars_needed, 60))
             figures = None
         if len(bars) < 40:
             result.skipped["insufficient_history"] += 1
             continue
         last_close_at = bars[-1].ts + span
-        if now - last_close_at > thresholds.max_bar_periods * span:
+        if now - last_close_at > span + thresholds.bar_grace_ms:  # the next bar was due and has not come
             result.skipped["stale_bars"] += 1
             continue
         if figures is None:
@@ -195,13 +265,6 @@ def scan_forex(feed: Feed, *, now: int, thresholds: ForexThresholds, cache: dict
     return result
 
 
-def timeframe_for(available: tuple[str, ...], configured: str) -> str | None:
-    """The configured timeframe where the pair has it, else the pair's finest one."""
-    if configured in available:
-        return configured
-    return available[0] if available else None
-
-
 def _candidate(feed, instrument, bars, figures, *, now, thresholds, last_close_at, timeframe) -> Candidate | str | None:
     """The candidate, None when it misses a threshold, or the reason it was skipped."""
     confidence = _decimal(figures["confidence"], 4)
@@ -212,27 +275,42 @@ def _candidate(feed, instrument, bars, figures, *, now, thresholds, last_close_a
         return "stale_quote"
     buy = figures["signal"] == "BUY"
     if quote is not None and quote.bid is not None and quote.ask is not None and not quote.crossed and quote.ts <= now:
-        entry, entry_from, observed = (quote.ask if buy else quote.bid), "quote", min(quote.ts, last_close_at)
+        bid, ask, spread = quote.bid, quote.ask, quote.ask - quote.bid
+        entry_from, spread_from, observed = "quote", "quote", min(quote.ts, last_close_at)
     else:
-        entry, entry_from, observed = bars[-1].close, "last close (no usable quote)", last_close_at
+        spread = bar_only_spread(instrument.symbol, thresholds.bar_only_spread_pips)
+        bid, ask = bars[-1].close, bars[-1].close + spread
+        entry_from = "last close + bar-only spread (no usable quote)"
+        spread_from, observed = "settings: bar_only_spread_pips", last_close_at
+    entry, exit_price = (ask, bid) if buy else (bid, ask)
+    side = 1 if buy else -1
     places = max(5, -entry.as_tuple().exponent)
+    tick = Decimal(1).scaleb(-places)
     atr_value = _decimal(figures["atr"], places + 2)
-    stop_distance = (atr_value * thresholds.stop_atr).quantize(Decimal(1).scaleb(-places))
-    target_distance = (atr_value * thresholds.target_atr).quantize(Decimal(1).scaleb(-places))
-    if stop_distance <= 0:
+    stop_atr = (atr_value * thresholds.stop_atr_multiple).quantize(tick)
+    target_atr = (atr_value * thresholds.target_atr_multiple).quantize(tick)
+    if stop_atr <= 0:
         return None
-    stop = entry - stop_distance if buy else entry + stop_distance
-    target = entry + target_distance if buy else entry - target_distance
-    risk_reward = (abs(target - entry) / abs(entry - stop)).quantize(Decimal("0.001"))
+    stop, stop_from = exit_price - side * stop_atr, "atr"
+    floor = (thresholds.min_stop_spreads * spread).quantize(tick, rounding=ROUND_CEILING)
+    if abs(entry - stop) < floor:
+        stop, stop_from = entry - side * floor, "min_stop_spreads"
+    target = exit_price + side * target_atr
+    risk, reward = abs(entry - stop), side * (target - entry)
+    if reward <= 0:
+        return None
+    risk_reward = (reward / risk).quantize(Decimal("0.001"))
     if risk_reward < thresholds.min_risk_reward:
         return None
-    risk = (Decimal(100) * (1 - confidence)).quantize(Decimal("0.01"))
+    risk_score = (Decimal(100) * (1 - confidence)).quantize(Decimal("0.01"))
     return Candidate(
-        FOREX, now, observed, risk, confidence * min(risk_reward, Decimal(3)),
+        FOREX, now, observed, risk_score, confidence * min(risk_reward, Decimal(3)),
         {
             "symbol": instrument.symbol, "venue": instrument.venue, "signal": figures["signal"],
             "confidence": confidence, "entry": entry, "stop_loss": stop, "take_profit": target,
-            "risk_reward": risk_reward, "timeframe": timeframe, "entry_from": entry_from,
+            "risk_reward": risk_reward, "timeframe": timeframe, "bar_ms": TIMEFRAME_MS[timeframe],
+            "entry_from": entry_from, "spread": spread, "spread_from": spread_from, "stop_from": stop_from,
+            "stop_spreads": (risk / spread).quantize(Decimal("0.01")),
             "indicators": {
                 "atr": atr_value, "rsi": _decimal(figures["rsi"], 2), "macd": _decimal(figures["macd"], places + 2),
                 "histogram": _decimal(figures["histogram"], places + 2), "score": _decimal(figures["score"], 4),

@@ -136,6 +136,12 @@ def _at_least_zero():
     return MinValueValidator(Decimal("0"))
 
 
+def _at_least(minimum: Decimal):
+    from django.core.validators import MinValueValidator
+
+    return MinValueValidator(minimum)
+
+
 def _positive_int(default, **kwargs):
     from django.core.validators import MinValueValidator
 
@@ -158,8 +164,10 @@ class ArbitrageSettings(SingletonSettings):
 
 
 class ForexSettings(SingletonSettings):
-    timeframe = models.CharField(max_length=4, default="1m", choices=[(t, t) for t in ("1m", "5m", "15m", "1h", "4h", "1d")],
-                                 help_text="bar length the signals are computed on")
+    timeframe = models.CharField(max_length=4, default="15m", choices=[(t, t) for t in ("1m", "5m", "15m", "1h", "4h", "1d")],
+                                 help_text="bar length the signals, their ATR and their freshness are computed on; built from "
+                                           "finer bars where a pair has only those (15m: the shortest on which ATR stops clear "
+                                           "three spreads on the shared minute recordings)")
     min_confidence = _fraction(default=Decimal("0.60"), help_text="keep signals at or above this confidence, 0-1 (not a probability)")
     min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("1.5"), validators=[_at_least_zero()],
                                           help_text="keep signals whose target is at least this many times the stop distance (ratio)")
@@ -167,6 +175,18 @@ class ForexSettings(SingletonSettings):
     auto_min_confidence = _fraction(default=Decimal("0.70"), help_text="auto-execute only at or above this confidence, 0-1")
     auto_min_risk_reward = models.DecimalField(max_digits=7, decimal_places=3, default=Decimal("2.0"), validators=[_at_least_zero()],
                                                help_text="auto-execute only at or above this risk/reward (ratio)")
+    stop_atr_multiple = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal("1.5"), validators=[_at_least(Decimal("0.1"))],
+        help_text="stop-loss distance from the exit-side price, in ATRs (average true ranges) of the signal's timeframe")
+    target_atr_multiple = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal("3"), validators=[_at_least(Decimal("0.1"))],
+        help_text="take-profit distance from the exit-side price, in ATRs of the signal's timeframe")
+    min_stop_spreads = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal("3"), validators=[_at_least(Decimal("1"))],
+        help_text="minimum stop-loss distance from the entry, in spreads (ask − bid at the signal); a nearer ATR stop is moved out to it")
+    bar_only_spread_pips = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal("2"), validators=[_at_least(Decimal("0.01"))],
+        help_text="spread assumed where a pair has bid bars but no quote, in pips (0.0001; 0.01 for JPY-quoted pairs); never zero")
 
     class Meta:
         verbose_name = verbose_name_plural = "forex thresholds"

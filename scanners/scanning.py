@@ -79,7 +79,7 @@ def _forex() -> Scanner:
         return forex.scan_forex(feed, now=now, thresholds=thresholds, cache=state)
 
     return Scanner("forex", forex.ForexThresholds, run, dict,
-                   fresh_window_ms=lambda thresholds: (thresholds.max_bar_periods + 1) * 86_400_000,
+                   fresh_window_ms=lambda thresholds: 2 * 86_400_000 + thresholds.bar_grace_ms,  # a daily bar's window, and more
                    same_answer_until=forex.next_market_change, asset_class="forex")
 
 

@@ -46,21 +46,24 @@ def trending_market(direction=1, closes=80, now=TUESDAY_NOON, quote=True):
 
 def test_a_steady_uptrend_is_a_buy_with_atr_stops():
     market = trending_market(1)
-    result = scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(min_confidence=D("0")))
+    result = scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(timeframe="1m", min_confidence=D("0")))
     [candidate] = result.candidates
     f = candidate.figures
     assert f["signal"] == "BUY" and Decimal(0) <= f["confidence"] <= 1
-    assert f["entry"] == market.quote("broker", "EUR/USD").ask  # BUY at the ask
+    quote = market.quote("broker", "EUR/USD")
+    assert f["entry"] == quote.ask  # BUY at the ask; it closes at the bid, where the levels are
     atr_value = f["indicators"]["atr"]
-    assert f["entry"] - f["stop_loss"] == (atr_value * D("1.5")).quantize(D("0.00001"))
-    assert f["take_profit"] - f["entry"] == (atr_value * 3).quantize(D("0.00001"))
+    assert quote.bid - f["stop_loss"] == (atr_value * D("1.5")).quantize(D("0.00001"))
+    assert f["take_profit"] - quote.bid == (atr_value * 3).quantize(D("0.00001"))
+    assert f["spread"] == D("0.00002") and f["stop_from"] == "atr"
     assert f["risk_reward"] == ((f["take_profit"] - f["entry"]) / (f["entry"] - f["stop_loss"])).quantize(D("0.001"))
+    assert f["risk_reward"] < 2  # the spread counts against both sides
     assert candidate.risk_score == (100 * (1 - f["confidence"])).quantize(D("0.01"))
 
 
 def test_a_downtrend_is_a_sell_at_the_bid():
     market = trending_market(-1)
-    [candidate] = scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(min_confidence=D("0"))).candidates
+    [candidate] = scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(timeframe="1m", min_confidence=D("0"))).candidates
     assert candidate.figures["signal"] == "SELL"
     assert candidate.figures["entry"] == market.quote("broker", "EUR/USD").bid
     assert candidate.figures["stop_loss"] > candidate.figures["entry"] > candidate.figures["take_profit"]
@@ -68,8 +71,8 @@ def test_a_downtrend_is_a_sell_at_the_bid():
 
 def test_thresholds_filter_and_hold_is_never_a_candidate():
     market = trending_market(1)
-    assert scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(min_confidence=D("1.01"))).candidates == []
-    assert scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(min_risk_reward=D("5"))).candidates == []
+    assert scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(timeframe="1m", min_confidence=D("1.01"))).candidates == []
+    assert scan_forex(market, now=TUESDAY_NOON, thresholds=ForexThresholds(timeframe="1m", min_risk_reward=D("5"))).candidates == []
     flat = np.full(60, 1.1)
     assert signal_from(flat, flat + 0.0001, flat - 0.0001)["signal"] == "HOLD"
 
@@ -78,10 +81,10 @@ def test_no_signal_at_weekends_or_on_stale_bars():
     saturday = int(datetime(2024, 3, 9, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
     assert market_closed(saturday) and not market_closed(TUESDAY_NOON)
     assert market_closed(int(datetime(2024, 3, 8, 21, 30, tzinfo=timezone.utc).timestamp() * 1000))
-    weekend = scan_forex(trending_market(1, now=saturday), now=saturday, thresholds=ForexThresholds(min_confidence=D(0)))
+    weekend = scan_forex(trending_market(1, now=saturday), now=saturday, thresholds=ForexThresholds(timeframe="1m", min_confidence=D(0)))
     assert weekend.candidates == [] and weekend.skipped["market_closed"] == 1
     later = TUESDAY_NOON + 10 * 60_000
-    stale = scan_forex(trending_market(1), now=later, thresholds=ForexThresholds(min_confidence=D(0)))
+    stale = scan_forex(trending_market(1), now=later, thresholds=ForexThresholds(timeframe="1m", min_confidence=D(0)))
     assert stale.candidates == [] and stale.skipped["stale_bars"] == 1
 
 
@@ -97,7 +100,7 @@ def test_hourly_eurusd_for_weeks_never_signals_at_weekends():
     reader = RecordingReader(shared_recording("fx-eurusd-1h-2014-2015"))
     feed = ReplayFeed(reader, ReplayClock.stepped(reader.start))
     signals = 0
-    thresholds = dataclasses.replace(ForexThresholds(), timeframe="1h")
+    thresholds = dataclasses.replace(ForexThresholds(timeframe="1m"), timeframe="1h")
     for now in range(reader.start - reader.start % 3_600_000, reader.start + 6 * 7 * 86_400_000, 3_600_000):
         result = scan_forex(feed.at(now), now=now, thresholds=thresholds)
         if market_closed(now):
@@ -110,7 +113,7 @@ def test_hourly_eurusd_for_weeks_never_signals_at_weekends():
 
 def test_max_quote_age_requires_a_fresh_entry_quote():
     market = trending_market(1)
-    fresh = ForexThresholds(min_confidence=D("0"), max_quote_age_ms=5000)
+    fresh = ForexThresholds(timeframe="1m", min_confidence=D("0"), max_quote_age_ms=5000)
     assert len(scan_forex(market, now=TUESDAY_NOON, thresholds=fresh).candidates) == 1
     later = TUESDAY_NOON + 30_000
     result = scan_forex(market, now=later, thresholds=fresh)
@@ -119,7 +122,7 @@ def test_max_quote_age_requires_a_fresh_entry_quote():
 
 def test_the_indicator_cache_changes_nothing_but_the_work():
     market = trending_market(1)
-    thresholds = ForexThresholds(min_confidence=D("0"))
+    thresholds = ForexThresholds(timeframe="1m", min_confidence=D("0"))
     plain = scan_forex(market, now=TUESDAY_NOON, thresholds=thresholds)
     cache = {}
     first = scan_forex(market, now=TUESDAY_NOON, thresholds=thresholds, cache=cache)
