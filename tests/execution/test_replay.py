@@ -39,7 +39,7 @@ PERMISSIVE = {
                "drawdown_halt_pct": "100"},
     "thresholds": {"arbitrage": {"min_net_pct": "0", "auto_min_net_pct": "0", "auto_min_profit_usd": "0",
                                  "auto_max_risk": "100", "max_risk_score": "100"},
-                   "forex": {"auto_min_confidence": "0.6", "auto_min_risk_reward": "1"},
+                   "forex": {"timeframe": "1m", "min_risk_reward": "1", "auto_min_confidence": "0.6", "auto_min_risk_reward": "1"},  # 105 minutes of bars: too few for 15m
                    "binary": {"min_probability": "0.5", "auto_min_probability": "0.5"}},
 }
 
