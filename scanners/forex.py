@@ -71,7 +71,7 @@ class ForexThresholds:
     auto_min_confidence: Decimal = Decimal("0.70")
     auto_min_risk_reward: Decimal = Decimal("2.0")
     stop_atr_multiple: Decimal = Decimal("1.5")
-    target_atr_multiple: Decimal = Decimal("3")
+    target_atr_multiple: Decimal = Decimal("4")
     min_stop_spreads: Decimal = Decimal("3")
     bar_only_spread_pips: Decimal = Decimal("2")
     bar_grace_ms: int = 5000  # a bar is current until the next is due, plus this

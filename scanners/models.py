@@ -179,7 +179,7 @@ class ForexSettings(SingletonSettings):
         max_digits=6, decimal_places=2, default=Decimal("1.5"), validators=[_at_least(Decimal("0.1"))],
         help_text="stop-loss distance from the exit-side price, in ATRs (average true ranges) of the signal's timeframe")
     target_atr_multiple = models.DecimalField(
-        max_digits=6, decimal_places=2, default=Decimal("3"), validators=[_at_least(Decimal("0.1"))],
+        max_digits=6, decimal_places=2, default=Decimal("4"), validators=[_at_least(Decimal("0.1"))],
         help_text="take-profit distance from the exit-side price, in ATRs of the signal's timeframe")
     min_stop_spreads = models.DecimalField(
         max_digits=6, decimal_places=2, default=Decimal("3"), validators=[_at_least(Decimal("1"))],

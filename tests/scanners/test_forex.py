@@ -54,10 +54,10 @@ def test_a_steady_uptrend_is_a_buy_with_atr_stops():
     assert f["entry"] == quote.ask  # BUY at the ask; it closes at the bid, where the levels are
     atr_value = f["indicators"]["atr"]
     assert quote.bid - f["stop_loss"] == (atr_value * D("1.5")).quantize(D("0.00001"))
-    assert f["take_profit"] - quote.bid == (atr_value * 3).quantize(D("0.00001"))
+    assert f["take_profit"] - quote.bid == (atr_value * 4).quantize(D("0.00001"))
     assert f["spread"] == D("0.00002") and f["stop_from"] == "atr"
     assert f["risk_reward"] == ((f["take_profit"] - f["entry"]) / (f["entry"] - f["stop_loss"])).quantize(D("0.001"))
-    assert f["risk_reward"] < 2  # the spread counts against both sides
+    assert f["risk_reward"] < D(4) / D("1.5")  # the spread counts against both sides
     assert candidate.risk_score == (100 * (1 - f["confidence"])).quantize(D("0.01"))
 
 

@@ -8,7 +8,7 @@ from scanners.forex import ForexThresholds, aggregate_bars, bar_only_spread, sca
 from .market import D, MemoryMarket
 
 NOW = int(datetime(2024, 3, 5, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)  # a Tuesday
-ANY = dict(min_confidence=D(0), min_risk_reward=D(0), timeframe="1m")
+ANY = dict(min_confidence=D(0), min_risk_reward=D(0), timeframe="1m", target_atr_multiple=D(3))
 
 
 def steady_market(direction=1, spread=None, symbol="EUR/USD", start_price="1.10000", step="0.00010"):
@@ -80,7 +80,7 @@ def test_bar_only_data_pays_the_spread_from_settings_and_says_so():
 
 def test_the_multiples_and_the_floor_come_from_the_thresholds():
     market, bid = steady_market(1, spread="0.00002")
-    wide = ForexThresholds(**ANY, stop_atr_multiple=D("2"), target_atr_multiple=D("5"), min_stop_spreads=D("30"))
+    wide = ForexThresholds(**{**ANY, "target_atr_multiple": D("5")}, stop_atr_multiple=D("2"), min_stop_spreads=D("30"))
     f = only(scan_forex(market, now=NOW, thresholds=wide))
     # ATR stop 0.00040 + 0.00002 from the entry is under 30 spreads (0.00060): the floor sets it
     assert f["entry"] - f["stop_loss"] == D("0.00060") and f["take_profit"] == bid + D("0.00100")
