@@ -45,7 +45,7 @@ def scan_until(page, predicate, what: str, timeout_s: float = 45):
     while time.monotonic() < deadline:
         scan_arbitrage.delay()
         try:
-            page.wait_for_function(predicate, timeout=2500)
+            page.wait_for_function("() => " + predicate, timeout=2500)
             return
         except playwright.TimeoutError:
             continue
@@ -71,8 +71,8 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
         page.fill("#id_username", "operator")
         page.fill("#id_password", "pw-for-tests-1")
         page.click("input[type=submit]")
-        page.wait_for_function("window.trifecta && window.trifecta.stream === 'connected'", timeout=20_000)
-        page.wait_for_function("document.querySelector('#mode').dataset.mode !== ''")
+        page.wait_for_function("() => window.trifecta && window.trifecta.stream === 'connected'", timeout=20_000)
+        page.wait_for_function("() => document.querySelector('#mode').dataset.mode !== ''")
         assert page.text_content("#mode").strip() == "DISPLAY ONLY"
 
         scan_until(page, f"{rows('opportunities')} > 0", "an opportunity")
@@ -82,12 +82,12 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
         assert Trade.objects.count() == 0
 
         page.click("#toggle-auto")
-        page.wait_for_function("document.querySelector('#mode').dataset.mode === 'AUTO-EXECUTE'")
+        page.wait_for_function("() => document.querySelector('#mode').dataset.mode === 'AUTO-EXECUTE'")
         scan_until(page, f"{rows('trades')} > 0", "a trade")
         assert Trade.objects.exists()
 
         page.click("#kill-switch")
-        page.wait_for_function("document.querySelector('#mode').dataset.mode === 'HALTED'")
+        page.wait_for_function("() => document.querySelector('#mode').dataset.mode === 'HALTED'")
         processes.wait_for_idle_queues(settings.REDIS_URL)  # what was under way before the halt is done
         halted_at = Trade.objects.count()
         for _ in range(3):
@@ -101,8 +101,8 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
         phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
         phone.context.add_cookies(page.context.cookies())
         phone.goto(desk["url"] + "/")
-        phone.wait_for_function("window.trifecta && window.trifecta.stream === 'connected'", timeout=20_000)
-        phone.wait_for_function(f"{rows('opportunities')} > 0 && document.querySelector('#mode').dataset.mode === 'HALTED'")
+        phone.wait_for_function("() => window.trifecta && window.trifecta.stream === 'connected'", timeout=20_000)
+        phone.wait_for_function(f"() => {rows('opportunities')} > 0 && document.querySelector('#mode').dataset.mode === 'HALTED'")
         assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways on a phone"
         browser.close()
         connections.close_all()  # Playwright runs this body in a greenlet: its own database connection

@@ -14,35 +14,38 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "eurusd-2014-05-02"
-FROM_MS = 1399002900000  # 2014-05-02T03:55:00Z (ticks)
-BARS_FROM_MS = FROM_MS - 3_600_000  # an hour of bars before the ticks: the forex scanner needs 60
+FROM_MS = 1399002900000  # 2014-05-02T03:55:00Z: ticks from here
+HISTORY_FROM_MS = 1398945600000  # 2014-05-01T12:00:00Z: minute quotes and bars from here (60 bars of 15 minutes)
 TO_MS = 1399037400000  # 2014-05-02T13:30:00Z (exclusive)
-BEGIN_MS = 1399006200000  # 2014-05-02T04:50:00Z: where `make run` starts the clock (history behind it)
-SPEED = 10  # simulated seconds per wall second: 20 minutes of market in two minutes
+BEGIN_MS = 1399001700000  # 2014-05-02T03:35:00Z: where `make run` starts the clock (history behind it)
+SPEED = 15  # simulated seconds per wall second: half an hour of market in two minutes
 LICENCE = (
     "QuantConnect LEAN sample data (repository QuantConnect/Lean, Apache-2.0); the prices were licensed to "
     "QuantConnect by FXCM and OANDA: check their terms before redistributing this slice outside Trifecta"
 )
-PARTS = [  # (source recording, file inside it)
-    ("fx-ticks-2014-05-02", "quotes/oanda/EUR-USD.csv"),
-    ("fx-ticks-2014-05-02", "quotes/fxcm/EUR-USD.csv"),
-    ("fx-brokers-2014-05", "bars/fxcm/EUR-USD@1m.csv"),
+PARTS = [  # (source recording, file inside it, from, to): minute quotes before the ticks, ticks after
+    ("fx-brokers-2014-05", "quotes/oanda/EUR-USD.csv", HISTORY_FROM_MS, FROM_MS),
+    ("fx-ticks-2014-05-02", "quotes/oanda/EUR-USD.csv", FROM_MS, TO_MS),
+    ("fx-brokers-2014-05", "quotes/fxcm/EUR-USD.csv", HISTORY_FROM_MS, FROM_MS),
+    ("fx-ticks-2014-05-02", "quotes/fxcm/EUR-USD.csv", FROM_MS, TO_MS),
+    ("fx-brokers-2014-05", "bars/fxcm/EUR-USD@1m.csv", HISTORY_FROM_MS, TO_MS),
 ]
 
 
 def cut(source_root: Path) -> None:
-    first, last = None, None
-    for recording, name in PARTS:
+    first, last, files = None, None, {}
+    for recording, name, since, until in PARTS:
         lines = (source_root / recording / name).read_text().splitlines()
-        since = BARS_FROM_MS if name.startswith("bars/") else FROM_MS
-        kept = [line for line in lines[1:] if since <= int(line.split(",", 1)[0]) < TO_MS]
-        target = OUT / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("\n".join([lines[0], *kept]) + "\n")
+        kept = [line for line in lines[1:] if since <= int(line.split(",", 1)[0]) < until]
+        files.setdefault(name, [lines[0]]).extend(kept)
         stamps = [int(line.split(",", 1)[0]) for line in kept]
         first = min(stamps[0], first or stamps[0])
         last = max(stamps[-1], last or stamps[-1])
-    manifests = {r: json.loads((source_root / r / "manifest.json").read_text()) for r, _ in PARTS}
+    for name, lines in files.items():
+        target = OUT / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join(lines) + "\n")
+    manifests = {r: json.loads((source_root / r / "manifest.json").read_text()) for r, *_ in PARTS}
     manifest = {
         "format": "trifecta-recording/1",
         "name": "demo-eurusd-2014-05-02",

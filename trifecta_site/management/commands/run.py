@@ -106,7 +106,7 @@ class Command(BaseCommand):
             env["TRIFECTA_FEED"] = "ccxt"
             env["TRIFECTA_DATA_NOTE"] = f"{', '.join(live)} answered at start"
             return {"feed": "ccxt", "recording": "", "kind": "live", "note": env["TRIFECTA_DATA_NOTE"]}
-        reasons = "; ".join(f"{v}: {a.get('detail') or a.get('state')}" for v, a in sorted(answers.items()))[:300]
+        reasons = ", ".join(f"{v}: {(a.get('detail') or a.get('state') or '').split(':')[0]}" for v, a in sorted(answers.items()))[:300]
         env.update(TRIFECTA_FEED="replay", TRIFECTA_RECORDING=str(DEMO_RECORDING),
                    TRIFECTA_DATA_NOTE=f"no live venue answered at start ({reasons or 'no answer'})")
         self.pace_demo(env)
