@@ -13,9 +13,18 @@ Beta(2, 2) prior: one trade moves it a little, a hundred move it a lot.
   overall. score = 0.5 × confidence + 0.3 × accuracy(pair, signal) + 0.2 × accuracy(pair),
   clipped to [0.4, 1.0]; multiplier 1.0 from 0.8, 0.75 from 0.6, else 0.5. HOLD and
   confidence under 60 % are skipped.
-- `BinaryAgent` learns per underlying, direction and expiry the realized hit rate against
-  the predicted probability; the estimate is multiplied by (hits + 2) / (Σ predicted + 2),
-  capped at 1: over-confident estimates are discounted, never inflated.
+- `BinaryAgent` scores a binary by its calibrated probability of finishing in the money.
+
+Forex and binary opportunities also carry a calibrated probability of success (forex: the
+target before the stop; binary: in the money) and the expected P&L per USD it implies
+(forex: p × target distance − (1 − p) × stop distance, as fractions of the entry; binary:
+p × payout − (1 − p)). The probability starts from a prior that claims no edge (forex: the
+stop distance over stop plus target distance, a driftless market's odds; binary: the
+scanner's stated probability halfway to 0.5) and is corrected by the bias realized
+outcomes show against their priors: per signal (pair and side; underlying, side and
+expiry), shrunk towards the kind's overall bias, which is itself shrunk towards none,
+each with `SHRINK` outcomes of prior weight. Once the kind has `MIN_EVIDENCE` outcomes the
+agent skips what has no positive expected P&L (`NEGATIVE_EXPECTED_PNL`).
 """
 from __future__ import annotations
 
@@ -30,7 +39,11 @@ from django.utils import timezone
 from .models import AgentState
 
 PRIOR = 2
-ZERO, ONE = Decimal(0), Decimal(1)
+ZERO, ONE, HALF = Decimal(0), Decimal(1), Decimal("0.5")
+SHRINK = 10  # outcomes of prior weight behind a bias estimate
+MIN_EVIDENCE = 30  # outcomes of a kind before the agent vetoes on expected P&L
+P_FLOOR, P_CEILING = Decimal("0.01"), Decimal("0.99")
+GLOBAL = "*"  # the key of what a kind's agent learned over all its signals
 
 
 @dataclass
@@ -40,6 +53,34 @@ class AgentVerdict:
     size_multiplier: Decimal
     reasons: list[str] = field(default_factory=list)
     figures: dict = field(default_factory=dict)
+    probability: Decimal | None = None  # calibrated probability of success (forex, binary)
+    edge_per_usd: Decimal | None = None  # expected P&L per USD of size, costs included
+
+
+def calibrated(prior: Decimal, state: AgentState, overall: AgentState) -> Decimal:
+    """`prior` corrected by the bias the outcomes showed against their priors (wins − Σ priors),
+    the signal's shrunk towards the kind's, the kind's towards none."""
+    overall_bias = (overall.wins - overall.expected_sum) / (overall.wins + overall.losses + SHRINK)
+    bias = (state.wins - state.expected_sum + SHRINK * overall_bias) / (state.wins + state.losses + SHRINK)
+    return min(P_CEILING, max(P_FLOOR, prior + bias)).quantize(Decimal("0.0001"))
+
+
+def forex_prior(figures: dict) -> tuple[Decimal, Decimal, Decimal] | None:
+    """A forex signal's no-edge probability of target before stop, and its win and loss per USD
+    of entry (None without usable levels)."""
+    try:
+        entry, stop, target = (Decimal(str(figures[name])) for name in ("entry", "stop_loss", "take_profit"))
+    except (KeyError, ArithmeticError, ValueError):
+        return None
+    win, loss = abs(target - entry), abs(entry - stop)
+    if not entry or not win or not loss:
+        return None
+    return loss / (win + loss), win / entry, loss / entry
+
+
+def binary_prior(figures: dict) -> Decimal:
+    """A binary's no-edge-claimed probability: the scanner's stated one, halfway to a coin."""
+    return HALF + (Decimal(str(figures.get("probability", HALF))) - HALF) / 2
 
 
 def posterior_mean(wins: int, losses: int) -> Decimal:
@@ -115,40 +156,46 @@ class ArbitrageAgent(Agent):
 class ForexAgent(Agent):
     name = AgentState.FOREX
 
-    def evaluate_signal(self, pair: str, signal: str, confidence: Decimal) -> AgentVerdict:
+    def evaluate_signal(self, pair: str, signal: str, confidence: Decimal, figures: dict | None = None) -> AgentVerdict:
         confidence = Decimal(confidence)
         if signal == "HOLD":
             return AgentVerdict(False, Decimal(0), Decimal(0), ["HOLD"])
         if confidence < Decimal("0.6"):
             return AgentVerdict(False, Decimal(0), Decimal(0), ["LOW_CONFIDENCE"], {"confidence": str(confidence)})
         signal_key, pair_key = self.keys(pair, signal)
-        states = self.states(signal_key, pair_key)
-        signal_state, pair_state = states[signal_key], states[pair_key]
+        states = self.states(signal_key, pair_key, GLOBAL)
+        signal_state, pair_state, overall = states[signal_key], states[pair_key], states[GLOBAL]
         accuracy = posterior_mean(signal_state.wins, signal_state.losses)
         performance = posterior_mean(pair_state.wins, pair_state.losses)
         raw = Decimal("0.5") * confidence + Decimal("0.3") * accuracy + Decimal("0.2") * performance
         score = min(ONE, max(Decimal("0.4"), raw)).quantize(Decimal("0.0001"))
         multiplier = Decimal("1.0") if score >= Decimal("0.8") else Decimal("0.75") if score >= Decimal("0.6") else Decimal("0.5")
-        return AgentVerdict(True, score, multiplier, [], {
+        verdict = AgentVerdict(True, score, multiplier, [], {
             "confidence": str(confidence), "signal_accuracy": str(accuracy.quantize(Decimal("0.0001"))),
             "pair_performance": str(performance.quantize(Decimal("0.0001"))),
             "signal_trades": signal_state.wins + signal_state.losses,
         })
+        levels = forex_prior(figures or {})
+        if levels is not None:
+            prior, win, loss = levels
+            p = calibrated(prior, signal_state, overall)
+            _with_expectation(verdict, p, p * win - (ONE - p) * loss, prior=prior, evidence=overall)
+        return verdict
 
     @staticmethod
     def keys(pair: str, signal: str) -> tuple[str, str]:
         """What is learned for this signal on this pair, and for the pair whatever the signal."""
         return f"{pair}:{signal}", f"{pair}:*"
 
-    def update_signal_result(self, pair: str, signal: str, profitable: bool) -> None:
-        for key in self.keys(pair, signal):
-            self.learn(key, win=profitable)
+    def update_signal_result(self, pair: str, signal: str, profitable: bool, prior: Decimal = ZERO) -> None:
+        for key in (*self.keys(pair, signal), GLOBAL):
+            self.learn(key, win=profitable, expected=prior)
 
     def get_best_pairs(self, top_n: int = 5) -> list[tuple[str, float]]:
         """Pairs ranked by the lower bound of their realized accuracy (a long record beats a lucky one)."""
         ranked = [
             (state.key[:-2], lower_bound(state.wins, state.losses))
-            for state in AgentState.objects.filter(agent=self.name, key__endswith=":*")
+            for state in AgentState.objects.filter(agent=self.name, key__endswith=":*").exclude(key=GLOBAL)
         ]
         return sorted(ranked, key=lambda item: item[1], reverse=True)[:top_n]
 
@@ -156,21 +203,41 @@ class ForexAgent(Agent):
 class BinaryAgent(Agent):
     name = AgentState.BINARY
 
-    def evaluate(self, underlying: str, direction: str, expiry_s: int, probability: Decimal) -> AgentVerdict:
-        state = self.state(self.key(underlying, direction, expiry_s))
-        discount = min(ONE, Decimal(state.wins + PRIOR) / (state.expected_sum + PRIOR))
-        adjusted = (Decimal(probability) * discount).quantize(Decimal("0.0001"))
-        return AgentVerdict(True, adjusted, ONE, [], {
-            "predicted": str(probability), "calibration_discount": str(discount.quantize(Decimal("0.0001"))),
-            "hits": state.wins, "settled": state.wins + state.losses,
-        })
+    def evaluate(self, underlying: str, direction: str, expiry_s: int, probability: Decimal,
+                 payout: Decimal | None = None) -> AgentVerdict:
+        key = self.key(underlying, direction, expiry_s)
+        states = self.states(key, GLOBAL)
+        state, overall = states[key], states[GLOBAL]
+        prior = binary_prior({"probability": probability})
+        p = calibrated(prior, state, overall)
+        verdict = AgentVerdict(True, p, ONE, [], {
+            "predicted": str(probability), "prior": str(prior), "hits": state.wins, "settled": state.wins + state.losses,
+        }, probability=p)
+        if payout is not None:
+            _with_expectation(verdict, p, p * Decimal(payout) - (ONE - p), prior=prior, evidence=overall)
+        return verdict
 
     @staticmethod
     def key(underlying: str, direction: str, expiry_s: int) -> str:
         return f"{underlying}:{direction}:{expiry_s}"
 
     def learn_expiry(self, underlying: str, direction: str, expiry_s: int, *, predicted: Decimal, won: bool) -> None:
-        self.learn(self.key(underlying, direction, expiry_s), win=won, expected=Decimal(predicted))
+        """One settled binary (a tie or a void teaches nothing), against its prior."""
+        prior = binary_prior({"probability": predicted})
+        for key in (self.key(underlying, direction, expiry_s), GLOBAL):
+            self.learn(key, win=won, expected=prior)
+
+
+def _with_expectation(verdict: AgentVerdict, p: Decimal, edge: Decimal, *, prior: Decimal, evidence: AgentState) -> None:
+    """Attach the calibrated probability and expected P&L per USD; veto a non-positive one once
+    the kind has enough outcomes behind its calibration."""
+    outcomes = evidence.wins + evidence.losses
+    verdict.probability, verdict.edge_per_usd = p, edge.quantize(Decimal("0.000001"))
+    verdict.figures.update(probability=str(p), prior_probability=str(prior.quantize(Decimal("0.0001"))),
+                           expected_pnl_per_usd=str(verdict.edge_per_usd), kind_outcomes=outcomes)
+    if outcomes >= MIN_EVIDENCE and edge <= 0:
+        verdict.approved = False
+        verdict.reasons = [*verdict.reasons, "NEGATIVE_EXPECTED_PNL"]
 
 
 @dataclass(frozen=True)
@@ -192,7 +259,9 @@ def learn(outcome: RealizedOutcome) -> None:
     if outcome.kind == "arbitrage":
         ArbitrageAgent().learn_route(outcome.route, realized=outcome.realized_pnl, expected=outcome.expected_pnl or ZERO)
     elif outcome.kind == "forex":
-        ForexAgent().update_signal_result(outcome.symbol, outcome.direction, outcome.realized_pnl > 0)
+        levels = forex_prior(outcome.figures)
+        ForexAgent().update_signal_result(outcome.symbol, outcome.direction, outcome.realized_pnl > 0,
+                                          prior=levels[0] if levels else ZERO)
     elif outcome.kind == "binary" and outcome.won is not None:
         figures = outcome.figures
         BinaryAgent().learn_expiry(outcome.symbol, outcome.direction, int(figures["expiry_s"]),

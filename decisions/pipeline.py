@@ -12,7 +12,7 @@ from scanners.feeds.base import Feed
 from scanners.models import Opportunity
 from trifecta_site.currency import USD_LIKE, quote_currency, usd_rates
 
-from .agents import Agent, AgentVerdict, ArbitrageAgent, BinaryAgent, ForexAgent
+from .agents import GLOBAL, Agent, AgentVerdict, ArbitrageAgent, BinaryAgent, ForexAgent
 from .governor import EXECUTE
 from .models import Decision, RiskLimits
 
@@ -28,8 +28,8 @@ def agent_keys(opportunity: Opportunity) -> tuple[type[Agent], tuple[str, ...]]:
     if opportunity.kind == "arbitrage":
         return ArbitrageAgent, (opportunity.route,)
     if opportunity.kind == "forex":
-        return ForexAgent, ForexAgent.keys(opportunity.symbol, f["signal"])
-    return BinaryAgent, (BinaryAgent.key(opportunity.symbol, f["direction"], int(f["expiry_s"])),)
+        return ForexAgent, (*ForexAgent.keys(opportunity.symbol, f["signal"]), GLOBAL)
+    return BinaryAgent, (BinaryAgent.key(opportunity.symbol, f["direction"], int(f["expiry_s"])), GLOBAL)
 
 
 def evaluate_agent(opportunity: Opportunity, agent: Agent | None = None) -> AgentVerdict:
@@ -39,8 +39,10 @@ def evaluate_agent(opportunity: Opportunity, agent: Agent | None = None) -> Agen
     if opportunity.kind == "arbitrage":
         return agent.evaluate_opportunity(opportunity)
     if opportunity.kind == "forex":
-        return agent.evaluate_signal(opportunity.symbol, f["signal"], Decimal(f["confidence"]))
-    return agent.evaluate(opportunity.symbol, f["direction"], int(f["expiry_s"]), Decimal(f["probability"]))
+        return agent.evaluate_signal(opportunity.symbol, f["signal"], Decimal(f["confidence"]), f)
+    payout = f.get("payout")
+    return agent.evaluate(opportunity.symbol, f["direction"], int(f["expiry_s"]), Decimal(f["probability"]),
+                          None if payout is None else Decimal(str(payout)))
 
 
 def data_age_ms(opportunity: Opportunity, feed: Feed, now: int) -> int | None:
@@ -94,6 +96,41 @@ def proposed_size_usd(opportunity: Opportunity, agent: AgentVerdict, *, feed: Fe
         return None
     units = value * settings.forex_risk_per_trade_pct / HUNDRED / distance
     return min(units * entry * rate, value * limits.max_position_pct / HUNDRED) * multiplier
+
+
+BPS = Decimal("0.0001")
+
+
+def max_loss_per_usd(opportunity: Opportunity, *, feed: Feed, adverse_move_bps: Decimal) -> Decimal:
+    """A trade's worst-case loss per USD of its size (notional, or stake), the model behind `max_loss`:
+    binary: the stake; forex: the stop distance from the entry on the side that fills (costs are
+    in that entry); arbitrage: each leg's taker fee plus an adverse move of `adverse_move_bps`
+    per leg during the fill latency (its expected edge is not counted: the worst case ignores it)."""
+    if opportunity.kind == "binary":
+        return ONE
+    f = opportunity.figures
+    if opportunity.kind == "forex":
+        entry, stop = Decimal(str(f["entry"])), Decimal(str(f["stop_loss"]))
+        return abs(entry - stop) / entry if entry else ONE
+    legs = opportunity.legs()
+    fees = sum((feed.taker_fee(venue, symbol) for venue, symbol in legs), Decimal(0))
+    return fees + len(legs) * adverse_move_bps * BPS
+
+
+def edge_per_usd(opportunity: Opportunity, agent: AgentVerdict, *, feed: Feed) -> Decimal | None:
+    """Expected P&L per USD of size: the agent's calibrated figure for forex and binary; for
+    arbitrage, the scanner's net edge after fees at the walked depth over its notional."""
+    if agent.edge_per_usd is not None:
+        return agent.edge_per_usd
+    f = opportunity.figures
+    if opportunity.kind != "arbitrage" or f.get("expected_profit_usd") is None:
+        return None
+    rate = usd_per_quote_unit(opportunity, feed)
+    if rate is None:
+        return None
+    size = Decimal(str(f["size"]))
+    notional = size * rate if f.get("type") == "triangular" else size * Decimal(str(f["buy_price"])) * rate
+    return Decimal(str(f["expected_profit_usd"])) / notional if notional else None
 
 
 def as_stored_size(size: Decimal) -> Decimal:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import operator
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -25,6 +27,17 @@ ZERO = Decimal(0)
 INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
 
 
+@dataclass(frozen=True)
+class TradeRisk:
+    """What the decision approved the trade with: its worst case (reserved in the day's budget
+    until the trade closes), expected P&L and calibrated probability."""
+
+    max_loss_usd: Decimal | None = None
+    expected_pnl_usd: Decimal | None = None
+    probability: Decimal | None = None
+    approved_at: datetime | None = None
+
+
 def balance_keys(opportunity: Opportunity, portfolio: Portfolio) -> set[tuple[str, str]]:
     """The balances an execution of the opportunity can move: the cash account, and each
     arbitrage leg's two currencies on its venue."""
@@ -37,7 +50,7 @@ def balance_keys(opportunity: Opportunity, portfolio: Portfolio) -> set[tuple[st
 
 
 def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limits: RiskLimits,
-         risk_rows: tuple[RiskState, RiskDay] | None = None) -> Trade:
+         risk_rows: tuple[RiskState, RiskDay] | None = None, risk: TradeRisk = TradeRisk()) -> Trade:
     """Book the plan in the caller's transaction and return its trade (a rejected one when the
     plan was rejected or the venues cannot fund it: no transfers are simulated).
 
@@ -56,7 +69,7 @@ def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limit
         except Rejected as rejection:
             plan.rejected = rejection
         else:
-            trade = _new_trade(plan, portfolio)
+            trade = _new_trade(plan, portfolio, risk)
             if closes_now:
                 trade.status, trade.realized_pnl = Trade.CLOSED, stored(plan.realized_usd)
                 trade.closed_ts, trade.closed_at = plan.opened_ts, opened_at
@@ -70,7 +83,9 @@ def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limit
                 learn(RealizedOutcome(kind=trade.kind, route=trade.route, symbol=trade.symbol, direction=trade.direction,
                                       realized_pnl=trade.realized_pnl, expected_pnl=trade.expected_pnl_usd,
                                       won=trade.realized_pnl > 0))
-                apply_outcome(*risk_rows, realized_pnl=trade.realized_pnl, at=trade.closed_at, limits=limits)
+                apply_outcome(*risk_rows, realized_pnl=trade.realized_pnl, at=trade.closed_at, limits=limits,
+                              released_usd=risk.max_loss_usd or ZERO,
+                              approved_day=risk_day(risk.approved_at or opened_at, limits))
             else:
                 spec = {key: value for key, value in plan.position.items() if key != "spread"}
                 position = Position.objects.create(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
@@ -78,22 +93,22 @@ def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limit
                 announce_position(position)
             announce_trade(trade)
             return trade
-    return book_rejected(plan, portfolio=portfolio)
+    return book_rejected(plan, portfolio=portfolio, risk=risk)
 
 
-def book_rejected(plan: Plan, *, portfolio: Portfolio) -> Trade:
-    """A trade that did not happen, with its reason; the day's trade slot is given back."""
-    trade = _new_trade(plan, portfolio)
+def book_rejected(plan: Plan, *, portfolio: Portfolio, risk: TradeRisk = TradeRisk()) -> Trade:
+    """A trade that did not happen, with its reason; the day's trade slot and risk are given back."""
+    trade = _new_trade(plan, portfolio, risk)
     trade.status, trade.reject_reason = Trade.REJECTED, plan.rejected.reason
     trade.edge = {"rejected": plan.rejected.reason, **plan.rejected.detail}
     trade.save(force_insert=True)
     Opportunity.objects.filter(pk=plan.opportunity.pk).update(status=Opportunity.REJECTED)
-    release_trade_slot(at=ms_to_datetime(plan.opened_ts))
+    release_trade_slot(at=risk.approved_at or ms_to_datetime(plan.opened_ts), max_loss_usd=risk.max_loss_usd or ZERO)
     announce_trade(trade)
     return trade
 
 
-def _new_trade(plan: Plan, portfolio: Portfolio) -> Trade:
+def _new_trade(plan: Plan, portfolio: Portfolio, risk: TradeRisk) -> Trade:
     opportunity = plan.opportunity
     edge = dict(plan.edge)
     if plan.position and plan.position.get("spread") is not None:
@@ -102,9 +117,14 @@ def _new_trade(plan: Plan, portfolio: Portfolio) -> Trade:
         portfolio=portfolio, opportunity=opportunity, kind=opportunity.kind, route=opportunity.route,
         symbol=opportunity.symbol, venues=opportunity.venues, direction=opportunity.direction,
         opened_ts=plan.opened_ts, opened_at=ms_to_datetime(plan.opened_ts), size_usd=stored(plan.size_usd),
-        fees_usd=stored(plan.fees_usd), expected_pnl_usd=None if plan.expected_usd is None else stored(plan.expected_usd),
-        edge=edge,
+        fees_usd=stored(plan.fees_usd), expected_pnl_usd=_stored_or_none(
+            plan.expected_usd if plan.expected_usd is not None else risk.expected_pnl_usd),
+        max_loss_usd=_stored_or_none(risk.max_loss_usd), probability=risk.probability, edge=edge,
     )
+
+
+def _stored_or_none(value: Decimal | None) -> Decimal | None:
+    return None if value is None else stored(value)
 
 
 def _fills(plan: Plan, trade: Trade) -> list[Fill]:
@@ -173,13 +193,14 @@ def _move_balances(plan: Plan, portfolio: Portfolio, balances: dict) -> list[Bal
 
 
 def _seed(portfolio: Portfolio, keys, usd_rates: dict, settings: ExecutionSettings) -> None:
-    """Inventory rows used for the first time, each with `inventory_usd` worth."""
+    """Inventory rows used for the first time, each with `inventory_usd` worth: its seed value,
+    part of the portfolio's starting value (see `portfolio`)."""
     for venue, currency in sorted(keys):
         rate = usd_rates.get(currency)
         amount = stored(settings.inventory_usd / rate) if rate else ZERO
         try:
             with transaction.atomic():
                 Balance.objects.create(portfolio=portfolio, venue=venue, currency=currency, free=amount, total=amount,
-                                       usd_at_seed=rate)
+                                       usd_at_seed=rate, usd_mark=rate, seed_usd=stored(amount * rate) if rate else ZERO)
         except IntegrityError:
             pass  # another worker seeded it first

@@ -19,8 +19,8 @@ from django.db import IntegrityError, transaction
 from decisions.agents import AgentVerdict
 from decisions.governor import DISPLAY, EXECUTE, SKIP, make_decision
 from decisions.models import Controls, Decision, RiskLimits
-from decisions.pipeline import (THRESHOLD_ROWS, agent_keys, as_stored_size, data_age_ms, decision_event,
-                                evaluate_agent, proposed_size_usd)
+from decisions.pipeline import (THRESHOLD_ROWS, agent_keys, as_stored_size, data_age_ms, decision_event, edge_per_usd,
+                                evaluate_agent, max_loss_per_usd, proposed_size_usd)
 from decisions.risk import RiskVerdict, assess_trade, locked_rows, risk_day
 from scanners.feeds.base import Feed, NotYetObserved
 from scanners.models import Opportunity
@@ -28,10 +28,10 @@ from trifecta_site import events
 from trifecta_site.clock import ms_to_datetime
 from trifecta_site.models import one_configuration_reading
 
-from .booking import book
+from .booking import TradeRisk, book
 from .models import ExecutionSettings, Portfolio, Trade
 from .planning import plan_execution
-from .portfolio import current_portfolio, desk_exposure
+from .portfolio import asset_exposure, current_portfolio, desk_exposure
 
 ZERO, ONE = Decimal(0), Decimal(1)
 
@@ -75,56 +75,79 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
     if size is None:
         agent.approved, agent.reasons, size = False, [*agent.reasons, "NO_USD_RATE"], ZERO
+    loss_per_usd = max_loss_per_usd(opportunity, feed=feed, adverse_move_bps=settings.arbitrage_adverse_move_bps)
+    edge = edge_per_usd(opportunity, agent, feed=feed)
+    exposure = asset_exposure(portfolio, opportunity.symbol) if opportunity.kind != "arbitrage" else ZERO
     would = make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
     try:
         with transaction.atomic():
             risk_rows = locked_rows(risk_day(at, limits))
             risk = assess_trade(size, value, kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE,
-                                limits=limits, locked=risk_rows)
+                                limits=limits, locked=risk_rows, loss_per_usd=loss_per_usd, asset_exposure=exposure)
             governor = make_decision(opportunity, agent, risk, **governor_inputs)
-            rows = Decision.objects.bulk_create(_decision_rows(opportunity, agent, risk, governor, size, value=value,
-                                                                at=at, now=now))
+            rows = Decision.objects.bulk_create(_decision_rows(
+                opportunity, agent, risk, governor, size, value=value, at=at, now=now, edge=edge,
+                loss_per_usd=loss_per_usd))
             event = {"opportunity": opportunity.pk, "kind": opportunity.kind, "symbol": opportunity.symbol,
                      "verdict": governor.verdict, "layers": [decision_event(row) for row in rows]}
             transaction.on_commit(lambda: events.publish("decision", event), robust=True)
             trade = None
             if execute and governor.verdict == EXECUTE:
                 trade = _book_now(opportunity, feed=feed, settings=settings, limits=limits, portfolio=portfolio,
-                                  size_usd=as_stored_size(size * risk.size_multiplier), decided_ts=now,
-                                  risk_rows=risk_rows)
+                                  decided=rows[-1], probability=agent.probability, decided_ts=now, risk_rows=risk_rows)
+            updates = {}
+            if opportunity.kind != "arbitrage" and agent.probability is not None:
+                updates = {"probability": agent.probability, "expected_profit_usd": rows[1].expected_pnl_usd
+                           if rows[1].expected_pnl_usd is not None else rows[0].expected_pnl_usd}
             if trade is None:
-                status = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
-                Opportunity.objects.filter(pk=opportunity.pk).update(status=status)
+                updates["status"] = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
+            if updates:
+                Opportunity.objects.filter(pk=opportunity.pk).update(**updates)
     except IntegrityError:
         return _stored_outcome(opportunity_id)
     return Outcome(governor.verdict, rows, True, trade)
 
 
 def _decision_rows(opportunity, agent: AgentVerdict, risk: RiskVerdict, governor, size: Decimal, *, value: Decimal, at,
-                   now: int) -> list[Decision]:
-    common = dict(opportunity=opportunity, decided_at=at, market_ts=now)
-    approved_size = size * risk.size_multiplier
+                   now: int, edge: Decimal | None, loss_per_usd: Decimal) -> list[Decision]:
+    """The three verdicts, each with the size it saw or approved, its worst case and expected P&L there."""
+    common = dict(opportunity=opportunity, decided_at=at, market_ts=now, probability=agent.probability)
+
+    def at_size(amount):
+        if amount is None:
+            return dict(size_usd=None)
+        return dict(size_usd=amount, max_loss_usd=amount * loss_per_usd,
+                    expected_pnl_usd=None if edge is None else amount * edge)
+
+    executed = risk.size_usd if governor.verdict == EXECUTE else None
     return [
         Decision(layer=Decision.AGENT, verdict="approve" if agent.approved else "skip", reasons=agent.reasons,
-                 figures=agent.figures, score=agent.score, size_usd=size, **common),
+                 figures=agent.figures, score=agent.score, **at_size(size), **common),
         Decision(layer=Decision.RISK, verdict="approved" if risk.approved else "blocked", reasons=risk.reasons,
                  figures={"checks": risk.checks, "day": risk.day, "size_multiplier": str(risk.size_multiplier),
-                          "portfolio_value": str(value)},
-                 level=risk.level, size_usd=approved_size, **common),
+                          "portfolio_value": str(value), "sizing": risk.sizing},
+                 level=risk.level, **at_size(risk.size_usd), **common),
         Decision(layer=Decision.GOVERNOR, verdict=governor.verdict, reasons=governor.reasons, figures=governor.figures,
-                 size_usd=approved_size if governor.verdict == EXECUTE else None, **common),
+                 **at_size(executed), **common),
     ]
 
 
-def _book_now(opportunity: Opportunity, *, feed: Feed, settings, limits, portfolio: Portfolio, size_usd: Decimal,
-              decided_ts: int, risk_rows) -> Trade | None:
+def _book_now(opportunity: Opportunity, *, feed: Feed, settings, limits, portfolio: Portfolio, decided: Decision,
+              probability, decided_ts: int, risk_rows) -> Trade | None:
     """The approved opportunity's execution, booked in the deciding transaction; None when the
     feed has not reached its fill time yet (the `execute` task waits for it)."""
     try:
-        plan = plan_execution(opportunity, feed=feed, settings=settings, size_usd=size_usd, decided_ts=decided_ts)
+        plan = plan_execution(opportunity, feed=feed, settings=settings, size_usd=as_stored_size(decided.size_usd),
+                              decided_ts=decided_ts)
     except NotYetObserved:
         return None
-    return book(plan, portfolio=portfolio, settings=settings, limits=limits, risk_rows=risk_rows)
+    return book(plan, portfolio=portfolio, settings=settings, limits=limits, risk_rows=risk_rows,
+                risk=_trade_risk(decided, probability))
+
+
+def _trade_risk(decided: Decision, probability) -> TradeRisk:
+    return TradeRisk(max_loss_usd=decided.max_loss_usd, expected_pnl_usd=decided.expected_pnl_usd,
+                     probability=probability, approved_at=decided.decided_at)
 
 
 def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | None = None,
@@ -140,19 +163,20 @@ def execute_opportunity(*, opportunity_id: int, feed: Feed, size_usd: Decimal | 
         existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
         if existing is not None:
             return existing
+    layers = {d.layer: d for d in Decision.objects.filter(opportunity_id=opportunity_id)}
+    governor = layers.get(Decision.GOVERNOR)
     if size_usd is None or decided_ts is None:
-        layers = {d.layer: d for d in Decision.objects.filter(opportunity_id=opportunity_id)}
-        governor, risk = layers.get(Decision.GOVERNOR), layers.get(Decision.RISK)
         if governor is None or governor.verdict != EXECUTE:
             raise ValueError(f"opportunity {opportunity_id} is not approved for execution")
-        size_usd, decided_ts = risk.size_usd, governor.market_ts
+        size_usd, decided_ts = layers[Decision.RISK].size_usd, governor.market_ts
     with one_configuration_reading():
         settings, limits = ExecutionSettings.get_solo(), RiskLimits.get_solo()
     portfolio = current_portfolio()
     plan = plan_execution(opportunity, feed=feed, settings=settings, size_usd=size_usd, decided_ts=decided_ts)
+    risk = _trade_risk(governor, layers[Decision.AGENT].probability) if governor is not None else TradeRisk()
     try:
         with transaction.atomic():
-            return book(plan, portfolio=portfolio, settings=settings, limits=limits)
+            return book(plan, portfolio=portfolio, settings=settings, limits=limits, risk=risk)
     except IntegrityError:
         existing = Trade.objects.filter(opportunity_id=opportunity_id).first()
         if existing is None:

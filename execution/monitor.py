@@ -45,8 +45,9 @@ def record_close(*, trade: Trade, won: bool | None) -> None:
     the risk day counts it."""
     learn(RealizedOutcome(kind=trade.kind, route=trade.route, symbol=trade.symbol, direction=trade.direction,
                           realized_pnl=trade.realized_pnl, expected_pnl=trade.expected_pnl_usd, won=won,
-                          figures=trade.opportunity.figures if trade.kind == "binary" else {}))
-    record_outcome(realized_pnl=trade.realized_pnl, at=trade.closed_at)
+                          figures=trade.opportunity.figures))
+    record_outcome(realized_pnl=trade.realized_pnl, at=trade.closed_at, released_usd=trade.max_loss_usd or ZERO,
+                   approved_at=trade.opened_at)
 
 
 def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl: Decimal, won: bool | None) -> None:
@@ -204,7 +205,7 @@ def close_remaining(*, feed: Feed, now: int) -> dict:
                                  spread=Decimal(position.trade.edge.get("entry_spread", "0")))
             reason = _book_exit(position, closing)
         counts[reason] = counts.get(reason, 0) + 1
-    book_keeping.take_snapshot(ts=now)
+    book_keeping.take_snapshot(ts=now, feed=feed)
     return counts
 
 
@@ -227,5 +228,5 @@ def monitor_positions(*, feed: Feed, now: int | None = None) -> dict:
                 continue  # another monitor has it
             outcome = CHECKS[position.kind](position, feed, now, settings) or "open"
         counts[outcome] = counts.get(outcome, 0) + 1
-    book_keeping.take_snapshot(ts=now, portfolio=portfolio)
+    book_keeping.take_snapshot(ts=now, portfolio=portfolio, feed=feed)
     return counts

@@ -4,16 +4,26 @@ Accounting, in the reporting currency (USD):
 - the desk's cash account (`Balance` venue `desk`) starts at the starting value and
   moves by each closed trade's realized P&L; forex margin and binary stakes are reserved
   in it while positions are open (`free + reserved == total`, enforced by the database);
-- arbitrage inventory (`Balance` rows per venue and currency) is working capital: its
-  quantities decide what a trade can fund (transfers are not simulated), it is seeded at
-  first use with `inventory_usd` worth of each currency, and its price moves are not
-  trading results, so it is not marked into equity;
-- equity = starting value + Σ realized P&L + Σ unrealized P&L of open positions, which
-  must equal the cash account's total + unrealized P&L to the cent (tested);
+- arbitrage inventory (`Balance` rows per venue and currency) is money the desk holds:
+  seeded at first use with `inventory_usd` worth of each currency (`seed_usd`, at the rate
+  `usd_at_seed`), its quantities decide what a trade can fund (transfers are not
+  simulated), and it is valued at market (`usd_mark`, marked from the feed's latest prices
+  whenever the equity curve takes a point with a feed at hand: every monitor look);
+- the starting value is the cash account's start plus the inventory at its seed value
+  (it grows when a balance is first seeded: the desk held it from the start);
+- an arbitrage trade's realized P&L is credited to the cash account as it closes, while
+  the quantities it moved stay in the inventory: the inventory's *revaluation* is its
+  market value − its seed value − Σ arbitrage realized P&L, i.e. the price moves of what
+  it holds since seeded (leg leftovers included, which realized P&L values at fill time);
+- equity = starting value + Σ realized P&L + Σ unrealized P&L of open positions +
+  inventory revaluation, which must equal the cash account's total − Σ arbitrage realized
+  P&L + the inventory at market + unrealized P&L to the cent (tested): the inventory's
+  price risk shows in equity, its drawdown and the risk budget drawn from equity;
 - drawdown is measured from the peak equity, not from the start.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
@@ -23,10 +33,11 @@ from django.utils import timezone
 from decisions.models import RiskState
 from scanners.models import FeedState, ScanRun
 from trifecta_site.clock import ms_to_datetime
+from trifecta_site.currency import usd_rates
 
 from .models import Balance, EquitySnapshot, ExecutionSettings, Portfolio, Position, Trade, stored
 
-ZERO = Decimal(0)
+ZERO, ONE = Decimal(0), Decimal(1)
 CENT = Decimal("0.01")
 RATIO = Decimal("0.0001")
 OUTCOMES = ("wins", "losses", "ties", "voids")
@@ -88,13 +99,69 @@ def unrealized_total(portfolio: Portfolio) -> Decimal:
 
 
 def desk_exposure(portfolio: Portfolio | None = None) -> tuple[Decimal, set[str], int]:
-    """The portfolio's value (the cash account's total, which is starting value + realized
-    P&L, + unrealized P&L), the routes of its open positions and their count."""
+    """The portfolio's value (equity: the cash account's total, which is the cash start +
+    realized P&L, + unrealized P&L + the inventory at its seed value and its revaluation),
+    the routes of its open positions and their count."""
     portfolio = portfolio or current_portfolio()
     positions = list(Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN)
                      .values_list("trade__route", "unrealized_pnl"))
-    value = cash_account(portfolio).total + sum((pnl for _, pnl in positions), ZERO)
+    held = inventory(portfolio)
+    value = cash_account(portfolio).total + sum((pnl for _, pnl in positions), ZERO) + held.seed_value + held.revaluation
     return value, {route for route, _ in positions}, len(positions)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The arbitrage inventory in USD: at its seed value, at market, and the difference that
+    is not trading results (market − seed − Σ arbitrage realized P&L)."""
+
+    seed_value: Decimal = ZERO
+    market_value: Decimal = ZERO
+    revaluation: Decimal = ZERO
+
+
+def inventory(portfolio: Portfolio) -> Inventory:
+    """The inventory's figures at its latest marks (a balance never marked: at its seed rate)."""
+    rows = list(Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK)
+                .values_list("total", "seed_usd", "usd_mark", "usd_at_seed"))
+    if not rows:
+        return Inventory()
+    seed = sum((seed_usd or ZERO for _, seed_usd, _, _ in rows), ZERO)
+    market = sum((total * (mark if mark is not None else at_seed or ZERO) for total, _, mark, at_seed in rows), ZERO)
+    arbitrage = Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED, kind="arbitrage").aggregate(
+        total=Sum("realized_pnl"))["total"] or ZERO
+    return Inventory(stored(seed), stored(market), stored(market - seed - arbitrage))
+
+
+def has_inventory(portfolio: Portfolio | None = None) -> bool:
+    portfolio = portfolio or current_portfolio()
+    return Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK).exists()
+
+
+def mark_inventory(feed, *, ts: int, portfolio: Portfolio | None = None) -> int:
+    """Value each inventory balance at the feed's latest USD rate of its currency (one the feed
+    cannot price keeps its last mark). Writes only the marks; returns how many moved."""
+    portfolio = portfolio or current_portfolio()
+    balances = list(Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK)
+                    .only("currency", "usd_mark", "marked_ts"))
+    if not balances:
+        return 0
+    rates = usd_rates(feed, {b.currency for b in balances})
+    moved = []
+    for balance in balances:
+        rate = rates.to_usd(ONE, balance.currency)
+        if rate is not None and (balance.usd_mark is None or stored(rate) != balance.usd_mark):
+            balance.usd_mark, balance.marked_ts = stored(rate), ts
+            moved.append(balance)
+    Balance.objects.bulk_update(moved, ["usd_mark", "marked_ts"])
+    return len(moved)
+
+
+def asset_exposure(portfolio: Portfolio, symbol: str) -> Decimal:
+    """The open positions' notional (stake for binaries) on one instrument, USD: what the position
+    limit holds per asset."""
+    return Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN, symbol=symbol).aggregate(
+        total=Sum("trade__size_usd"))["total"] or ZERO
 
 
 def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: Decimal = ZERO, save: bool = True) -> None:
@@ -113,28 +180,34 @@ def settle(*, trade: Trade, realized_pnl: Decimal, closed_ts: int, release_usd: 
         trade.save(update_fields=["status", "realized_pnl", "closed_ts", "closed_at"])
 
 
-def take_snapshot(*, ts: int, portfolio: Portfolio | None = None) -> EquitySnapshot:
-    """The minute's point of the equity curve (the latest look within a minute wins).
+def take_snapshot(*, ts: int, portfolio: Portfolio | None = None, feed=None) -> EquitySnapshot:
+    """The minute's point of the equity curve (the latest look within a minute wins); with a
+    feed, the inventory is marked to market first.
 
     Realized P&L is read from the cash account (it moves by exactly each closed trade's
     P&L; the accounting tests hold it to the sum over trades), and the peak from the
     latest point (peaks only rise): a few indexed reads, however long the history.
     """
     portfolio = portfolio or current_portfolio()
+    if feed is not None:
+        mark_inventory(feed, ts=ts, portfolio=portfolio)
     cash = cash_account(portfolio).total
     realized = cash - portfolio.starting_value
     open_positions = Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).aggregate(
         unrealized=Sum("unrealized_pnl"), count=Count("id"))
     unrealized = open_positions["unrealized"] or ZERO
-    equity = portfolio.starting_value + realized + unrealized
+    held = inventory(portfolio)
+    start = portfolio.starting_value + held.seed_value
+    equity = start + realized + unrealized + held.revaluation
     previous_peak = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").values_list(
         "peak_equity", flat=True).first()
-    peak = max(equity, portfolio.starting_value, previous_peak or ZERO)
+    peak = max(equity, start, previous_peak or ZERO)
     drawdown = ((peak - equity) / peak * 100).quantize(Decimal("0.0001")) if peak else ZERO
     snapshot, _ = EquitySnapshot.objects.update_or_create(
         portfolio=portfolio, minute_ts=ts - ts % MINUTE_MS,
         defaults={
             "taken_at": timezone.now(), "cash": cash, "realized_pnl": realized, "unrealized_pnl": unrealized,
+            "starting_value": start, "inventory_usd": held.market_value, "inventory_revaluation": held.revaluation,
             "equity": equity, "peak_equity": peak, "drawdown_pct": drawdown, "open_positions": open_positions["count"],
         },
     )
@@ -151,7 +224,10 @@ def equity_figures(portfolio: Portfolio | None = None) -> dict:
     return {"portfolio_id": portfolio.pk, "minute_ts": point.minute_ts, "equity": str(point.equity.quantize(CENT)),
             "cash": str(point.cash.quantize(CENT)), "realized_pnl": str(point.realized_pnl.quantize(CENT)),
             "unrealized_pnl": str(point.unrealized_pnl.quantize(CENT)), "peak_equity": str(point.peak_equity.quantize(CENT)),
-            "drawdown_pct": str(point.drawdown_pct), "open_positions": point.open_positions}
+            "drawdown_pct": str(point.drawdown_pct), "open_positions": point.open_positions,
+            "starting_value": str((point.starting_value or portfolio.starting_value).quantize(CENT)),
+            "inventory_usd": str(point.inventory_usd.quantize(CENT)),
+            "inventory_revaluation": str(point.inventory_revaluation.quantize(CENT))}
 
 
 def max_drawdown_pct(portfolio: Portfolio | None = None) -> Decimal:
@@ -218,10 +294,15 @@ def desk_stats(portfolio: Portfolio | None = None) -> dict:
     overall = closed.aggregate(n=Count("id"), **OUTCOME_COUNTS)
     realized, unrealized = realized_total(portfolio), unrealized_total(portfolio)
     cash = cash_account(portfolio)
+    held = inventory(portfolio)
+    start = portfolio.starting_value + held.seed_value
     return {
         "portfolio_id": portfolio.pk,
-        "starting_value": str(portfolio.starting_value),
-        "portfolio_value": str((portfolio.starting_value + realized + unrealized).quantize(CENT)),
+        "starting_value": str(start.quantize(CENT)), "cash_starting_value": str(portfolio.starting_value),
+        "inventory_seed_value": str(held.seed_value.quantize(CENT)),
+        "inventory_value": str(held.market_value.quantize(CENT)),
+        "inventory_revaluation": str(held.revaluation.quantize(CENT)),
+        "portfolio_value": str((start + realized + unrealized + held.revaluation).quantize(CENT)),
         "cash": str(cash.total.quantize(CENT)), "reserved": str(cash.reserved.quantize(CENT)),
         "realized_pnl": str(realized.quantize(CENT)), "unrealized_pnl": str(unrealized.quantize(CENT)),
         "max_drawdown_pct": str(max_drawdown_pct(portfolio)),

@@ -17,8 +17,8 @@ from decisions.models import Controls, Decision, RiskDay, RiskLimits
 from scanners.models import ArbitrageSettings, BinarySettings, ForexSettings, Opportunity, ScanRun
 from trifecta_site.api import settings_serializer
 
-from .models import EquitySnapshot, ExecutionSettings, Position, Trade
-from .portfolio import OUTCOMES, cash_account, current_portfolio, outcome_counts, outcome_of, win_rate
+from .models import Balance, EquitySnapshot, ExecutionSettings, Position, Trade
+from .portfolio import OUTCOMES, cash_account, current_portfolio, inventory, outcome_counts, outcome_of, win_rate
 from .replay import ReplayResult
 
 FORMAT = "trifecta-replay-report/1"
@@ -100,16 +100,20 @@ def _outcomes(counts: dict) -> dict:
 
 
 def _calibration(points: list[tuple[Decimal, bool]]) -> dict:
-    """Predicted against realized hit rate in equal-width bins of the prediction, and the Brier score."""
+    """Predicted against realized hit rate in equal-width bins of the prediction, and the Brier score
+    beside the base rate's (always predicting the realized hit rate): a probability worth its name
+    scores no worse."""
     if not points:
-        return {"count": 0, "brier": None, "bins": []}
+        return {"count": 0, "brier": None, "base_rate": None, "base_rate_brier": None, "bins": []}
     width = Decimal(1) / CALIBRATION_BINS
     bins = defaultdict(list)
     for predicted, hit in points:
         bins[min(int(predicted / width), CALIBRATION_BINS - 1)].append((predicted, hit))
     brier = sum(((p - (1 if hit else 0)) ** 2 for p, hit in points), ZERO) / len(points)
+    base = Decimal(sum(hit for _, hit in points)) / len(points)
     return {
-        "count": len(points), "brier": str(brier.quantize(RATIO)),
+        "count": len(points), "brier": str(brier.quantize(RATIO)), "base_rate": str(base.quantize(RATIO)),
+        "base_rate_brier": str((base * (1 - base)).quantize(RATIO)),
         "bins": [{"from": str(index * width), "to": str((index + 1) * width), "count": len(rows),
                   "predicted": str((sum((p for p, _ in rows), ZERO) / len(rows)).quantize(RATIO)),
                   "realized": ratio(sum(hit for _, hit in rows), len(rows))}
@@ -163,7 +167,7 @@ def build_report(*, result: ReplayResult, recording_name: str) -> dict:
         })
         outcome = _hit(o["kind"], trade, shadow)
         if outcome is not None and o["kind"] in calibration:
-            predicted = o["confidence"] if o["kind"] == "forex" else o["probability"]
+            predicted = o["probability"]  # the calibrated probability the desk acted on
             if predicted is not None:
                 calibration[o["kind"]].append((Decimal(predicted), outcome))
 
@@ -186,16 +190,19 @@ def build_report(*, result: ReplayResult, recording_name: str) -> dict:
              .values("minute_ts", "equity", "drawdown_pct")]
     open_positions = Position.objects.filter(status=Position.OPEN, trade__portfolio=portfolio)
     unrealized = sum((p.unrealized_pnl for p in open_positions), ZERO)
+    held = inventory(portfolio)
+    start = portfolio.starting_value + held.seed_value
     return {
         "format": FORMAT,
         "recording": {"name": recording_name, "start": result.start, "end": result.end},
         "complete": result.complete,
         "simulated_to": result.simulated_to,
-        "start_equity": money(portfolio.starting_value),
-        "final_equity": money(portfolio.starting_value + realized + unrealized),
+        "start_equity": money(start),
+        "final_equity": money(start + realized + unrealized + held.revaluation),
         "cash": money(cash_account(portfolio).total),
         "realized_pnl": money(realized),
         "unrealized_pnl": money(unrealized),
+        "inventory": _inventory(portfolio, held),
         "max_drawdown_pct": str(max((Decimal(p["drawdown_pct"]) for p in curve), default=ZERO)),
         "settings": effective_settings(result.intervals),
         "summary": {
@@ -222,6 +229,16 @@ def build_report(*, result: ReplayResult, recording_name: str) -> dict:
         "limit_trips": dict(sorted(limit_trips.items())),
         "data_quality": dict(sorted(data_quality.items())),
     }
+
+
+def _inventory(portfolio, held) -> dict:
+    """The venue balances at their seed value and at market: what their price moves did to equity."""
+    rows = [{"venue": b.venue, "currency": b.currency, "quantity": money(b.total), "usd_at_seed": money(b.usd_at_seed),
+             "seed_value": money(b.seed_usd), "usd_mark": money(b.usd_mark), "marked_at": b.marked_ts,
+             "value": money(None if b.usd_mark is None else b.total * b.usd_mark)}
+            for b in Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK).order_by("venue", "currency")]
+    return {"seed_value": money(held.seed_value), "market_value": money(held.market_value),
+            "revaluation": money(held.revaluation), "cash_start": money(portfolio.starting_value), "balances": rows}
 
 
 def _hit(kind: str, trade: dict | None, shadow) -> bool | None:

@@ -1,4 +1,5 @@
 """Agents: Beta posteriors by hand, bounded learning, atomic updates under concurrency."""
+import random
 import threading
 from decimal import Decimal
 from types import SimpleNamespace
@@ -58,16 +59,42 @@ def test_arbitrage_agent_learns_realized_against_expected_per_route():
     assert agent.reset() == 1 and AgentState.objects.count() == 0
 
 
-def test_binary_agent_discounts_over_confidence_and_never_inflates():
+def test_binary_probability_starts_halfway_to_a_coin_and_is_corrected_by_realized_outcomes():
     agent = BinaryAgent()
+    fresh = agent.evaluate("BTC/USD", "CALL", 60, D("0.8"), payout=D("0.85"))
+    assert fresh.probability == D("0.6500")  # 0.5 + (0.8 − 0.5) / 2
+    assert fresh.edge_per_usd == D("0.65") * D("0.85") - D("0.35")  # 0.2025
     for index in range(20):
-        agent.learn_expiry("BTC/USD", "CALL", 60, predicted=D("0.8"), won=index % 2 == 0)  # 10 hits of 16 predicted
-    verdict = agent.evaluate("BTC/USD", "CALL", 60, D("0.8"))
-    assert verdict.figures["calibration_discount"] == str((D(12) / D(18)).quantize(D("0.0001")))
-    assert verdict.score == (D("0.8") * D(12) / D(18)).quantize(D("0.0001"))
-    for _ in range(20):
-        agent.learn_expiry("ETH/USD", "PUT", 60, predicted=D("0.5"), won=True)
-    assert agent.evaluate("ETH/USD", "PUT", 60, D("0.6")).score == D("0.6000")
+        agent.learn_expiry("BTC/USD", "CALL", 60, predicted=D("0.8"), won=index % 2 == 0)  # 10 of 20 against 0.65 each
+    verdict = agent.evaluate("BTC/USD", "CALL", 60, D("0.8"), payout=D("0.85"))
+    # kind's bias (10 − 13) / (20 + 10) = −0.1; key's (10 − 13 + 10 × −0.1) / (20 + 10) = −0.1333
+    assert verdict.probability == D("0.5167") and verdict.score == D("0.5167")
+
+
+def test_calibration_converges_on_a_seeded_sequence_of_outcomes():
+    """Signals stated at 0.8 that really win 30 % of the time: the probability the agent
+    gives them moves from 0.65 to the realized rate."""
+    rng = random.Random(7)
+    agent = BinaryAgent()
+    outcomes = [rng.random() < 0.3 for _ in range(400)]
+    for won in outcomes:
+        agent.learn_expiry("ETH/USD", "PUT", 60, predicted=D("0.8"), won=won)
+    realized = D(sum(outcomes)) / len(outcomes)
+    assert abs(agent.evaluate("ETH/USD", "PUT", 60, D("0.8")).probability - realized) < D("0.03")
+
+
+def test_the_forex_agent_vetoes_a_signal_without_positive_expected_pnl_once_it_has_the_evidence():
+    """Target 20 pips, stop 10: the no-edge prior is 10 / 30 = 1/3 and the expected P&L 0, which
+    is approved while evidence is thin; after 60 straight losses it is vetoed."""
+    agent = ForexAgent()
+    figures = {"entry": "1.1000", "stop_loss": "1.0990", "take_profit": "1.1020"}
+    thin = agent.evaluate_signal("EUR/USD", "BUY", D("0.8"), figures)
+    assert thin.approved and thin.probability == D("0.3333") and thin.edge_per_usd <= 0
+    for _ in range(60):
+        agent.update_signal_result("EUR/USD", "BUY", False, prior=D(1) / D(3))
+    after = ForexAgent().evaluate_signal("EUR/USD", "BUY", D("0.8"), figures)
+    assert after.probability == D("0.0100")  # 1/3 − 0.3265, floored at 0.01
+    assert not after.approved and after.reasons == ["NEGATIVE_EXPECTED_PNL"]
 
 
 @pytest.mark.django_db(transaction=True)

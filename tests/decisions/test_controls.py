@@ -34,7 +34,8 @@ def test_a_change_in_admin_is_audited_with_who_old_and_new(staff_client):
     assert response.status_code == 302  # the singleton's list opens its one row
     form = {
         "max_trades_per_day": "40", "max_daily_loss": "100", "max_consecutive_losses": "5", "max_position_pct": "25",
-        "cooldown_minutes": "30", "drawdown_halt_pct": "10", "binary_max_stake_pct": "2", "day_timezone": "UTC",
+        "cooldown_minutes": "30", "drawdown_halt_pct": "10", "binary_max_stake_pct": "2", "day_timezone": "UTC", "max_risk_per_trade_pct": "0.05",
+            "min_trade_usd": "10",
     }
     response = client.post("/admin/decisions/risklimits/1/change/", form)
     assert response.status_code == 302, response.content[:2000]
@@ -50,7 +51,8 @@ def test_a_negative_limit_is_refused_with_a_message_and_nothing_changes(staff_cl
     RiskLimits.get_solo()
     form = {
         "max_trades_per_day": "50", "max_daily_loss": "-5", "max_consecutive_losses": "5", "max_position_pct": "25",
-        "cooldown_minutes": "30", "drawdown_halt_pct": "10", "binary_max_stake_pct": "2", "day_timezone": "UTC",
+        "cooldown_minutes": "30", "drawdown_halt_pct": "10", "binary_max_stake_pct": "2", "day_timezone": "UTC", "max_risk_per_trade_pct": "0.05",
+            "min_trade_usd": "10",
     }
     response = client.post("/admin/decisions/risklimits/1/change/", form)
     assert response.status_code == 200 and b"greater than or equal to 0" in response.content

@@ -109,6 +109,8 @@ events = st.lists(
 @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events)
 def test_no_sequence_exceeds_the_count_the_loss_budget_or_the_streak(sequence):
+    """Whatever the order of approvals, outcomes and waits: never a slot past the count, nor an
+    approval once the day's net loss reached its budget, nor one during a cooldown."""
     RiskDay.objects.all().delete()
     RiskState.objects.all().delete()
     RiskLimits.objects.all().delete()
@@ -121,7 +123,8 @@ def test_no_sequence_exceeds_the_count_the_loss_budget_or_the_streak(sequence):
             paused = state.cooldown_until is not None and now < state.cooldown_until
             verdict = approve(size=str(value), now=now)
             if verdict.approved:
-                assert day is None or (day.trades < limits.max_trades_per_day and day.realized_loss < limits.max_daily_loss)
+                assert day is None or (day.trades < limits.max_trades_per_day
+                                       and max(D(0), -day.realized_pnl) + day.at_risk < limits.max_daily_loss)  # net
                 assert not paused
                 if state.loss_streak >= limits.max_consecutive_losses:  # only once its cooldown has run out
                     assert state.cooldown_until is not None and state.cooldown_until <= now
