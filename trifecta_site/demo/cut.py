@@ -2,11 +2,13 @@
 by hand: `python trifecta_site/demo/cut.py ../shared/recordings`). Kept so the slice can
 be checked and cut again: every row is copied unchanged, only the time window is chosen.
 
-The window is EUR/USD at OANDA and FXCM on 2014-05-02 from 03:55 to 13:30 UTC: tick
-quotes of both brokers (fx-ticks-2014-05-02) and FXCM's 1-minute bid bars of the same
-minutes from an hour earlier (fx-brokers-2014-05), so the forex scanner has its 60 bars (FXCM) and the binary
-scanner its tick history (OANDA: with bars beside them it would read the bars instead)
-from the start; it runs into the US payrolls release at 12:30 UTC.
+EUR/USD at OANDA and FXCM: from 2014-05-01 12:00 UTC their minute quotes and FXCM's
+1-minute bid bars (fx-brokers-2014-05), so the forex scanner has its 60 bars of 15 minutes
+when the clock starts; from 2014-05-02 03:55 to 13:30 UTC the two brokers' tick quotes
+(fx-ticks-2014-05-02), the binary scanner's history, and FXCM's bars of the same minutes
+(OANDA has no bars here: beside bars the binary scanner would read them instead of the
+ticks). It runs into the US payrolls release at 12:30 UTC. `make run` starts the clock at
+BEGIN_MS, at SPEED, where forex signals and binary options both come within minutes.
 """
 import json
 import sys
@@ -49,10 +51,11 @@ def cut(source_root: Path) -> None:
     manifest = {
         "format": "trifecta-recording/1",
         "name": "demo-eurusd-2014-05-02",
-        "description": "EUR/USD tick quotes at OANDA and FXCM and FXCM 1-minute bid bars, 2014-05-02 03:55-13:30 UTC (bars from 02:55) "
-                       "(into the US payrolls release at 12:30 UTC): the demo `make run` replays when no live venue answers.",
+        "description": "EUR/USD at OANDA and FXCM: minute quotes and FXCM 1-minute bid bars from 2014-05-01 12:00 UTC, then tick "
+                       "quotes 2014-05-02 03:55-13:30 UTC (into the US payrolls release at 12:30 UTC): the demo `make run` "
+                       "replays when no live venue answers.",
         "source": "Cut unchanged (rows copied as they are, only the time window chosen) by trifecta_site/demo/cut.py from "
-                  "the shared recordings fx-ticks-2014-05-02 (quotes) and fx-brokers-2014-05 (bars). Their sources: "
+                  "the shared recordings fx-brokers-2014-05 (minute quotes, bars) and fx-ticks-2014-05-02 (tick quotes). Their sources: "
                   + " | ".join(m["source"] for m in manifests.values()),
         "source_recordings": sorted(manifests),
         "licence": LICENCE,
