@@ -46,7 +46,7 @@ class ExecutionSettings(SingletonSettings):
                                                    validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
                                                    help_text="percent of portfolio value lost if the stop-loss is hit")
     forex_leverage = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)],
-                                                 help_text="margin reserved = notional / leverage")
+                                                 help_text="times (30 = 30:1): margin reserved = notional / leverage")
     binary_stake_pct = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("1"),
                                            validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
                                            help_text="stake of a binary option, percent of portfolio value")

@@ -154,7 +154,7 @@ class ArbitrageSettings(SingletonSettings):
     top_n = _positive_int(3, help_text="opportunities stored per scan (count)")
     max_quote_age_ms = _positive_int(5000, help_text="skip quotes older than this at scan time, ms")
     notional_cap_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("10000"), validators=[_at_least_zero()], help_text="size cap where the venue gives no sizes, USD")
-    rebalance = models.BooleanField(default=False, help_text="include the share of moving inventory back (withdrawal fees)")
+    rebalance = models.BooleanField(default=False, help_text="on = net profit includes the share of moving inventory back (withdrawal fees); off = it does not")
     auto_min_net_pct = _pct(default=Decimal("0.5"), help_text="auto-execute only above this net profit, percent")
     auto_min_profit_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("50"), validators=[_at_least_zero()], help_text="auto-execute only above this expected profit, USD")
     auto_max_risk = _pct(default=Decimal("30"), help_text="auto-execute only below this risk score (0-100)")
