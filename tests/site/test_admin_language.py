@@ -43,7 +43,7 @@ def test_every_model_has_a_readable_name_and_every_settings_row_says_what_it_is(
 
 
 UNITS = ("percent", "%", "USD", "ms", "seconds", "minutes", "count", "0-1", "0-100", "ratio", "basis points", "ATR",
-         "pips", "spreads", "comma-separated", "on =", "off =", "time zone", "bar length", "presets", "fraction")
+         "pips", "spreads", "times", "comma-separated", "on =", "off =", "time zone", "bar length", "presets", "fraction")
 
 
 def test_every_setting_has_help_text_with_its_unit():
