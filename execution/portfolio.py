@@ -186,7 +186,8 @@ def take_snapshot(*, ts: int, portfolio: Portfolio | None = None, feed=None) -> 
 
     Realized P&L is read from the cash account (it moves by exactly each closed trade's
     P&L; the accounting tests hold it to the sum over trades), and the peak from the
-    latest point (peaks only rise): a few indexed reads, however long the history.
+    latest point (peaks only rise; inventory seeded since lifts it by its seed value, so a
+    drawdown is not hidden by capital added): a few indexed reads, however long the history.
     """
     portfolio = portfolio or current_portfolio()
     if feed is not None:
@@ -199,9 +200,11 @@ def take_snapshot(*, ts: int, portfolio: Portfolio | None = None, feed=None) -> 
     held = inventory(portfolio)
     start = portfolio.starting_value + held.seed_value
     equity = start + realized + unrealized + held.revaluation
-    previous_peak = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").values_list(
-        "peak_equity", flat=True).first()
-    peak = max(equity, start, previous_peak or ZERO)
+    previous = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").values_list(
+        "peak_equity", "starting_value").first()
+    peak = max(equity, start)
+    if previous is not None:  # inventory seeded since lifts the peak by its seed value: capital added is no gain
+        peak = max(peak, previous[0] + start - (previous[1] if previous[1] is not None else portfolio.starting_value))
     drawdown = ((peak - equity) / peak * 100).quantize(Decimal("0.0001")) if peak else ZERO
     snapshot, _ = EquitySnapshot.objects.update_or_create(
         portfolio=portfolio, minute_ts=ts - ts % MINUTE_MS,

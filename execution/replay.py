@@ -36,7 +36,7 @@ from .desk import run_cycle
 from .planning import EXECUTORS, Rejected
 from .models import ExecutionSettings, Position, Trade
 from .monitor import binary_exit, close_remaining, final_exit, forex_look
-from .portfolio import current_portfolio, take_snapshot
+from .portfolio import current_portfolio, has_inventory, take_snapshot
 
 KINDS = ("arbitrage", "forex", "binary")
 DEFAULT_INTERVALS_S = {
@@ -140,6 +140,8 @@ class Replay:
         self._wakes: list[int] = []  # monitor times something is due (a binary expiry, a forex maximum hold)
         self._open_shadows: list[Shadow] = []
         self._event_times: dict[tuple[str, str], np.ndarray] = {}
+        self._holds_inventory = False  # venue balances to mark to market between trades
+        self._marked_minute: int | None = None
 
     def _latest_event(self, venue: str, symbol: str, now: int) -> int | None:
         """When this instrument last had new data at or before `now` (a quote, a book, a bar's close)."""
@@ -241,7 +243,12 @@ class Replay:
         if monitor:
             self._follow_shadows(ts)
         if counts["executed"] and not look:
-            take_snapshot(ts=ts)  # an arbitrage trade realized its P&L: a point of the equity curve
+            take_snapshot(ts=ts, feed=self.feed)  # an arbitrage trade realized its P&L: a point of the equity curve
+            self._holds_inventory = self._holds_inventory or has_inventory()
+        elif monitor and not look and self._holds_inventory and ts // 60_000 != self._marked_minute:
+            take_snapshot(ts=ts, feed=self.feed)  # the inventory at market, once a minute: its price risk shows
+        if monitor or counts["executed"]:
+            self._marked_minute = ts // 60_000
         for kind in kinds:
             result.scans[kind] += 1
         result.cycles += 1

@@ -185,9 +185,10 @@ def build_report(*, result: ReplayResult, recording_name: str) -> dict:
     for skipped in ScanRun.objects.exclude(skipped={}).values_list("skipped", flat=True):
         for code, times in skipped.items():
             data_quality[code] += times
-    curve = [{"ts": s["minute_ts"], "equity": money(s["equity"]), "drawdown_pct": plain(s["drawdown_pct"])}
+    curve = [{"ts": s["minute_ts"], "equity": money(s["equity"]), "drawdown_pct": plain(s["drawdown_pct"]),
+              "starting_value": money(s["starting_value"]), "inventory_revaluation": money(s["inventory_revaluation"])}
              for s in EquitySnapshot.objects.filter(portfolio=portfolio).order_by("minute_ts")
-             .values("minute_ts", "equity", "drawdown_pct")]
+             .values("minute_ts", "equity", "drawdown_pct", "starting_value", "inventory_revaluation")]
     open_positions = Position.objects.filter(status=Position.OPEN, trade__portfolio=portfolio)
     unrealized = sum((p.unrealized_pnl for p in open_positions), ZERO)
     held = inventory(portfolio)

@@ -68,7 +68,10 @@ def _equity(report: dict, figure) -> None:
         _no_data(axes)
     else:
         axes.step(_times(points), [float(p["equity"]) for p in points], where="post", color=BLUE)
-        if report["start_equity"] is not None:
+        if all(p.get("starting_value") for p in points):  # the start, lifted as inventory is seeded
+            axes.step(_times(points), [float(p["starting_value"]) for p in points], where="post", color=GREY,
+                      linewidth=0.8, linestyle="--")
+        elif report["start_equity"] is not None:
             axes.axhline(float(report["start_equity"]), color=GREY, linewidth=0.8, linestyle="--")
         axes.ticklabel_format(axis="y", style="plain", useOffset=False)
         _utc_axis(axes)
@@ -180,6 +183,7 @@ def write_html_report(report: dict, out_dir: Path) -> list[Path]:
         "figures": [
             ("Start equity", _money(report["start_equity"])), ("Final equity", _money(report["final_equity"])),
             ("Realized P&L", _money(report["realized_pnl"])), ("Unrealized P&L", _money(report["unrealized_pnl"])),
+            ("Inventory revaluation", _money(report.get("inventory", {}).get("revaluation", "0"))),
             ("Max drawdown", "n/a" if max_drawdown is None else f"{Decimal(max_drawdown):.4f} %"),
             ("Trades closed", summary["trades"]),
             ("Won / lost / tied / void", " / ".join(str(summary.get(n, 0)) for n in ("wins", "losses", "ties", "voids"))),

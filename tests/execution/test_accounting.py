@@ -1,5 +1,7 @@
 """The accounting invariant over replays: at every snapshot, to the cent,
-equity = starting value + Σ realized P&L + unrealized P&L, and the cash account agrees."""
+equity = starting value + Σ realized P&L + unrealized P&L + inventory revaluation, where the
+starting value is the cash start + the inventory at its seed value; the cash account and the
+inventory at market agree (equity = cash − Σ arbitrage realized P&L + inventory + unrealized)."""
 from decimal import Decimal as D
 
 import pytest
@@ -49,10 +51,18 @@ def check_invariant() -> int:
     realized = sum(Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED).values_list("realized_pnl", flat=True),
                    D(0))  # summed in Decimal: SQLite's SUM adds floats
     assert abs(snapshot.realized_pnl - realized) < D("1e-8")  # SQLite keeps 15 significant digits; exact on PostgreSQL
-    assert (snapshot.equity - (portfolio.starting_value + realized + snapshot.unrealized_pnl)).quantize(CENT) == 0
+    inventory = Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK)
+    seeded = sum((b.seed_usd for b in inventory), D(0))
+    at_market = sum((b.total * b.usd_mark for b in inventory), D(0))
+    assert (snapshot.starting_value - (portfolio.starting_value + seeded)).quantize(CENT) == 0
+    assert (snapshot.equity - (snapshot.starting_value + realized + snapshot.unrealized_pnl
+                               + snapshot.inventory_revaluation)).quantize(CENT) == 0
     cash = cash_account(portfolio)
     assert (cash.total - portfolio.starting_value - realized).quantize(CENT) == 0
-    assert (snapshot.equity - (cash.total + snapshot.unrealized_pnl)).quantize(CENT) == 0
+    arbitrage = sum(Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED, kind="arbitrage")
+                    .values_list("realized_pnl", flat=True), D(0))
+    assert (snapshot.inventory_usd - at_market).quantize(CENT) == 0
+    assert (snapshot.equity - (cash.total - arbitrage + snapshot.inventory_usd + snapshot.unrealized_pnl)).quantize(CENT) == 0
     for balance in Balance.objects.all():  # SQLite keeps 15 significant digits: within 1e-8, exact on PostgreSQL
         assert abs(balance.total - balance.free - balance.reserved) < D("1e-8"), balance
     return 1

@@ -71,7 +71,8 @@ def test_cross_venue_fills_both_legs_through_the_book_and_realizes_after_fees(tm
     assert Balance.objects.get(venue="a", currency="USDT").total == D("20000") - D("404.404")
     assert Balance.objects.get(venue="b", currency="USDT").total == D("20000") + D("411.176")
     assert cash_account(portfolio).total == D("100000") + D("6.772")
-    assert desk_exposure()[0] == D("100006.772")
+    # the portfolio holds the inventory too: 4 balances seeded at $20,000 each, at seed prices still
+    assert desk_exposure()[0].quantize(D("0.01")) == D("180006.77")
     assert Opportunity.objects.get(pk=opp.pk).status == Opportunity.EXECUTED
     assert AgentState.objects.get(agent="arbitrage", key="xv:BTC/USDT:a>b").wins == 1
     assert_balances_consistent()
@@ -244,7 +245,8 @@ def test_stats_count_trades_per_kind_and_route(tmp_path):
     assert stats["paper_trades"] == 1 and stats["win_rate"] == "1.0000"
     assert stats["per_kind"]["arbitrage"]["realized_pnl"] == "6.77"
     assert stats["per_route"][0]["route"] == "xv:BTC/USDT:a>b"
-    assert stats["portfolio_value"] == "100006.77" and stats["realized_pnl"] == "6.77"
+    assert stats["portfolio_value"] == "180006.77" and stats["realized_pnl"] == "6.77"  # with the inventory, $80,000 at seed
+    assert stats["starting_value"] == "180000.00" and stats["cash"] == "100006.77"
 
 
 def test_a_trade_is_announced_only_once_its_transaction_commits(tmp_path, monkeypatch, django_capture_on_commit_callbacks):

@@ -85,9 +85,16 @@ def check_report(report: dict, recording: Path, limits: dict) -> None:
     """What every replay must show: accounting to the unit, limits held each day, binaries settled as recorded."""
     closed = [t for t in report["trades"] if t["status"] == "closed"]
     realized = sum((D(t["realized_pnl"]) for t in closed), D(0))
-    assert D(report["final_equity"]) == D(report["start_equity"]) + realized + D(report["unrealized_pnl"])
+    held = report["inventory"]  # the venue balances: in the start at their seed value, at market in the end
+    assert D(report["start_equity"]) == D(held["cash_start"]) + D(held["seed_value"])
+    assert D(report["final_equity"]) == (D(report["start_equity"]) + realized + D(report["unrealized_pnl"])
+                                         + D(held["revaluation"]))
     assert D(report["realized_pnl"]) == realized
-    assert abs(D(report["cash"]) - D(report["final_equity"])) < D("0.000001")
+    assert abs(D(report["cash"]) - (D(held["cash_start"]) + realized)) < D("0.000001")
+    arbitrage = sum((D(t["realized_pnl"]) for t in closed if t["kind"] == "arbitrage"), D(0))
+    assert abs(D(report["final_equity"]) - (D(report["cash"]) - arbitrage + D(held["market_value"])
+                                            + D(report["unrealized_pnl"]))) < D("0.000001")
+    assert abs(D(held["market_value"]) - sum((D(b["value"]) for b in held["balances"]), D(0))) < D("0.000001")
     if report["complete"]:
         assert all(t["status"] == "closed" for t in report["trades"])
     opened_per_day = Counter(day_of(t["opened_at"]) for t in report["trades"])
@@ -126,7 +133,9 @@ def test_a_replay_trades_all_three_kinds_and_its_accounting_holds(permissive_rep
     assert {"direction", "entry_price", "expiry_at", "settle_price", "stake", "payout", "outcome"} <= set(binary)
     arbitrage = next(t for t in report["trades"] if t["kind"] == "arbitrage")
     assert len(arbitrage["fills"]) == 2 and all(D(f["fee"]) > 0 for f in arbitrage["fills"])
-    assert report["equity_curve"][0]["equity"] == report["start_equity"]
+    assert report["equity_curve"][0]["equity"] == report["equity_curve"][0]["starting_value"]  # before any trade
+    last_start = D(report["equity_curve"][-1]["starting_value"])  # the inventory seeded since, in it (SQLite: 15 digits)
+    assert abs(last_start - D(report["start_equity"])) < D("0.000001")
     assert sum(day["trades"] for day in report["days"]) == len(report["trades"])
     assert all(day["limit_trips"] == {} for day in report["days"])
     risk_days = sum(D(day["realized_pnl"]) for day in report["days"])  # the risk manager's own sums, 8 places each
