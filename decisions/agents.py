@@ -18,12 +18,12 @@ Beta(2, 2) prior: one trade moves it a little, a hundred move it a lot.
 Forex and binary opportunities also carry a calibrated probability of success (forex: the
 target before the stop; binary: in the money) and the expected P&L per USD it implies
 (forex: p × target distance − (1 − p) × stop distance, as fractions of the entry; binary:
-p × payout − (1 − p)). The probability starts from a prior that claims no edge (forex: the
-stop distance over stop plus target distance, a driftless market's odds; binary: the
-scanner's stated probability halfway to 0.5) and is corrected by the bias realized
+p × payout − (1 − p)). The probability starts from a prior that claims no edge (forex: a
+driftless market's odds of reaching the target before the stop within the longest holding
+time, `first_passage`; binary: a coin's) and is corrected by the bias realized
 outcomes show against their priors: per signal (pair and side; underlying, side and
 expiry), shrunk towards the kind's overall bias, which is itself shrunk towards none,
-each with `SHRINK` outcomes of prior weight. Once the kind has `MIN_EVIDENCE` outcomes the
+with `SHRINK` and `KIND_SHRINK` outcomes of prior weight. Once the kind has `MIN_EVIDENCE` outcomes the
 agent skips what has no positive expected P&L (`NEGATIVE_EXPECTED_PNL`).
 """
 from __future__ import annotations
@@ -40,7 +40,9 @@ from .models import AgentState
 
 PRIOR = 2
 ZERO, ONE, HALF = Decimal(0), Decimal(1), Decimal("0.5")
-SHRINK = 10  # outcomes of prior weight behind a bias estimate
+SHRINK = 10  # outcomes of prior weight behind a signal's bias (towards its kind's)
+KIND_SHRINK = {"forex": 3, "binary": SHRINK}  # behind a kind's bias (towards none): a model prior's (forex)
+# miscalibration is the kind's and shows after a few outcomes; a coin's (binary) is mostly noise at first
 MIN_EVIDENCE = 30  # outcomes of a kind before the agent vetoes on expected P&L
 P_FLOOR, P_CEILING = Decimal("0.01"), Decimal("0.99")
 GLOBAL = "*"  # the key of what a kind's agent learned over all its signals
@@ -57,17 +59,19 @@ class AgentVerdict:
     edge_per_usd: Decimal | None = None  # expected P&L per USD of size, costs included
 
 
-def calibrated(prior: Decimal, state: AgentState, overall: AgentState) -> Decimal:
+def calibrated(prior: Decimal, state: AgentState, overall: AgentState, *, kind_shrink: int = SHRINK) -> Decimal:
     """`prior` corrected by the bias the outcomes showed against their priors (wins − Σ priors),
     the signal's shrunk towards the kind's, the kind's towards none."""
-    overall_bias = (overall.wins - overall.expected_sum) / (overall.wins + overall.losses + SHRINK)
+    overall_bias = (overall.wins - overall.expected_sum) / (overall.wins + overall.losses + kind_shrink)
     bias = (state.wins - state.expected_sum + SHRINK * overall_bias) / (state.wins + state.losses + SHRINK)
     return min(P_CEILING, max(P_FLOOR, prior + bias)).quantize(Decimal("0.0001"))
 
 
-def forex_prior(figures: dict) -> tuple[Decimal, Decimal, Decimal] | None:
-    """A forex signal's no-edge probability of target before stop, and its win and loss per USD
-    of entry (None without usable levels)."""
+def forex_prior(figures: dict, horizon_ms: int | None = None) -> tuple[Decimal, Decimal, Decimal] | None:
+    """A forex signal's no-edge probability of its target before its stop (within `horizon_ms`,
+    the longest a position is held, where the signal's ATR and bar length say how far prices
+    wander in that time), and its win and loss per USD of entry (None without usable levels).
+    A prior stored with the opportunity when it was decided (`prior_probability`) wins."""
     try:
         entry, stop, target = (Decimal(str(figures[name])) for name in ("entry", "stop_loss", "take_profit"))
     except (KeyError, ArithmeticError, ValueError):
@@ -75,12 +79,31 @@ def forex_prior(figures: dict) -> tuple[Decimal, Decimal, Decimal] | None:
     win, loss = abs(target - entry), abs(entry - stop)
     if not entry or not win or not loss:
         return None
-    return loss / (win + loss), win / entry, loss / entry
+    stored = figures.get("prior_probability")
+    if stored is not None:
+        return Decimal(str(stored)), win / entry, loss / entry
+    return first_passage(win, loss, figures, horizon_ms), win / entry, loss / entry
+
+
+def first_passage(win: Decimal, loss: Decimal, figures: dict, horizon_ms: int | None) -> Decimal:
+    """P(a driftless price reaches +win before −loss, and within the horizon): loss / (win + loss)
+    without a horizon; with one, Brownian motion on (−loss, +win) with the bar's volatility
+    (ATR ≈ 1.6 σ per bar), by its eigenfunction series. Floats: scanning-style math."""
+    distance = float(win + loss)
+    plain = float(loss) / distance
+    atr, bar_ms = figures.get("atr"), figures.get("bar_ms")
+    if not horizon_ms or not atr or not bar_ms or float(atr) <= 0:
+        return Decimal(str(round(plain, 4)))
+    variance = (float(atr) / 1.6) ** 2 * horizon_ms / int(bar_ms)
+    series = sum((2 * (-1) ** (k + 1) / (k * math.pi)) * math.sin(k * math.pi * plain)
+                 * math.exp(-(k * math.pi / distance) ** 2 * variance / 2) for k in range(1, 400))
+    return Decimal(str(round(min(plain, max(0.0, plain - series)), 4)))
 
 
 def binary_prior(figures: dict) -> Decimal:
-    """A binary's no-edge-claimed probability: the scanner's stated one, halfway to a coin."""
-    return HALF + (Decimal(str(figures.get("probability", HALF))) - HALF) / 2
+    """A binary's no-edge probability: a coin's. The scanner's stated probability is a signal's
+    strength (its thresholds apply to it); what it is worth is learned from outcomes."""
+    return HALF
 
 
 def posterior_mean(wins: int, losses: int) -> Decimal:
@@ -156,7 +179,8 @@ class ArbitrageAgent(Agent):
 class ForexAgent(Agent):
     name = AgentState.FOREX
 
-    def evaluate_signal(self, pair: str, signal: str, confidence: Decimal, figures: dict | None = None) -> AgentVerdict:
+    def evaluate_signal(self, pair: str, signal: str, confidence: Decimal, figures: dict | None = None,
+                        horizon_ms: int | None = None) -> AgentVerdict:
         confidence = Decimal(confidence)
         if signal == "HOLD":
             return AgentVerdict(False, Decimal(0), Decimal(0), ["HOLD"])
@@ -175,10 +199,10 @@ class ForexAgent(Agent):
             "pair_performance": str(performance.quantize(Decimal("0.0001"))),
             "signal_trades": signal_state.wins + signal_state.losses,
         })
-        levels = forex_prior(figures or {})
+        levels = forex_prior(figures or {}, horizon_ms)
         if levels is not None:
             prior, win, loss = levels
-            p = calibrated(prior, signal_state, overall)
+            p = calibrated(prior, signal_state, overall, kind_shrink=KIND_SHRINK["forex"])
             _with_expectation(verdict, p, p * win - (ONE - p) * loss, prior=prior, evidence=overall)
         return verdict
 
@@ -209,7 +233,7 @@ class BinaryAgent(Agent):
         states = self.states(key, GLOBAL)
         state, overall = states[key], states[GLOBAL]
         prior = binary_prior({"probability": probability})
-        p = calibrated(prior, state, overall)
+        p = calibrated(prior, state, overall, kind_shrink=KIND_SHRINK["binary"])
         verdict = AgentVerdict(True, p, ONE, [], {
             "predicted": str(probability), "prior": str(prior), "hits": state.wins, "settled": state.wins + state.losses,
         }, probability=p)
@@ -260,8 +284,8 @@ def learn(outcome: RealizedOutcome) -> None:
         ArbitrageAgent().learn_route(outcome.route, realized=outcome.realized_pnl, expected=outcome.expected_pnl or ZERO)
     elif outcome.kind == "forex":
         levels = forex_prior(outcome.figures)
-        ForexAgent().update_signal_result(outcome.symbol, outcome.direction, outcome.realized_pnl > 0,
-                                          prior=levels[0] if levels else ZERO)
+        won = outcome.realized_pnl > 0 if outcome.won is None else outcome.won  # the target before the stop
+        ForexAgent().update_signal_result(outcome.symbol, outcome.direction, won, prior=levels[0] if levels else ZERO)
     elif outcome.kind == "binary" and outcome.won is not None:
         figures = outcome.figures
         BinaryAgent().learn_expiry(outcome.symbol, outcome.direction, int(figures["expiry_s"]),

@@ -32,14 +32,15 @@ def agent_keys(opportunity: Opportunity) -> tuple[type[Agent], tuple[str, ...]]:
     return BinaryAgent, (BinaryAgent.key(opportunity.symbol, f["direction"], int(f["expiry_s"])), GLOBAL)
 
 
-def evaluate_agent(opportunity: Opportunity, agent: Agent | None = None) -> AgentVerdict:
-    """The agent's verdict (`agent`: one that knows the states already, see `agent_keys`)."""
+def evaluate_agent(opportunity: Opportunity, agent: Agent | None = None, *, horizon_ms: int | None = None) -> AgentVerdict:
+    """The agent's verdict (`agent`: one that knows the states already, see `agent_keys`;
+    `horizon_ms`: the longest a forex position is held)."""
     f = opportunity.figures
     agent = agent or agent_keys(opportunity)[0]()
     if opportunity.kind == "arbitrage":
         return agent.evaluate_opportunity(opportunity)
     if opportunity.kind == "forex":
-        return agent.evaluate_signal(opportunity.symbol, f["signal"], Decimal(f["confidence"]), f)
+        return agent.evaluate_signal(opportunity.symbol, f["signal"], Decimal(f["confidence"]), f, horizon_ms)
     payout = f.get("payout")
     return agent.evaluate(opportunity.symbol, f["direction"], int(f["expiry_s"]), Decimal(f["probability"]),
                           None if payout is None else Decimal(str(payout)))

@@ -71,7 +71,7 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     agent_class, keys = agent_keys(opportunity)
     learned = agent_class()
     learned.states(*keys)
-    agent = evaluate_agent(opportunity, learned)
+    agent = evaluate_agent(opportunity, learned, horizon_ms=settings.max_holding_minutes * 60_000)
     size = proposed_size_usd(opportunity, agent, feed=feed, settings=settings, limits=limits, value=value)
     if size is None:
         agent.approved, agent.reasons, size = False, [*agent.reasons, "NO_USD_RATE"], ZERO
@@ -99,6 +99,8 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
             if opportunity.kind != "arbitrage" and agent.probability is not None:
                 updates = {"probability": agent.probability, "expected_profit_usd": rows[1].expected_pnl_usd
                            if rows[1].expected_pnl_usd is not None else rows[0].expected_pnl_usd}
+                if "prior_probability" in agent.figures:  # what its outcome is learned against
+                    updates["figures"] = {**opportunity.figures, "prior_probability": agent.figures["prior_probability"]}
             if trade is None:
                 updates["status"] = Opportunity.REJECTED if governor.verdict == SKIP else Opportunity.DECIDED
             if updates:

@@ -57,7 +57,7 @@ def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl
     position.save()
     trade = position.trade
     book_keeping.settle(trade=trade, realized_pnl=pnl, closed_ts=ts, release_usd=position.reserved_usd)
-    record_close(trade=trade, won=won)
+    record_close(trade=trade, won=(reason == "take_profit") if position.kind == "forex" else won)
     announce_position(position)
     announce_trade(trade)
 

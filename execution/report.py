@@ -64,6 +64,9 @@ def _trade(trade: Trade) -> dict:
            "opened_at": trade.opened_ts, "closed_at": trade.closed_ts, "size_usd": money(trade.size_usd),
            "fees": money(trade.fees_usd), "expected_pnl": money(trade.expected_pnl_usd),
            "realized_pnl": money(trade.realized_pnl), "close_reason": position.close_reason if position else None,
+           "max_loss": money(trade.max_loss_usd), "probability": plain(trade.probability),
+           "price_ages_ms": [age for fill in trade.fills.all()
+                             for age in (fill.evidence.get("book_age_ms"), fill.evidence.get("quote_age_ms")) if age is not None],
            "edge": trade.edge, "fills": _fills(trade)}
     if trade.kind == "binary" and position is not None:
         row.update({"entry_price": money(position.entry_price), "expiry_at": position.expiry_ts,

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import close_old_connections, connection
 
-from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent, posterior_mean
+from decisions.agents import ArbitrageAgent, BinaryAgent, ForexAgent, forex_prior, posterior_mean
 from decisions.models import AgentState
 
 pytestmark = pytest.mark.django_db
@@ -59,16 +59,26 @@ def test_arbitrage_agent_learns_realized_against_expected_per_route():
     assert agent.reset() == 1 and AgentState.objects.count() == 0
 
 
-def test_binary_probability_starts_halfway_to_a_coin_and_is_corrected_by_realized_outcomes():
+def test_binary_probability_starts_at_a_coin_and_is_corrected_by_realized_outcomes():
     agent = BinaryAgent()
     fresh = agent.evaluate("BTC/USD", "CALL", 60, D("0.8"), payout=D("0.85"))
-    assert fresh.probability == D("0.6500")  # 0.5 + (0.8 − 0.5) / 2
-    assert fresh.edge_per_usd == D("0.65") * D("0.85") - D("0.35")  # 0.2025
+    assert fresh.probability == D("0.5000")  # the stated 0.8 is a signal's strength, not yet a probability
+    assert fresh.edge_per_usd == D("0.5") * D("0.85") - D("0.5")  # −0.075: a coin at 85 % payout loses
     for index in range(20):
-        agent.learn_expiry("BTC/USD", "CALL", 60, predicted=D("0.8"), won=index % 2 == 0)  # 10 of 20 against 0.65 each
+        agent.learn_expiry("BTC/USD", "CALL", 60, predicted=D("0.8"), won=index % 10 < 7)  # 14 of 20 against 0.5 each
     verdict = agent.evaluate("BTC/USD", "CALL", 60, D("0.8"), payout=D("0.85"))
-    # kind's bias (10 − 13) / (20 + 10) = −0.1; key's (10 − 13 + 10 × −0.1) / (20 + 10) = −0.1333
-    assert verdict.probability == D("0.5167") and verdict.score == D("0.5167")
+    # kind's bias (14 − 10) / (20 + 10) = 0.1333; key's (14 − 10 + 10 × 0.1333) / (20 + 10) = 0.1778
+    assert verdict.probability == D("0.6778") and verdict.score == D("0.6778")
+
+
+def test_a_forex_prior_within_the_holding_time_is_below_the_odds_without_one():
+    """Target 20 pips, stop 10: 1/3 with all the time in the world; with an ATR of 2 pips per
+    15-minute bar and 4 hours, a price rarely travels 20 pips, so the prior is lower."""
+    figures = {"entry": "1.1000", "stop_loss": "1.0990", "take_profit": "1.1020", "atr": "0.0002", "bar_ms": 900_000}
+    unlimited, _, _ = forex_prior(figures)
+    limited, _, _ = forex_prior(figures, horizon_ms=4 * 3_600_000)
+    assert unlimited == D("0.3333") and D(0) < limited < D("0.2")
+    assert forex_prior({**figures, "prior_probability": "0.12"}, horizon_ms=1)[0] == D("0.12")  # as decided
 
 
 def test_calibration_converges_on_a_seeded_sequence_of_outcomes():
@@ -93,7 +103,7 @@ def test_the_forex_agent_vetoes_a_signal_without_positive_expected_pnl_once_it_h
     for _ in range(60):
         agent.update_signal_result("EUR/USD", "BUY", False, prior=D(1) / D(3))
     after = ForexAgent().evaluate_signal("EUR/USD", "BUY", D("0.8"), figures)
-    assert after.probability == D("0.0100")  # 1/3 − 0.3265, floored at 0.01
+    assert after.probability == D("0.0100")  # 1/3 − 0.3311, floored at 0.01
     assert not after.approved and after.reasons == ["NEGATIVE_EXPECTED_PNL"]
 
 
