@@ -105,8 +105,12 @@ def desk_exposure(portfolio: Portfolio | None = None) -> tuple[Decimal, set[str]
     portfolio = portfolio or current_portfolio()
     positions = list(Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN)
                      .values_list("trade__route", "unrealized_pnl"))
-    held = inventory(portfolio)
-    value = cash_account(portfolio).total + sum((pnl for _, pnl in positions), ZERO) + held.seed_value + held.revaluation
+    balances = list(Balance.objects.filter(portfolio=portfolio).values_list("venue", "currency", "total", "seed_usd",
+                                                                            "usd_mark", "usd_at_seed"))
+    cash = next(total for venue, currency, total, *_ in balances
+                if venue == Balance.DESK and currency == portfolio.currency)
+    held = inventory(portfolio, rows=[row[2:] for row in balances if row[0] != Balance.DESK])
+    value = cash + sum((pnl for _, pnl in positions), ZERO) + held.seed_value + held.revaluation
     return value, {route for route, _ in positions}, len(positions)
 
 
@@ -120,10 +124,12 @@ class Inventory:
     revaluation: Decimal = ZERO
 
 
-def inventory(portfolio: Portfolio) -> Inventory:
-    """The inventory's figures at its latest marks (a balance never marked: at its seed rate)."""
-    rows = list(Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK)
-                .values_list("total", "seed_usd", "usd_mark", "usd_at_seed"))
+def inventory(portfolio: Portfolio, *, rows: list | None = None) -> Inventory:
+    """The inventory's figures at its latest marks (a balance never marked: at its seed rate);
+    `rows`: its balances' (total, seed_usd, usd_mark, usd_at_seed) where the caller read them."""
+    if rows is None:
+        rows = list(Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK)
+                    .values_list("total", "seed_usd", "usd_mark", "usd_at_seed"))
     if not rows:
         return Inventory()
     seed = sum((seed_usd or ZERO for _, seed_usd, _, _ in rows), ZERO)
