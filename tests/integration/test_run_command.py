@@ -270,9 +270,14 @@ def test_a_fresh_copy_with_nothing_set_and_no_network_runs_the_demo_and_trades_o
         assert "TRIFECTA_FEED=ccxt" in desk.output  # how to switch
         api = Api(f"http://127.0.0.1:{port}", token_for(copy, env))
 
+        seen = {}
+
         def decided_kinds():
-            kinds = {kind for kind in ("arbitrage", "forex", "binary")
-                     if any(o["status"] != "detected" for o in api.results(f"/api/opportunities/?kind={kind}"))}
+            for kind in ("arbitrage", "forex", "binary"):
+                seen[kind] = [o["status"] for o in api.results(f"/api/opportunities/?kind={kind}")]
+            kinds = {kind for kind, statuses in seen.items() if any(s != "detected" for s in statuses)}
+            if len(kinds) < 2:
+                print("so far:", {k: len(v) for k, v in seen.items()}, [(r["kind"], r["market_ts"], r["skipped"]) for r in api.results("/api/scans/")][:6])
             return kinds if len(kinds) >= 2 else None
 
         kinds = wait_until("opportunities of two kinds, decided", decided_kinds, 120 - (time.monotonic() - started), desk)

@@ -33,6 +33,7 @@ import time  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 from tests.venue_server import VenueServer  # noqa: E402
 from trifecta_site.demo import DEMO_RECORDING, demo_manifest  # noqa: E402
+from trifecta_site.management.commands.run import DEMO_STARTUP_S  # noqa: E402
 
 
 @pytest.fixture
@@ -70,9 +71,10 @@ def test_with_nothing_set_and_every_venue_unreachable_the_run_falls_back_to_the_
     assert "no live venue answered" in env["TRIFECTA_DATA_NOTE"] and "binance" in env["TRIFECTA_DATA_NOTE"]
     pace = demo_manifest()["demo"]
     assert float(env["TRIFECTA_REPLAY_SPEED"]) == pace["speed"]
-    # The clock is anchored so that it starts at the manifest's `begin`, history behind it.
+    # The clock is anchored so that it reaches the manifest's `begin` as the worker starts
+    # scanning (DEMO_STARTUP_S from now), history behind it.
     anchor = int(env["TRIFECTA_REPLAY_ANCHOR_MS"])
-    ahead = (time.time_ns() // 1_000_000 - anchor) * pace["speed"]
+    ahead = (time.time_ns() // 1_000_000 + DEMO_STARTUP_S * 1000 - anchor) * pace["speed"]
     assert abs(demo_manifest()["start"] + ahead - pace["begin"]) < 60_000
 
 

@@ -19,6 +19,7 @@ from trifecta_site import embedded
 from trifecta_site.demo import DEMO_RECORDING, demo_manifest, is_demo
 
 PROBE_TIMEOUT_S = 4
+DEMO_STARTUP_S = 20  # the demo's clock reaches its `begin` this long after the probe: when the worker scans
 
 
 def describe_source(source: dict) -> list[str]:
@@ -128,9 +129,9 @@ class Command(BaseCommand):
         manifest = demo_manifest()
         pace = manifest.get("demo", {})
         speed = float(env.setdefault("TRIFECTA_REPLAY_SPEED", str(pace.get("speed", 1))))
-        if "TRIFECTA_REPLAY_ANCHOR_MS" not in os.environ:  # start the clock `begin` into the recording
+        if "TRIFECTA_REPLAY_ANCHOR_MS" not in os.environ:  # `begin` as the processes start scanning
             ahead_ms = max(0, int(pace.get("begin", manifest["start"])) - int(manifest["start"]))
-            env["TRIFECTA_REPLAY_ANCHOR_MS"] = str(time.time_ns() // 1_000_000 - int(ahead_ms / speed))
+            env["TRIFECTA_REPLAY_ANCHOR_MS"] = str(time.time_ns() // 1_000_000 + DEMO_STARTUP_S * 1000 - int(ahead_ms / speed))
 
     def request_stop(self, signum, frame):
         self.stopping = True
