@@ -160,15 +160,17 @@
       return { signal, net: pct(o.net_pct), netUsd: signed(o.expected_profit_usd), prob: null, probTitle: "",
         exp: signed(o.expected_profit_usd), expClass: signClass(o.expected_profit_usd) };
     }
-    if (o.kind === "binary") {
+    if (o.kind === "binary") {  // the desk's calibrated figures once decided, else the scanner's
       const ev = isNone(f.expected_value) ? null : (Number(f.expected_value) >= 0 ? "+" : "") + Number(f.expected_value).toFixed(2) + " per $1";
+      const usd = !isNone(o.expected_profit_usd);
       return { signal, net: null, netUsd: null, prob: isNone(o.probability) ? null : "p " + (Number(o.probability) * 100).toFixed(1) + " %",
-        probTitle: "calibrated probability of winning, from " + (f.samples || "?") + " past cases", exp: ev, expClass: signClass(f.expected_value) };
+        probTitle: "calibrated probability of winning", exp: usd ? "$" + signed(o.expected_profit_usd) : ev,
+        expClass: signClass(usd ? o.expected_profit_usd : f.expected_value) };
     }
     const prob = !isNone(o.probability) ? "p " + (Number(o.probability) * 100).toFixed(1) + " %"
       : isNone(o.confidence) ? null : "conf. " + Math.round(Number(o.confidence) * 100) + " %";
     return { signal, net: null, netUsd: null, prob, probTitle: isNone(o.probability) ? "signal confidence: agreement of trend and momentum, not a probability" : "probability",
-      exp: isNone(o.expected_profit_usd) ? (f.risk_reward ? "R:R " + Number(f.risk_reward).toFixed(2) : null) : signed(o.expected_profit_usd),
+      exp: isNone(o.expected_profit_usd) ? (f.risk_reward ? "R:R " + Number(f.risk_reward).toFixed(2) : null) : "$" + signed(o.expected_profit_usd),
       expClass: signClass(o.expected_profit_usd) };
   }
   async function loadOpportunities() {
