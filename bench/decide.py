@@ -54,7 +54,7 @@ def prepare(url: str, count: int) -> list[int]:
     RiskDay.objects.all().delete()
     Opportunity.objects.all().delete()
     Controls.objects.update_or_create(pk=1, defaults={"auto_execute": True})
-    RiskLimits.objects.update_or_create(pk=1, defaults={"max_trades_per_day": 10_000_000})
+    RiskLimits.objects.update_or_create(pk=1, defaults={"max_trades_per_day": 10_000_000, "min_trade_usd": D("0")})
     ArbitrageSettings.objects.update_or_create(pk=1, defaults={"auto_max_risk": D("100")})
     ExecutionSettings.objects.update_or_create(pk=1, defaults={"max_quote_age_ms": 10**9})
     now = timezone.now()

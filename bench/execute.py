@@ -71,7 +71,7 @@ def setup() -> None:
     RiskDay.objects.all().delete()
     RiskState.objects.all().delete()
     Controls.objects.update_or_create(pk=1, defaults={"auto_execute": True, "kill_switch": False, "arbitrage_enabled": True})
-    RiskLimits.objects.update_or_create(pk=1, defaults={"max_trades_per_day": 10_000_000, "max_daily_loss": D("1000000"),
+    RiskLimits.objects.update_or_create(pk=1, defaults={"max_trades_per_day": 10_000_000, "max_daily_loss": D("1000000"), "min_trade_usd": D("0"),
                                                         "max_consecutive_losses": 1_000_000})
     ExecutionSettings.objects.update_or_create(pk=1, defaults={"realism": "optimistic", "inventory_usd": D("1000000"),
                                                                "max_quote_age_ms": 10**9})

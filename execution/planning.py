@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from scanners.feeds.base import Feed, Quote
 from scanners.models import Opportunity
-from trifecta_site.currency import usd_rates
+from trifecta_site.currency import quote_currency, usd_rates
 
 from .fills import BUY, SELL, FillResult, MarketRules, fill_market_order, round_down
 from .models import ExecutionSettings
@@ -55,7 +55,7 @@ class Leg:
 
     @property
     def quote(self) -> str:
-        return self.symbol.split("/")[1].split(":")[0]
+        return quote_currency(self.symbol)
 
 
 @dataclass
@@ -241,7 +241,10 @@ class ForexExecutor:
         quote = _entry_quote(feed, venue, symbol, ts, settings)
         plan = Plan(opportunity, size_usd, ts)
         buy = signal == "BUY"
-        entry = quote.ask if buy else quote.bid
+        bid, ask = quote.bid, quote.ask
+        if bid == ask and figures.get("spread"):  # a bar's close (bid bars): the instrument's spread from settings, never none
+            ask = bid + Decimal(str(figures["spread"]))
+        entry = ask if buy else bid
         stop, target = Decimal(figures["stop_loss"]), Decimal(figures["take_profit"])
         if (buy and not stop < entry < target) or (not buy and not target < entry < stop):
             raise Rejected("PRICE_PAST_STOP_OR_TARGET", {"entry": str(entry), "stop_loss": str(stop), "take_profit": str(target)})
@@ -258,7 +261,7 @@ class ForexExecutor:
         fill.levels = [[str(entry), str(units)]]
         fill.depth_share = ONE
         plan.legs = [Leg(venue, symbol, fill.side, fill, Decimal(figures["entry"]))]
-        spread = (quote.ask - quote.bid) if quote.ask is not None and quote.bid is not None else ZERO
+        spread = (ask - bid) if ask is not None and bid is not None else ZERO
         plan.position = {"kind": "forex", "venue": venue, "symbol": symbol, "direction": signal, "quantity": units,
                          "entry_price": entry, "stop_loss": stop, "take_profit": target, "spread": spread}
         return plan

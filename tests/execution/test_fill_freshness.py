@@ -43,3 +43,20 @@ def test_a_fill_records_each_book_age_and_meets_the_state_in_force_not_a_later_o
     assert buy.evidence["book_age_ms"] == 150 and sell.evidence["book_age_ms"] == 1250
     assert buy.price > D("100") - D("0.01") and buy.price < D("101")  # 100 plus the realistic preset's slippage
     assert all(f.evidence["book_age_ms"] >= 0 for f in trade.fills.all())
+
+
+def test_a_forex_entry_on_bar_only_data_pays_the_instrument_spread(tmp_path):
+    """No quotes, only minute bars (bid closes): a BUY enters at the close plus the spread the
+    opportunity carries (from settings), never at the bare close."""
+    from .test_executors import FOREX
+
+    realism("optimistic")
+    feed = recorded_market(tmp_path, venues={"fx": ("forex", "0")}, bars=[
+        ("fx", "EUR/USD", "1m", T0 - 60_000, "1.1000", "1.1001", "1.0999", "1.1000"),
+        ("fx", "EUR/USD", "1m", T0, "1.1000", "1.1001", "1.0999", "1.1000"),
+    ], at=T0 + 60_000)
+    figures = {**FOREX, "entry": "1.1002", "spread": "0.0002"}
+    opp = opportunity("forex", figures, route="fx:fx:EUR/USD", direction="BUY")
+    trade = execute_opportunity(opportunity_id=opp.pk, feed=feed, size_usd=D("11002"), decided_ts=T0 + 60_000)
+    assert trade.status == Trade.OPEN, trade.edge
+    assert trade.position.entry_price == D("1.1002") and trade.edge["entry_spread"] == "0.0002"
