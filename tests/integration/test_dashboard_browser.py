@@ -11,6 +11,7 @@ from decimal import Decimal as D
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connections
 
 from decisions.models import Controls, RiskLimits
@@ -61,7 +62,8 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
     # below are plain blocking calls of the test, not async code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     eager_desk()
-    get_user_model().objects.create_user("operator", password="pw-for-tests-1", is_staff=True)
+    operator = get_user_model().objects.create_user("operator", password="pw-for-tests-1", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="change_controls", content_type__app_label="decisions"))
     poll_feeds.delay()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,

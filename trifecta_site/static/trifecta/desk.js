@@ -99,9 +99,16 @@
     }
     emptyStates();
   }
-  async function changeControls(change) {
-    await api("/api/controls/", { method: "PATCH", body: JSON.stringify(change),
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, "Accept": "application/json" } });
+  async function changeControls(change) {  // a refusal is said in the header, not lost in the console
+    try {
+      await api("/api/controls/", { method: "PATCH", body: JSON.stringify(change),
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, "Accept": "application/json" } });
+      $("notice").hidden = true;
+    } catch (err) {
+      $("notice").textContent = String(err.message).endsWith("403")
+        ? "Not changed: your account lacks the 'change controls' permission (admin › Users)." : "Not changed: " + err.message;
+      $("notice").hidden = false;
+    }
     await loadControls();
   }
   if (staff) {
