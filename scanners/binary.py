@@ -16,7 +16,7 @@ The estimate is calibrated on the recent history of the same underlying, never a
 
 expected_value per unit stake = p × payout − (1 − p), with the underlying's payout from
 the database (default 0.85). Risk score = 100 × (1 − the 10th percentile of the Beta
-posterior, by its normal approximation): a thin sample raises it. Ranking: expected value.
+posterior, by its normal approximation): a thin sample raises it. Ranking: the auto-executable expiry first, then expected value.
 
 Skipped and counted: crossed quotes, data older than `max_quote_age_ms` past its cadence
 (`stale_quote`: a bar is current until the next one is due, so closes are allowed one bar
@@ -176,7 +176,8 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
                 )
                 if candidate is not None:
                     result.candidates.append(candidate)
-    result.candidates.sort(key=lambda c: c.rank, reverse=True)
+    # the auto-executable expiry first: with one option stored per scan, the one the desk may trade
+    result.candidates.sort(key=lambda c: (int(c.figures["expiry_s"]) == thresholds.auto_expiry_s, c.rank), reverse=True)
     return result
 
 
