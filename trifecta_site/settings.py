@@ -253,8 +253,9 @@ SPECTACULAR_SETTINGS = {
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED_REDIS = not REDIS_URL
 if EMBEDDED_REDIS:
-    # The bundled server asks for the password `manage.py run` keeps in var/.
-    _password = owner_only_file(VAR_DIR / "redis_password") if (VAR_DIR / "redis_password").exists() else ""
+    # The bundled server asks for the password kept in var/ (made here when absent, so that the
+    # run command's own process, whose settings load before it starts the server, agrees).
+    _password = owner_only_file(VAR_DIR / "redis_password")
     REDIS_URL = os.environ.get("TRIFECTA_EMBEDDED_REDIS_URL", f"redis://{':' + _password + '@' if _password else ''}127.0.0.1:6390/0")
 
 CHANNEL_LAYERS = {
