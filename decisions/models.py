@@ -1,10 +1,11 @@
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 
 from django.conf import settings
 
+from trifecta_site import events
 from trifecta_site.models import SingletonSettings
 
 ZERO = Decimal("0")
@@ -29,10 +30,6 @@ class Controls(SingletonSettings):
 
     def save(self, *args, **kwargs):
         """Saved and, after commit, announced (`controls` event): dashboards show the new mode at once."""
-        from django.db import transaction
-
-        from trifecta_site import events
-
         super().save(*args, **kwargs)
         data = {"mode": self.mode, "auto_execute": self.auto_execute, "kill_switch": self.kill_switch,
                 **{f"{kind}_enabled": getattr(self, f"{kind}_enabled") for kind in ("arbitrage", "forex", "binary")}}

@@ -4,6 +4,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from trifecta_site.clock import ms_to_datetime
 from trifecta_site.models import SingletonSettings
 
 ZERO = Decimal("0")
@@ -248,6 +249,4 @@ class EquitySnapshot(models.Model):
         constraints = [models.UniqueConstraint(fields=["portfolio", "minute_ts"], name="one_snapshot_per_minute")]
 
     def __str__(self):
-        from trifecta_site.clock import ms_to_datetime
-
         return f"equity {self.equity} at {ms_to_datetime(self.minute_ts):%Y-%m-%d %H:%M} (market time)"

@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import arbitrage, binary, forex
 from .candidates import ScanResult
 
 
@@ -60,8 +61,6 @@ class Scanner:
 
 
 def _arbitrage() -> Scanner:
-    from . import arbitrage
-
     def run(feed, *, now, thresholds, state, venue_status=None, withdrawal_fees=None, rebalance=False):
         return arbitrage.scan_arbitrage(
             feed, now=now, thresholds=thresholds, history=state, venue_status=venue_status,
@@ -73,8 +72,6 @@ def _arbitrage() -> Scanner:
 
 
 def _forex() -> Scanner:
-    from . import forex
-
     def run(feed, *, now, thresholds, state):
         return forex.scan_forex(feed, now=now, thresholds=thresholds, cache=state)
 
@@ -84,8 +81,6 @@ def _forex() -> Scanner:
 
 
 def _binary() -> Scanner:
-    from . import binary
-
     def run(feed, *, now, thresholds, state, payouts=None):
         return binary.scan_binary(feed, now=now, thresholds=thresholds, payouts=payouts, cache=state)
 

@@ -20,6 +20,7 @@ from trifecta_site.models import kept_configuration
 from . import models
 from .feeds import current_feed, outages
 from .feeds.base import DOWN, Feed, FeedError, FeedStatus
+from .feeds.snapshot import publish_snapshot
 from .models import BinaryPayout, FeedState, Opportunity, ScanRun, WithdrawalFee
 from .scanning import SCANNERS
 
@@ -91,8 +92,6 @@ def _log_transition(feed_name: str, status: FeedStatus, previous: str | None) ->
 
 def share_market(feed: Feed) -> None:
     """Publish what a live feed just fetched for the desk workers (`feeds.snapshot`)."""
-    from .feeds.snapshot import publish_snapshot
-
     try:
         publish_snapshot(feed)
     except Exception:

@@ -7,6 +7,6 @@ class TrifectaSiteConfig(AppConfig):
     verbose_name = "Desk processes"
 
     def ready(self):
-        from .schedule import ensure_default_schedule
+        from .schedule import ensure_default_schedule  # imports models: only once the app registry is ready
 
         post_migrate.connect(ensure_default_schedule, sender=self)

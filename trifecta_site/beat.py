@@ -17,7 +17,7 @@ class HeartbeatDatabaseScheduler(DatabaseScheduler):
     def tick(self, *args, **kwargs):
         now = time.monotonic()
         if now - self._last_heartbeat >= self.heartbeat_every_s:
-            from .models import Heartbeat
+            from .models import Heartbeat  # beat's scheduler class is imported before Django's apps are ready
 
             try:
                 Heartbeat.record(process=Heartbeat.BEAT, hostname=socket.gethostname())

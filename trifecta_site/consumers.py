@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from rest_framework.authtoken.models import Token
 
+from .lockout import is_locked, record_failure, request_from_scope
 from .events import KINDS, group_name
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ def token_user(key: str):
 def user_for_token(key: str, scope=None):
     """The token's user, or None; with `scope`, refused outright from a locked-out address
     ("locked") and a wrong token counted against the address, as the REST API does."""
-    from .lockout import is_locked, record_failure, request_from_scope
-
     request = request_from_scope(scope) if scope is not None else None
     if request is not None and is_locked(request):
         return "locked"

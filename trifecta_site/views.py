@@ -16,6 +16,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from execution.models import Fill, Position, Trade
+from execution.portfolio import current_portfolio
+from scanners.feeds import desk_feed
+
 from .demo import is_demo
 from .health import desk_health
 
@@ -83,8 +87,6 @@ def favicon(request):
 def _desk_feed():
     """The web process's read-only view of the market (replay: the recording on the shared
     clock; live: the scan worker's snapshot); None when there is none."""
-    from scanners.feeds import desk_feed
-
     try:
         return desk_feed()
     except Exception as exc:  # no recording, no snapshot yet: the state says so, the page keeps working
@@ -95,8 +97,6 @@ def _desk_feed():
 def _outcomes() -> dict:
     """Closed trades per kind, ties and voids apart from wins and losses (a tie or a void is
     neither: the stake came back)."""
-    from execution.models import Position, Trade
-    from execution.portfolio import current_portfolio
 
     portfolio = current_portfolio()
     binary = Position.objects.filter(trade__portfolio=portfolio, kind="binary", status=Position.CLOSED).values(
@@ -158,8 +158,6 @@ def _series(feed, venue: str, symbol: str, now: int) -> tuple[list[dict], str]:
 
 def _markers(venue: str, symbol: str, since_ms: int) -> list[dict]:
     """The desk's entries and exits on this instrument since `since_ms` (market time)."""
-    from execution.models import Fill, Position
-
     markers = []
     for p in Position.objects.filter(venue=venue, symbol=symbol, opened_ts__gte=since_ms).order_by("opened_ts")[:200]:
         markers.append({"time": p.opened_ts // 1000, "kind": "entry", "side": p.direction, "price": str(p.entry_price),

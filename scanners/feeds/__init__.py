@@ -10,19 +10,19 @@ from __future__ import annotations
 import os
 import threading
 
+from django.conf import settings
+
 from .base import Feed, FeedError
+from .replay import RecordingReader, ReplayClock, ReplayFeed
+from .snapshot import SnapshotFeed
 
 _lock = threading.Lock()
 _current: Feed | None = None
 
 
 def build_feed(kind: str | None = None) -> Feed:
-    from django.conf import settings
-
     kind = kind or settings.TRIFECTA_FEED
     if kind == "replay":
-        from .replay import ReplayClock, ReplayFeed, RecordingReader
-
         if not settings.TRIFECTA_RECORDING:
             raise FeedError(
                 "TRIFECTA_FEED=replay needs TRIFECTA_RECORDING, the path of a recording directory "
@@ -40,17 +40,17 @@ def build_feed(kind: str | None = None) -> Feed:
         )
         return ReplayFeed(reader, clock)
     if kind == "ccxt":
-        from scanners.models import FeedSettings
+        from scanners.models import FeedSettings  # models need Django set up; the live probe imports this package before
 
-        from .exchanges import CcxtFeed
+        from .exchanges import CcxtFeed  # only a process that polls venues imports ccxt (desk workers never do)
 
         universe = FeedSettings.get_solo()
         return CcxtFeed(venues=universe.venue_list(), symbols=universe.symbol_list(), timeout_ms=settings.CCXT_TIMEOUT_MS,
                         urls=settings.CCXT_URLS)
     if kind == "mt5":
-        from scanners.models import FeedSettings
+        from scanners.models import FeedSettings  # models need Django set up; the live probe imports this package before
 
-        from .metatrader import MetaTraderFeed
+        from .metatrader import MetaTraderFeed  # MetaTrader5 exists only on Windows
 
         return MetaTraderFeed(symbols=FeedSettings.get_solo().mt5_symbol_list())
     raise FeedError(f"unknown TRIFECTA_FEED {kind!r}: use replay, ccxt or mt5")
@@ -62,12 +62,10 @@ _current_universe: tuple = ()
 def current_feed() -> Feed:
     """The feed of this process, built on first use and again when the venues or symbols
     to poll are changed (admin: Feed settings); a replay is built once."""
-    from django.conf import settings
-
     global _current, _current_universe
     universe = ()
     if settings.TRIFECTA_FEED != "replay":
-        from scanners.models import FeedSettings
+        from scanners.models import FeedSettings  # models need Django set up; the live probe imports this package before
 
         universe = FeedSettings.get_solo().universe(settings.TRIFECTA_FEED)
     with _lock:
@@ -86,15 +84,11 @@ _snapshot: Feed | None = None
 def desk_feed() -> Feed:
     """The feed of a desk worker (decide, execute, monitor): the replay itself, or the
     live market the scan worker publishes (`snapshot`), so desk workers never import ccxt."""
-    from django.conf import settings
-
     global _snapshot
     if settings.TRIFECTA_FEED == "replay":
         return current_feed()
     with _lock:
         if _snapshot is None:
-            from .snapshot import SnapshotFeed
-
             _snapshot = SnapshotFeed()
         return _snapshot
 

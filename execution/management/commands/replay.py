@@ -21,6 +21,16 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from decisions.models import Controls, RiskLimits
+from execution.models import ExecutionSettings
+from execution.replay import DEFAULT_INTERVALS_S, Replay
+from execution.report import THRESHOLD_ROWS, build_report, write_report
+from execution.report_html import write_html_report
+from scanners.feeds.base import FeedError
+from scanners.feeds.replay import RecordingReader
+from scanners.models import BinaryPayout
+from trifecta_site.api import settings_serializer
+
 REPLAY_SETTINGS = "trifecta_site.replay_settings"
 SECTIONS = ("controls", "limits", "execution", "thresholds", "intervals_s", "payouts")
 
@@ -68,11 +78,6 @@ def read_settings_file(path: str) -> dict:
 
 def apply_settings(overrides: dict) -> None:
     """Defaults for a replay (auto-execute on), then the file's values, validated like the admin forms."""
-    from decisions.models import Controls, RiskLimits
-    from execution.models import ExecutionSettings
-    from execution.report import THRESHOLD_ROWS
-    from scanners.models import BinaryPayout
-    from trifecta_site.api import settings_serializer
 
     rows = {"controls": Controls, "limits": RiskLimits, "execution": ExecutionSettings}
     controls = Controls.get_solo()
@@ -110,7 +115,6 @@ def apply_settings(overrides: dict) -> None:
 
 
 def intervals_from(overrides: dict) -> dict:
-    from execution.replay import DEFAULT_INTERVALS_S
 
     intervals = overrides.get("intervals_s") or {}
     unknown = sorted(set(intervals) - set(DEFAULT_INTERVALS_S))
@@ -199,11 +203,6 @@ class Command(BaseCommand):
             sys.exit(code)
 
     def replay(self, recording, start, end, pace, overrides, intervals, out_dir: Path) -> None:
-        from execution.replay import Replay
-        from execution.report import build_report, write_report
-        from execution.report_html import write_html_report
-        from scanners.feeds.base import FeedError
-        from scanners.feeds.replay import RecordingReader
 
         call_command("migrate", verbosity=0, interactive=False)
         apply_settings(overrides)
