@@ -242,8 +242,8 @@ class ForexExecutor:
         plan = Plan(opportunity, size_usd, ts)
         buy = signal == "BUY"
         bid, ask = quote.bid, quote.ask
-        if bid == ask and figures.get("spread"):  # a bar's close (bid bars): the instrument's spread from settings, never none
-            ask = bid + Decimal(str(figures["spread"]))
+        if ask <= bid and figures.get("spread"):  # a bar's close (bid bars), or a locked or crossed quote: no
+            ask = bid + Decimal(str(figures["spread"]))  # price to trade at; the instrument's spread from settings
         entry = ask if buy else bid
         stop, target = Decimal(figures["stop_loss"]), Decimal(figures["take_profit"])
         if (buy and not stop < entry < target) or (not buy and not target < entry < stop):
