@@ -11,8 +11,10 @@ The estimate is calibrated on the recent history of the same underlying, never a
 - probability(CALL) = (prior_a + ups) / (prior_a + prior_b + samples), the posterior mean
   of a Beta(prior_a, prior_b) prior (default Beta(2, 2)) updated with those outcomes;
   PUT likewise with downs. Equal prices count against both (they refund in execution,
-  they never win). `samples` is how many past occurrences stand behind the figure;
-  fewer than `min_samples` and no estimate is made (`insufficient_history`).
+  they never win). Fewer than `min_samples` past occurrences and no estimate is made
+  (`insufficient_history`). Occurrences a step apart share most of their move, so the
+  reported `samples` counts independent windows (non-overlapping stretches of h samples
+  holding one), `overlapping_samples` every occurrence.
 
 expected_value per unit stake = p × payout − (1 − p), with the underlying's payout from
 the database (default 0.85). Risk score = 100 × (1 − the 10th percentile of the Beta
@@ -65,17 +67,28 @@ def price_series(feed: Feed, instrument, *, now: int, lookback_ms: int):
 
 def pattern_outcomes(prices: np.ndarray, horizon: int):
     """Today's pattern and, for past samples with the same pattern, the outcomes (+1, −1, 0)."""
+    today, outcomes, _ = _pattern_samples(prices, horizon)
+    return today, outcomes
+
+
+def independent_windows(times: np.ndarray, horizon: int) -> int:
+    """How many non-overlapping stretches of `horizon` samples the matching samples fall in: each
+    outcome spans `horizon` samples, so neighbours share most of their move and count as one."""
+    return int(len(np.unique(times // horizon))) if len(times) else 0
+
+
+def _pattern_samples(prices: np.ndarray, horizon: int):
     short = max(1, horizon // 4)
     n = len(prices)
     if n < 2 * horizon + 2:
-        return None, np.empty(0)
+        return None, np.empty(0), np.empty(0, dtype=np.int64)
     t = np.arange(horizon, n - horizon)
     long_sign = np.sign(prices[t] - prices[t - horizon])
     short_sign = np.sign(prices[t] - prices[t - short])
     outcome = np.sign(prices[t + horizon] - prices[t])
     today = (np.sign(prices[-1] - prices[-1 - horizon]), np.sign(prices[-1] - prices[-1 - short]))
     same = (long_sign == today[0]) & (short_sign == today[1])
-    return today, outcome[same]
+    return today, outcome[same], t[same]
 
 
 class PatternIndex:
@@ -98,30 +111,33 @@ class PatternIndex:
                                np.concatenate(([0], np.cumsum(outcome[chosen] < 0))))
 
     def counts(self, values: np.ndarray, lo: int, hi: int):
-        """(today's pattern, ups, downs, samples) for the window values[lo:hi + 1], or None when it is too short."""
+        """(today's pattern, ups, downs, samples, independent windows) for the window values[lo:hi + 1],
+        or None when it is too short."""
         h = self.horizon
         if hi - lo + 1 < 2 * h + 2:
             return None
         today = (np.sign(values[hi] - values[hi - h]), np.sign(values[hi] - values[hi - self.short]))
         if np.isnan(today[0]) or np.isnan(today[1]):  # an unknown price: no past sample matches it
-            return today, 0, 0, 0
+            return today, 0, 0, 0, 0
         times, ups, downs = self.by_code[int(3 * (today[0] + 1) + today[1] + 1)]
         first, last = np.searchsorted(times, lo + h, side="left"), np.searchsorted(times, hi - h, side="right")
-        return today, int(ups[last] - ups[first]), int(downs[last] - downs[first]), int(last - first)
+        return (today, int(ups[last] - ups[first]), int(downs[last] - downs[first]), int(last - first),
+                independent_windows(times[first:last] - lo, h))
 
 
 def pattern_counts(grid, horizon: int, cache: dict | None):
-    """(today's pattern, ups, downs, samples) over the grid's window, or None when it is too short."""
+    """(today's pattern, ups, downs, samples, independent windows) over the grid's window, or None when it is too short."""
     if grid.stable and cache is not None:
         key = (id(grid.values), horizon)
         index = cache.get(key)
         if index is None or index[0] is not grid.values:
             index = cache[key] = (grid.values, PatternIndex(grid.values, horizon))
         return index[1].counts(grid.values, grid.lo, grid.hi)
-    today, outcomes = pattern_outcomes(grid.window, horizon)
+    today, outcomes, times = _pattern_samples(grid.window, horizon)
     if today is None:
         return None
-    return today, int((outcomes > 0).sum()), int((outcomes < 0).sum()), len(outcomes)
+    return (today, int((outcomes > 0).sum()), int((outcomes < 0).sum()), len(outcomes),
+            independent_windows(times, horizon))
 
 
 def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: dict | None = None,
@@ -167,10 +183,11 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
             if counted is None or counted[3] < thresholds.min_samples:
                 result.skipped["insufficient_history"] += 1
                 continue
-            today, ups, downs, samples = counted
+            today, ups, downs, samples, independent = counted
             for direction, wins in (("CALL", ups), ("PUT", downs)):
                 candidate = _candidate(
                     instrument, direction, wins, samples, expiry, entry, payout, now=now, observed=observed,
+                    independent=independent,
                     thresholds=thresholds, pattern=f"{int(today[0]):+d}/{int(today[1]):+d}", source=source,
                     bar_ms=bar_ms,
                 )
@@ -182,7 +199,7 @@ def scan_binary(feed: Feed, *, now: int, thresholds: BinaryThresholds, payouts: 
 
 
 def _candidate(instrument, direction, wins, samples, expiry, entry, payout, *, now, observed, thresholds, pattern, source,
-               bar_ms=0):
+               bar_ms=0, independent=0):
     a = thresholds.prior_a + wins
     b = thresholds.prior_b + samples - wins
     mean = a / (a + b)
@@ -197,7 +214,8 @@ def _candidate(instrument, direction, wins, samples, expiry, entry, payout, *, n
         BINARY, now, observed, risk, expected_value,
         {
             "symbol": instrument.symbol, "venue": instrument.venue, "direction": direction, "expiry_s": expiry,
-            "probability": probability, "samples": samples, "payout": payout, "expected_value": expected_value,
+            "probability": probability, "samples": independent, "overlapping_samples": samples, "payout": payout,
+            "expected_value": expected_value,
             "entry_price": entry, "pattern": pattern, "series": source, "bar_ms": bar_ms,
         },
     )

@@ -41,8 +41,8 @@ def test_posterior_mean_and_expected_value_by_hand():
     thresholds = BinaryThresholds(expiries=(60,), min_probability=D("0"))
     result = scan_binary(market, now=NOW, thresholds=thresholds, payouts={"BTC/USD": D("0.9")})
     call = next(c for c in result.candidates if c.figures["direction"] == "CALL")
-    samples = call.figures["samples"]
-    assert samples == 400 - 2 * 60
+    samples = call.figures["overlapping_samples"]
+    assert samples == 400 - 2 * 60 and call.figures["samples"] == 5  # 280 overlapping outcomes of 60 samples each
     # Beta(2, 2) prior, every sample up: (2 + n) / (4 + n)
     expected = Decimal(2 + samples) / Decimal(4 + samples)
     assert call.figures["probability"] == expected.quantize(D("0.0001"))
@@ -59,7 +59,7 @@ def test_thin_history_gives_no_estimate_and_ties_never_win():
     flat = market_with_closes([100.0] * 400)
     result = scan_binary(flat, now=NOW, thresholds=BinaryThresholds(expiries=(60,), min_probability=D("0")))
     for candidate in result.candidates:  # every outcome a tie: both sides at the prior's pull towards 0
-        assert candidate.figures["probability"] == (Decimal(2) / Decimal(4 + candidate.figures["samples"])).quantize(D("0.0001"))
+        assert candidate.figures["probability"] == (Decimal(2) / Decimal(4 + candidate.figures["overlapping_samples"])).quantize(D("0.0001"))
 
 
 def test_crossed_and_stale_quotes_are_skipped():
@@ -107,9 +107,10 @@ def test_the_pattern_index_counts_what_pattern_outcomes_finds_in_any_window(valu
         assert counted is None
         return
     if np.isnan(today[0]) or np.isnan(today[1]):
-        assert counted[1:] == (0, 0, 0)
+        assert counted[1:] == (0, 0, 0, 0)
     else:
-        assert counted[1:] == (int((outcomes > 0).sum()), int((outcomes < 0).sum()), len(outcomes))
+        assert counted[1:4] == (int((outcomes > 0).sum()), int((outcomes < 0).sum()), len(outcomes))
+        assert counted[4] <= counted[3] and (counted[4] > 0) == (counted[3] > 0)
 
 
 def test_a_replay_serves_the_same_price_grid_as_the_window_alone(tmp_path):
