@@ -102,12 +102,12 @@ def check_report(report: dict, recording: Path, limits: dict) -> None:
         assert day["trades"] <= limits["max_trades_per_day"]
         assert opened_per_day[day["date"]] <= limits["max_trades_per_day"]
     decided = {d["opportunity"]: d["decided_at"] for d in report["decisions"] if d["layer"] == "governor"}
-    losses = [(t["closed_at"], -D(t["realized_pnl"])) for t in report["trades"]
-              if t["closed_at"] is not None and D(t["realized_pnl"]) < 0]
-    for trade in report["trades"]:  # the day's loss realized before the decision to open it stayed within the budget
+    outcomes = [(t["closed_at"], D(t["realized_pnl"])) for t in report["trades"]
+                if t["closed_at"] is not None and t["realized_pnl"] is not None]
+    for trade in report["trades"]:  # the day's net loss realized before the decision to open it stayed within the budget
         at = decided[trade["opportunity"]]
-        spent = sum((loss for closed_at, loss in losses if closed_at < at and day_of(closed_at) == day_of(at)), D(0))
-        assert spent < D(limits["max_daily_loss"]), ("a trade approved after the day's loss budget was spent", trade)
+        net = sum((pnl for closed_at, pnl in outcomes if closed_at < at and day_of(closed_at) == day_of(at)), D(0))
+        assert -net < D(limits["max_daily_loss"]), ("a trade approved after the day's loss budget was spent", trade)
     for trade in report["trades"]:
         if trade["kind"] != "binary":
             continue
