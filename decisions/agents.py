@@ -91,7 +91,7 @@ def first_passage(win: Decimal, loss: Decimal, figures: dict, horizon_ms: int | 
     (ATR ≈ 1.6 σ per bar), by its eigenfunction series. Floats: scanning-style math."""
     distance = float(win + loss)
     plain = float(loss) / distance
-    atr, bar_ms = figures.get("atr"), figures.get("bar_ms")
+    atr, bar_ms = figures.get("atr") or (figures.get("indicators") or {}).get("atr"), figures.get("bar_ms")
     if not horizon_ms or not atr or not bar_ms or float(atr) <= 0:
         return Decimal(str(round(plain, 4)))
     variance = (float(atr) / 1.6) ** 2 * horizon_ms / int(bar_ms)
