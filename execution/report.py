@@ -246,18 +246,19 @@ def _inventory(portfolio, held) -> dict:
 
 
 def _hit(kind: str, trade: dict | None, shadow) -> bool | None:
-    """Whether the prediction came true: a forex position closed in profit, a binary won (ties and voids say nothing)."""
+    """Whether the predicted success came true: a forex position reached its target before its stop
+    (its probability is of that), a binary won (ties and voids say nothing)."""
     if trade is not None:
         if trade["status"] != Trade.CLOSED:
             return None
         if kind == "binary":
             return {"win": True, "loss": False}.get(trade.get("outcome"))
-        return Decimal(trade["realized_pnl"]) > 0
+        return trade["close_reason"] == "take_profit"
     if shadow is None or shadow.realized_pnl is None:
         return None
     if kind == "binary":
         return {"win": True, "loss": False}.get(shadow.outcome)
-    return shadow.realized_pnl > 0
+    return shadow.outcome == "take_profit"
 
 
 def write_report(report: dict, out_dir: Path) -> Path:
