@@ -77,6 +77,12 @@ def usd_per_quote_unit(opportunity: Opportunity, feed: Feed) -> Decimal | None:
     return usd_rates(feed, {currency}).to_usd(ONE, currency)
 
 
+def arbitrage_notional_usd(figures: dict, rate: Decimal) -> Decimal:
+    """An arbitrage opportunity's full size in USD (`rate`: USD per unit of its quote or start currency)."""
+    size = Decimal(str(figures["size"]))
+    return size * rate if figures.get("type") == "triangular" else size * Decimal(str(figures["buy_price"])) * rate
+
+
 def proposed_size_usd(opportunity: Opportunity, agent: AgentVerdict, *, feed: Feed, settings, limits: RiskLimits,
                       value: Decimal) -> Decimal | None:
     """The notional (stake for binaries) the desk would trade, in USD, before the risk manager's say."""
@@ -88,9 +94,7 @@ def proposed_size_usd(opportunity: Opportunity, agent: AgentVerdict, *, feed: Fe
     if rate is None:
         return None
     if opportunity.kind == "arbitrage":
-        size = Decimal(f["size"])
-        notional = size * rate if f.get("type") == "triangular" else size * Decimal(f["buy_price"]) * rate
-        return min(notional, settings.arbitrage_max_notional_usd) * multiplier
+        return min(arbitrage_notional_usd(f, rate), settings.arbitrage_max_notional_usd) * multiplier
     entry, stop = Decimal(f["entry"]), Decimal(f["stop_loss"])
     distance = abs(entry - stop) * rate
     if not distance:
@@ -129,8 +133,7 @@ def edge_per_usd(opportunity: Opportunity, agent: AgentVerdict, *, feed: Feed) -
     rate = usd_per_quote_unit(opportunity, feed)
     if rate is None:
         return None
-    size = Decimal(str(f["size"]))
-    notional = size * rate if f.get("type") == "triangular" else size * Decimal(str(f["buy_price"])) * rate
+    notional = arbitrage_notional_usd(f, rate)
     return Decimal(str(f["expected_profit_usd"])) / notional if notional else None
 
 

@@ -145,7 +145,7 @@ def _flows(plan: Plan) -> dict[tuple[str, str], Decimal]:
 
 def _locked_balances(plan: Plan, portfolio: Portfolio, settings: ExecutionSettings) -> dict:
     """The balances the plan moves, locked; inventory used for the first time is seeded first."""
-    keys = set(_flows(plan))
+    keys = set(plan.flows)
     if plan.reserve_usd or plan.position is None:
         keys.add((Balance.DESK, portfolio.currency))
     if not keys:

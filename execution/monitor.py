@@ -57,7 +57,7 @@ def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl
     position.save()
     trade = position.trade
     book_keeping.settle(trade=trade, realized_pnl=pnl, closed_ts=ts, release_usd=position.reserved_usd)
-    record_close(trade=trade, won=(reason == "take_profit") if position.kind == "forex" else won)
+    record_close(trade=trade, won=won)
     announce_position(position)
     announce_trade(trade)
 
@@ -76,6 +76,11 @@ class Exit:
     ts: int
     pnl: Decimal
     won: bool | None = None
+
+
+def _forex_exit(reason: str, price: Decimal, ts: int, pnl: Decimal) -> Exit:
+    """A forex close; it is a success (what the agent's probability is of) when the target was reached first."""
+    return Exit(reason, price, ts, pnl, won=reason == "take_profit")
 
 
 @dataclass
@@ -116,16 +121,16 @@ def forex_look(position: Position, feed: Feed, now: int, settings: ExecutionSett
             target_hit = high >= target if long else low <= target
             if stop_hit:  # first, also when the same bar reached the target
                 price = min(stop, open_) if long else max(stop, open_)
-                return Look(Exit("stop_loss", price, bar.ts + span, _forex_pnl(position, price, rate)))
+                return Look(_forex_exit("stop_loss", price, bar.ts + span, _forex_pnl(position, price, rate)))
             if target_hit:
-                return Look(Exit("take_profit", target, bar.ts + span, _forex_pnl(position, target, rate)))
+                return Look(_forex_exit("take_profit", target, bar.ts + span, _forex_pnl(position, target, rate)))
     exit_price = quote.bid if long else quote.ask
     if (long and exit_price <= stop) or (not long and exit_price >= stop):
-        return Look(Exit("stop_loss", exit_price, now, _forex_pnl(position, exit_price, rate)))
+        return Look(_forex_exit("stop_loss", exit_price, now, _forex_pnl(position, exit_price, rate)))
     if (long and exit_price >= target) or (not long and exit_price <= target):
-        return Look(Exit("take_profit", target, now, _forex_pnl(position, target, rate)))
+        return Look(_forex_exit("take_profit", target, now, _forex_pnl(position, target, rate)))
     if now - position.opened_ts >= settings.max_holding_minutes * 60_000:
-        return Look(Exit("max_hold", exit_price, now, _forex_pnl(position, exit_price, rate)))
+        return Look(_forex_exit("max_hold", exit_price, now, _forex_pnl(position, exit_price, rate)))
     return Look(unrealized=_forex_pnl(position, exit_price, rate))
 
 
@@ -192,7 +197,7 @@ def final_exit(position: Position, feed: Feed, now: int, settings: ExecutionSett
     price = None if quote is None else (quote.bid if position.direction == "BUY" else quote.ask)
     if price is None or rate is None:
         return Exit("void", position.entry_price, now, ZERO)
-    return Exit("end_of_data", price, now, _forex_pnl(position, price, rate))
+    return _forex_exit("end_of_data", price, now, _forex_pnl(position, price, rate))
 
 
 def close_remaining(*, feed: Feed, now: int) -> dict:
