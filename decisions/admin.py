@@ -1,11 +1,14 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from scanners.admin import OpportunityAdmin
 from scanners.models import Opportunity
 from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
-from .models import AgentState, Controls, Decision, RiskDay, RiskLimits, RiskState
+from .exports import DECISIONS
+from .models import AgentState, Controls, Decision, Pause, RiskDay, RiskLimits, RiskState
+from .pauses import PauseAlreadyLifted, create_pause, lift_pause
 
 admin.site.register(Controls, SingletonAdmin)
 admin.site.register(RiskLimits, SingletonAdmin)
@@ -50,6 +53,51 @@ class AgentStateAdmin(ReadOnlyAdmin):
         self.message_user(request, f"Reset {', '.join(agents)}: {deleted} learned rows removed.")
 
 
+@admin.register(Pause)
+class PauseAdmin(admin.ModelAdmin):
+    """Pause a pair or a route (add), lift it (action); a pause is never edited or deleted: its
+    row is the record of who paused what, why, and who lifted it."""
+
+    list_display = ("created_at", "scope", "target", "until", "in_force", "reason", "created_by", "lifted_at", "lifted_by")
+    list_filter = ("scope", ("lifted_at", admin.EmptyFieldListFilter))
+    search_fields = ("target", "reason")
+    fields = ("scope", "target", "until", "reason")
+    actions = ["lift"]
+
+    @admin.display(boolean=True, description="in force")
+    def in_force(self, pause):
+        return pause.in_force(timezone.now())
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_lift_permission(self, request) -> bool:
+        """Lifting is the API's DELETE: the model's delete permission."""
+        return request.user.has_perm("decisions.delete_pause")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        create_pause(pause=obj, by=request.user)
+
+    @admin.action(description="Lift the selected pauses", permissions=["lift"])
+    def lift(self, request, queryset):
+        lifted = []
+        for pause in queryset:
+            try:
+                lifted.append(str(lift_pause(pause_id=pause.pk, by=request.user).target))
+            except PauseAlreadyLifted as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        if lifted:
+            self.message_user(request, f"Lifted: {', '.join(lifted)}.")
+
+
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
     list_display = ("decided_at", "opportunity", "layer", "verdict", "reasons", "level", "score", "size_usd")
@@ -57,6 +105,7 @@ class DecisionAdmin(ReadOnlyAdmin):
     search_fields = ("opportunity__symbol", "opportunity__route")
     date_hierarchy = "decided_at"
     list_select_related = ("opportunity",)
+    actions = [DECISIONS.admin_action()]
 
 
 class DecisionInline(admin.TabularInline):

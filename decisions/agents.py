@@ -22,7 +22,7 @@ p × payout − (1 − p)). The probability starts from a prior that claims no e
 driftless market's odds of reaching the target before the stop within the longest holding
 time, `first_passage`; binary: a coin's) and is corrected by the bias realized
 outcomes show against their priors: per signal (pair and side; underlying, side and
-expiry), shrunk towards the kind's overall bias, which is itself shrunk towards none,
+expiry), shrunk towards the bias of the kind's other signals, itself shrunk towards none,
 with `SHRINK` and `KIND_SHRINK` outcomes of prior weight. Once the kind has `MIN_EVIDENCE` outcomes the
 agent skips what has no positive expected P&L (`NEGATIVE_EXPECTED_PNL`).
 """
@@ -40,9 +40,10 @@ from .models import AgentState
 
 PRIOR = 2
 ZERO, ONE, HALF = Decimal(0), Decimal(1), Decimal("0.5")
-SHRINK = 10  # outcomes of prior weight behind a signal's bias (towards its kind's)
-KIND_SHRINK = {"forex": 3, "binary": SHRINK}  # behind a kind's bias (towards none): a model prior's (forex)
-# miscalibration is the kind's and shows after a few outcomes; a coin's (binary) is mostly noise at first
+SHRINK = {"forex": 30, "binary": 30}  # independent outcomes of prior weight behind a signal's bias (towards its kind's)
+KIND_SHRINK = {"forex": 30, "binary": 30}  # behind a kind's bias (towards none). Outcomes come in runs (a
+# trend hits every forex target for an hour, then none for a day; a quiet night's 60 s options go one way
+# for twenty minutes, then the other): a few windows say little about the next
 MIN_EVIDENCE = 30  # outcomes of a kind before the agent vetoes on expected P&L
 P_FLOOR, P_CEILING = Decimal("0.01"), Decimal("0.99")
 GLOBAL = "*"  # the key of what a kind's agent learned over all its signals
@@ -59,18 +60,24 @@ class AgentVerdict:
     edge_per_usd: Decimal | None = None  # expected P&L per USD of size, costs included
 
 
-def calibrated(prior: Decimal, state: AgentState, overall: AgentState, *, kind_shrink: int = SHRINK) -> Decimal:
-    """`prior` corrected by the bias the outcomes showed against their priors (wins − Σ priors),
-    the signal's shrunk towards the kind's, the kind's towards none."""
-    overall_bias = (overall.wins - overall.expected_sum) / (overall.wins + overall.losses + kind_shrink)
-    bias = (state.wins - state.expected_sum + SHRINK * overall_bias) / (state.wins + state.losses + SHRINK)
+def calibrated(prior: Decimal, state: AgentState, overall: AgentState, *, kind: str) -> Decimal:
+    """`prior` corrected by the bias the outcomes showed against their priors (wins − Σ priors):
+    the signal's own, shrunk towards the bias of the kind's other signals, itself shrunk towards
+    none. The kind's bias leaves the signal's own outcomes out: counted in both, a run of wins on
+    the only signal of a kind moved its probability twice as fast as the evidence says."""
+    shrink, kind_shrink = SHRINK[kind], KIND_SHRINK[kind]
+    own_n, own_bias = state.wins + state.losses, state.wins - state.expected_sum
+    rest_n = overall.wins + overall.losses - own_n
+    rest_bias = (overall.wins - overall.expected_sum - own_bias) / (rest_n + kind_shrink)
+    bias = (own_bias + shrink * rest_bias) / (own_n + shrink)
     return min(P_CEILING, max(P_FLOOR, prior + bias)).quantize(Decimal("0.0001"))
 
 
 def forex_prior(figures: dict, horizon_ms: int | None = None) -> tuple[Decimal, Decimal, Decimal] | None:
     """A forex signal's no-edge probability of its target before its stop (within `horizon_ms`,
     the longest a position is held, where the signal's ATR and bar length say how far prices
-    wander in that time), and its win and loss per USD of entry (None without usable levels).
+    wander in that time; from the exit side's price), and its win and loss per USD of entry
+    (None without usable levels).
     A prior stored with the opportunity when it was decided (`prior_probability`) wins."""
     try:
         entry, stop, target = (Decimal(str(figures[name])) for name in ("entry", "stop_loss", "take_profit"))
@@ -82,7 +89,10 @@ def forex_prior(figures: dict, horizon_ms: int | None = None) -> tuple[Decimal, 
     stored = figures.get("prior_probability")
     if stored is not None:
         return Decimal(str(stored)), win / entry, loss / entry
-    return first_passage(win, loss, figures, horizon_ms), win / entry, loss / entry
+    # The entry is on the fill side, the exits are judged on the other: that side's price starts
+    # a spread further from the target and a spread nearer the stop.
+    spread = min(Decimal(str(figures.get("spread") or 0)), loss / 2)
+    return first_passage(win + spread, loss - spread, figures, horizon_ms), win / entry, loss / entry
 
 
 def first_passage(win: Decimal, loss: Decimal, figures: dict, horizon_ms: int | None) -> Decimal:
@@ -120,8 +130,9 @@ def lower_bound(wins: int, losses: int) -> float:
 class Agent:
     name = ""
 
-    def __init__(self, known: dict[str, AgentState] | None = None):
+    def __init__(self, known: dict[str, AgentState] | None = None, *, writes=None):
         self.known = known or {}  # states the caller read already, by key
+        self.writes = writes  # `trifecta_site.sql.Writes`: learning goes with the caller's other writes
 
     def state(self, key: str) -> AgentState:
         return self.states(key)[key]
@@ -138,6 +149,10 @@ class Agent:
         """One realized outcome added to the key's counts as increments in the database: concurrent
         workers never lose one."""
         counts = {"wins": 1 if win else 0, "losses": 0 if win else 1, "expected_sum": expected, "realized_sum": realized}
+        if self.writes is not None:
+            self.writes.increment(AgentState, {"agent": self.name, "key": key}, counts, {"updated_at": timezone.now()})
+            self.known.pop(key, None)
+            return
         increments = {name: F(name) + value for name, value in counts.items()}
         rows = AgentState.objects.filter(agent=self.name, key=key)
         if rows.update(**increments, updated_at=timezone.now()):
@@ -202,7 +217,7 @@ class ForexAgent(Agent):
         levels = forex_prior(figures or {}, horizon_ms)
         if levels is not None:
             prior, win, loss = levels
-            p = calibrated(prior, signal_state, overall, kind_shrink=KIND_SHRINK["forex"])
+            p = calibrated(prior, signal_state, overall, kind="forex")
             _with_expectation(verdict, p, p * win - (ONE - p) * loss, prior=prior, evidence=overall)
         return verdict
 
@@ -233,7 +248,7 @@ class BinaryAgent(Agent):
         states = self.states(key, GLOBAL)
         state, overall = states[key], states[GLOBAL]
         prior = binary_prior({"probability": probability})
-        p = calibrated(prior, state, overall, kind_shrink=KIND_SHRINK["binary"])
+        p = calibrated(prior, state, overall, kind="binary")
         verdict = AgentVerdict(True, p, ONE, [], {
             "predicted": str(probability), "prior": str(prior), "hits": state.wins, "settled": state.wins + state.losses,
         }, probability=p)
@@ -278,15 +293,16 @@ class RealizedOutcome:
     figures: dict = field(default_factory=dict)  # the opportunity's figures (a binary's expiry and probability)
 
 
-def learn(outcome: RealizedOutcome) -> None:
-    """The agent of the outcome's kind learns from it (call it in the transaction that books the close)."""
+def learn(outcome: RealizedOutcome, *, writes=None) -> None:
+    """The agent of the outcome's kind learns from it (call it in the transaction that books the close;
+    `writes`: held for the caller's one statement, `trifecta_site.sql.Writes`)."""
     if outcome.kind == "arbitrage":
-        ArbitrageAgent().learn_route(outcome.route, realized=outcome.realized_pnl, expected=outcome.expected_pnl or ZERO)
+        ArbitrageAgent(writes=writes).learn_route(outcome.route, realized=outcome.realized_pnl, expected=outcome.expected_pnl or ZERO)
     elif outcome.kind == "forex":
         levels = forex_prior(outcome.figures)
         won = outcome.realized_pnl > 0 if outcome.won is None else outcome.won  # the target before the stop
-        ForexAgent().update_signal_result(outcome.symbol, outcome.direction, won, prior=levels[0] if levels else ZERO)
+        ForexAgent(writes=writes).update_signal_result(outcome.symbol, outcome.direction, won, prior=levels[0] if levels else ZERO)
     elif outcome.kind == "binary" and outcome.won is not None:
         figures = outcome.figures
-        BinaryAgent().learn_expiry(outcome.symbol, outcome.direction, int(figures["expiry_s"]),
+        BinaryAgent(writes=writes).learn_expiry(outcome.symbol, outcome.direction, int(figures["expiry_s"]),
                                    predicted=Decimal(figures["probability"]), won=outcome.won)

@@ -2,7 +2,8 @@
 
 `make_decision` takes plain values and answers `execute`, `display` or `skip` with
 machine-readable reasons, in this order:
-    KILL_SWITCH, KIND_DISABLED                  the operator's controls
+    KILL_SWITCH, KIND_DISABLED, PAUSED          the operator's controls (PAUSED: a pause of its pair or
+                                                route is in force, `pause`: which one, `decisions.pauses`)
     NO_QUOTE, STALE_DATA                        data freshness at decision time (never a warning): stale
                                                 when `data_age_ms` (the oldest price's age past its
                                                 cadence allowance, `pipeline.data_age_ms`: a bar is
@@ -58,7 +59,8 @@ def unmet_auto_thresholds(kind: str, figures: dict, risk_score: Decimal, thresho
 
 
 def make_decision(opportunity, agent_verdict, risk_verdict, *, controls, thresholds, data_age_ms: int | None,
-                  max_age_ms: int, open_routes: set[str], open_positions: int, max_open_positions: int) -> GovernorVerdict:
+                  max_age_ms: int, open_routes: set[str], open_positions: int, max_open_positions: int,
+                  pause: dict | None = None) -> GovernorVerdict:
     kind = opportunity.kind
     figures = {"data_age_ms": data_age_ms, "max_age_ms": max_age_ms, "rank": opportunity.rank, "top_n": thresholds.top_n,
                "open_positions": open_positions, "max_open_positions": max_open_positions, "mode": controls.mode}
@@ -66,6 +68,8 @@ def make_decision(opportunity, agent_verdict, risk_verdict, *, controls, thresho
         return GovernorVerdict(SKIP, ["KILL_SWITCH"], figures)
     if not getattr(controls, f"{kind}_enabled"):
         return GovernorVerdict(SKIP, ["KIND_DISABLED"], figures)
+    if pause is not None:
+        return GovernorVerdict(SKIP, ["PAUSED"], {**figures, "pause": pause})
     if data_age_ms is None:
         return GovernorVerdict(SKIP, ["NO_QUOTE"], figures)
     if data_age_ms > max_age_ms:

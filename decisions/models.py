@@ -1,12 +1,15 @@
+import re
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-
-from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
 from trifecta_site import events
-from trifecta_site.models import SingletonSettings
+from trifecta_site.models import SingletonSettings, configuration_changed
 
 ZERO = Decimal("0")
 
@@ -183,3 +186,64 @@ class Decision(models.Model):
 
     def __str__(self):
         return f"{self.layer} on #{self.opportunity_id}: {self.verdict}"
+
+
+PAIR_FORM = re.compile(r"[A-Z0-9][A-Z0-9._-]*/[A-Z0-9][A-Z0-9._:-]*")
+MARKET = r"[^\s:>]+/[^\s>]+"  # a symbol as a route names it (BTC/USDT, BTC/USDT:USDT)
+ROUTE_FORMS = (re.compile(rf"xv:{MARKET}:[^\s:>]+>[^\s:>]+"),  # cross-venue: xv:SYMBOL:BUY_VENUE>SELL_VENUE
+               re.compile(rf"tri:[^\s:>]+:(buy|sell):{MARKET}(>(buy|sell):{MARKET})+"))  # tri:VENUE:side:SYMBOL>...
+
+
+class Pause(models.Model):
+    """The operator's hold on one pair or one arbitrage route: the governor skips every
+    opportunity it matches (`PAUSED`) until `until`, or until lifted. A lifted pause is kept,
+    with who paused, who lifted and why: the rows are their own audit."""
+
+    PAIR, ROUTE = "pair", "route"
+    SCOPES = [(PAIR, "pair (a symbol, on any venue)"), (ROUTE, "route (one arbitrage route)")]
+
+    scope = models.CharField(max_length=8, choices=SCOPES)
+    target = models.CharField(max_length=300, help_text="pair: a symbol as the desk names it, e.g. EUR/USD or BTC/USDT "
+                              "(any venue, any leg of an arbitrage); route: an arbitrage route as its opportunities "
+                              "name it, e.g. xv:BTC/USDT:binance>kraken or tri:binance:buy:ETH/BTC>sell:ETH/USDT>buy:BTC/USDT")
+    reason = models.CharField(max_length=300, blank=True, help_text="why, for the audit")
+    until = models.DateTimeField(null=True, blank=True, help_text="wall clock; empty: until lifted")
+    created_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    lifted_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["lifted_at", "until"], name="pause_in_force")]
+
+    def __str__(self):
+        return f"{self.scope} {self.target} paused {self.span()}"
+
+    def span(self) -> str:
+        if self.lifted_at is not None:
+            return f"until lifted at {self.lifted_at:%Y-%m-%d %H:%M:%S} UTC"
+        return "until lifted" if self.until is None else f"until {self.until:%Y-%m-%d %H:%M:%S} UTC"
+
+    def in_force(self, at) -> bool:
+        return self.lifted_at is None and (self.until is None or at < self.until)
+
+    def clean(self):
+        """The target in the form the scanners name it (a pair in capitals), and a new pause ending after now."""
+        target = "".join(self.target.split()) if self.target else ""
+        if self.scope == self.PAIR:
+            target = target.upper()
+            if not PAIR_FORM.fullmatch(target):
+                raise ValidationError({"target": f"a pair is a symbol such as EUR/USD or BTC/USDT, not {self.target!r}"})
+        elif self.scope == self.ROUTE and not any(form.fullmatch(target) for form in ROUTE_FORMS):
+            raise ValidationError({"target": "a route is an arbitrage route as its opportunities name it: "
+                                             f"xv:SYMBOL:BUY_VENUE>SELL_VENUE or tri:VENUE:side:SYMBOL>…, not {self.target!r}"})
+        self.target = target
+        if self.pk is None and self.until is not None and self.until <= timezone.now():
+            raise ValidationError({"until": "a pause must end in the future (leave it empty: until lifted)"})
+
+
+# Pauses are read on every decision from a copy each process keeps (`decisions.pauses`): a change
+# replaces the configuration version in its own transaction, as a settings row's does.
+post_save.connect(configuration_changed, sender=Pause, dispatch_uid="configuration-Pause-saved")
+post_delete.connect(configuration_changed, sender=Pause, dispatch_uid="configuration-Pause-deleted")

@@ -20,6 +20,7 @@ DRAWDOWN_HALT, BINARY_STAKE, BINARY_RISK_LEVEL.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,6 +30,8 @@ from django.db import transaction
 from django.db.models import DecimalField, F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
+
+from trifecta_site import sql
 
 from .models import RiskDay, RiskLimits, RiskState
 
@@ -57,7 +60,15 @@ def risk_day(moment: datetime, limits: RiskLimits):
 
 def locked_rows(day) -> tuple[RiskState, RiskDay]:
     """The risk state and the day's row, locked until the caller's transaction ends (always
-    in this order, so two workers never wait on each other crosswise); created once a day."""
+    in this order, so two workers never wait on each other crosswise); created once a day.
+    PostgreSQL locks and reads both in one statement (a join locks its tables' rows in the
+    order they are named)."""
+    if sql.hand_written():
+        found = sql.fetch(_both_locked_sql(), [sql.prepared(RiskDay, "date", day)])
+        if found:
+            split = len(_STATE_FIELDS)
+            return (sql.instance(RiskState, _STATE_FIELDS, found[0][:split]),
+                    sql.instance(RiskDay, _DAY_FIELDS, found[0][split:]))
     state = RiskState.objects.select_for_update().filter(pk=1).first()
     if state is None:
         RiskState.objects.get_or_create(pk=1)
@@ -67,6 +78,17 @@ def locked_rows(day) -> tuple[RiskState, RiskDay]:
         RiskDay.objects.get_or_create(date=day)
         today = RiskDay.objects.select_for_update().get(date=day)
     return state, today
+
+
+_STATE_FIELDS = [f.name for f in RiskState._meta.concrete_fields]
+_DAY_FIELDS = [f.name for f in RiskDay._meta.concrete_fields]
+
+
+@functools.cache
+def _both_locked_sql() -> str:
+    columns = [f"s.{sql.column(RiskState, f)}" for f in _STATE_FIELDS] + [f"d.{sql.column(RiskDay, f)}" for f in _DAY_FIELDS]
+    return (f"SELECT {', '.join(columns)} FROM {sql.table(RiskState)} s, {sql.table(RiskDay)} d"
+            f" WHERE s.{sql.column(RiskState, 'id')} = 1 AND d.{sql.column(RiskDay, 'date')} = %s FOR UPDATE")
 
 
 def level_for(usage: Decimal) -> str:
@@ -149,9 +171,11 @@ def check_trade_approval(asset: str, size: Decimal, direction: str, portfolio_va
 
 def assess_trade(size: Decimal, portfolio_value: Decimal, *, kind: str, now: datetime, reserve: bool,
                  limits: RiskLimits, locked: tuple[RiskState, RiskDay] | None = None,
-                 loss_per_usd: Decimal | None = None, asset_exposure: Decimal = ZERO) -> RiskVerdict:
+                 loss_per_usd: Decimal | None = None, asset_exposure: Decimal = ZERO,
+                 writes: sql.Writes | None = None) -> RiskVerdict:
     """The verdict, taken under the risk rows' locks in the caller's open transaction, and its
-    record (the slot and the worst case reserved, the limit trips, the equity peak) written there.
+    record (the slot and the worst case reserved, the limit trips, the equity peak) written there
+    (`writes`: where the caller holds its writes for one statement, `trifecta_site.sql.Writes`).
 
     With `loss_per_usd` (the trade's worst-case loss per USD of size) the size is first cut to
     the risk budget and the position limit (`size_to_budget`), and what falls below the
@@ -178,19 +202,26 @@ def assess_trade(size: Decimal, portfolio_value: Decimal, *, kind: str, now: dat
     if approved and reserve:
         today.trades += 1
         today.at_risk += max_loss or ZERO
-        today.save(update_fields=["trades", "at_risk"])
+        _write(today, ["trades", "at_risk"], writes)
     elif not approved:
         today.limit_trips = {**today.limit_trips, **{code: today.limit_trips.get(code, 0) + 1 for code in reasons}}
-        today.save(update_fields=["limit_trips"])
+        _write(today, ["limit_trips"], writes)
     if state.peak_equity is None or portfolio_value > state.peak_equity:
         state.peak_equity = portfolio_value
         state_changes.append("peak_equity")
     if state_changes:
-        state.save(update_fields=state_changes)
+        _write(state, state_changes, writes)
     return RiskVerdict(
         approved=approved, level=BLOCKED if not approved else level, reasons=reasons, checks=checks,
         size_multiplier=multiplier, day=day.isoformat(), size_usd=approved_size, max_loss_usd=max_loss, sizing=sizing,
     )
+
+
+def _write(row, fields: list[str], writes) -> None:
+    if writes is None:
+        row.save(update_fields=fields)
+    else:
+        writes.save(row, fields)
 
 
 def risk_usage(*, portfolio_value: Decimal, now: datetime | None = None) -> dict:
@@ -223,8 +254,9 @@ def record_outcome(*, realized_pnl: Decimal, at: datetime | None = None, limits:
 
 
 def apply_outcome(state: RiskState, today: RiskDay, *, realized_pnl: Decimal, at: datetime, limits: RiskLimits,
-                  released_usd: Decimal = ZERO, approved_day=None) -> None:
-    """Write what one realized outcome changes in the locked risk rows (Decimal arithmetic here: SQLite would add floats)."""
+                  released_usd: Decimal = ZERO, approved_day=None, writes: sql.Writes | None = None) -> None:
+    """Write what one realized outcome changes in the locked risk rows (Decimal arithmetic here: SQLite
+    would add floats; `writes`: as `assess_trade`'s)."""
     streak, cooldown_until, loss = state.loss_streak, state.cooldown_until, ZERO
     if realized_pnl < 0:
         loss, streak = -realized_pnl, streak + 1
@@ -240,10 +272,10 @@ def apply_outcome(state: RiskState, today: RiskDay, *, realized_pnl: Decimal, at
         fields.append("at_risk")
     elif released_usd:
         release_risk(day=approved_day, amount=released_usd)
-    today.save(update_fields=fields)
+    _write(today, fields, writes)
     if (streak, cooldown_until) != (state.loss_streak, state.cooldown_until):
         state.loss_streak, state.cooldown_until = streak, cooldown_until
-        state.save(update_fields=["loss_streak", "cooldown_until"])
+        _write(state, ["loss_streak", "cooldown_until"], writes)
 
 
 def release_risk(*, day, amount: Decimal) -> None:

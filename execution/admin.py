@@ -4,10 +4,14 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from scanners.feeds import desk_feed
+from scanners.feeds.base import FeedError
 from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
 from . import portfolio as book_keeping
-from .models import Balance, EquitySnapshot, ExecutionSettings, Fill, Portfolio, Position, Trade
+from .exports import TRADES
+from .closing import CloseRefused, close_position
+from .models import Balance, EquitySnapshot, ExecutionSettings, Fill, ManualClose, Portfolio, Position, SignalWatch, Trade
 
 admin.site.register(ExecutionSettings, SingletonAdmin)
 
@@ -30,6 +34,7 @@ class TradeAdmin(ReadOnlyAdmin):
     search_fields = ("symbol", "route")
     date_hierarchy = "opened_at"
     inlines = [FillInline]
+    actions = [TRADES.admin_action()]
 
 
 @admin.register(Position)
@@ -37,6 +42,56 @@ class PositionAdmin(ReadOnlyAdmin):
     list_display = ("opened_ts", "kind", "symbol", "direction", "quantity", "entry_price", "stop_loss", "take_profit", "expiry_ts", "status", "close_reason", "realized_pnl", "unrealized_pnl")
     list_filter = ("kind", "status", "close_reason")
     search_fields = ("symbol",)
+    actions = ["close_now"]
+
+    def has_close_permission(self, request) -> bool:
+        """Closing is the API's POST /api/positions/{id}/close/: the change permission on positions."""
+        return request.user.has_perm("execution.change_position")
+
+    @admin.action(description="Close the selected open positions now (asks why)", permissions=["close"])
+    def close_now(self, request, queryset):
+        """Asks for the reason first, then closes each open forex position as the API does."""
+        positions = list(queryset.filter(status=Position.OPEN, kind="forex").order_by("id"))
+        reason = request.POST.get("reason", "").strip()[:300]
+        if request.POST.get("confirmed") != "yes" or not reason:
+            context = {**self.admin_site.each_context(request), "title": "Close positions now?", "positions": positions,
+                       "queryset": queryset, "opts": self.model._meta}
+            return TemplateResponse(request, "admin/execution/position/close_confirmation.html", context)
+        try:
+            feed = desk_feed()
+        except FeedError as exc:
+            self.message_user(request, f"Nothing closed: no market data ({exc}).", messages.ERROR)
+            return None
+        for position in positions:
+            try:
+                closed = close_position(position_id=position.pk, feed=feed, by=request.user, reason=reason)
+            except CloseRefused as exc:
+                self.message_user(request, f"#{position.pk} not closed: {exc}", messages.WARNING)
+            else:
+                self.message_user(request, f"#{closed.pk} {closed.symbol} closed at {closed.exit_price}: "
+                                           f"realized {closed.realized_pnl:+.2f} USD.")
+        return None
+
+
+@admin.register(ManualClose)
+class ManualCloseAdmin(ReadOnlyAdmin):
+    """Who closed which position by hand, and why; the closing fill holds the price and its age."""
+
+    list_display = ("closed_at", "position", "closed_by", "reason", "fill")
+    list_filter = ("closed_by",)
+    search_fields = ("reason", "position__symbol")
+    list_select_related = ("position", "closed_by", "fill")
+
+
+@admin.register(SignalWatch)
+class SignalWatchAdmin(ReadOnlyAdmin):
+    """Signals decided but not traded, followed to their outcome; the counted ones taught the agent."""
+
+    list_display = ("opened_ts", "kind", "symbol", "direction", "entry_price", "stop_loss", "take_profit", "status",
+                    "outcome", "counted")
+    list_filter = ("kind", "status", "outcome", "counted")
+    search_fields = ("symbol",)
+    raw_id_fields = ("opportunity",)
 
 
 @admin.register(Balance)

@@ -1,26 +1,32 @@
 from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from decisions.models import Decision
 from decisions.risk import risk_usage
 from scanners.api import KINDS
+from scanners.feeds import desk_feed
+from scanners.feeds.base import FeedError
 from trifecta_site.clock import ms_to_datetime
-from trifecta_site.api import epoch_ms_param, exact_filters, filter_param, integer_param, time_range
+from trifecta_site.api import ModelPermissionsOrReadOnly, RowSerializer, epoch_ms_param, exact_filters, filter_param, integer_param, time_range
+from trifecta_site.exports import CsvExportMixin
 
 from . import portfolio as book_keeping
+from .closing import CloseRefused, close_position
+from .exports import TRADES
 from .models import EquitySnapshot, Fill, Position, Trade
 
 
-class FillSerializer(serializers.ModelSerializer):
+class FillSerializer(RowSerializer):
     class Meta:
         model = Fill
         exclude = ["trade"]
 
 
-class TradeSerializer(serializers.ModelSerializer):
+class TradeSerializer(RowSerializer):
     fills = FillSerializer(source="fill_list", many=True, read_only=True)  # prefetched by the view
 
     class Meta:
@@ -28,13 +34,17 @@ class TradeSerializer(serializers.ModelSerializer):
         fields = "__all__"
 
 
-@extend_schema_view(list=extend_schema(parameters=[
+TRADE_FILTERS = [
     filter_param("kind", KINDS), filter_param("status", [Trade.OPEN, Trade.CLOSED, Trade.REJECTED]), filter_param("symbol"),
-    epoch_ms_param("since", "opened at or after"), epoch_ms_param("until", "opened before")]))
-class TradeViewSet(viewsets.ReadOnlyModelViewSet):
+    epoch_ms_param("since", "opened at or after"), epoch_ms_param("until", "opened before")]
+
+
+@extend_schema_view(list=extend_schema(parameters=TRADE_FILTERS), export=extend_schema(parameters=TRADE_FILTERS))
+class TradeViewSet(CsvExportMixin, viewsets.ReadOnlyModelViewSet):
     """Paper trades with their fills, fees, expected vs realized edge and P&L, newest first."""
 
     serializer_class = TradeSerializer
+    export_table = TRADES
 
     def get_queryset(self):
         rows = Trade.objects.order_by("-opened_at", "-id").prefetch_related(Prefetch("fills", to_attr="fill_list"))  # one query a page
@@ -42,10 +52,26 @@ class TradeViewSet(viewsets.ReadOnlyModelViewSet):
         return time_range(self.request, "opened_at", rows)
 
 
-class PositionSerializer(serializers.ModelSerializer):
+class PositionSerializer(RowSerializer):
     class Meta:
         model = Position
         fields = "__all__"
+
+
+class ClosePermission(ModelPermissionsOrReadOnly):
+    """Closing changes the position: `change_position`, as any other write asks the model's permission."""
+
+    perms_map = {**permissions.DjangoModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
+
+
+class CloseRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="",
+                                   help_text="why, for the audit")
+
+    def validate_reason(self, value):
+        if "\x00" in value:
+            raise serializers.ValidationError("must not contain NUL characters")
+        return value
 
 
 @extend_schema_view(list=extend_schema(parameters=[filter_param("kind", ["forex", "binary"]), filter_param("status", [Position.OPEN, Position.CLOSED])]))
@@ -58,8 +84,28 @@ class PositionViewSet(viewsets.ReadOnlyModelViewSet):
         rows = Position.objects.order_by("-opened_ts", "-id")
         return exact_filters(self.request, rows, {"kind": "kind", "status": "status"})
 
+    @extend_schema(request=CloseRequestSerializer, responses={
+        200: PositionSerializer, 404: OpenApiResponse(description="no such position"),
+        409: OpenApiResponse(description="closed already, a binary (settles at expiry), or no fresh price to close at")})
+    @action(detail=True, methods=["post"], permission_classes=[ClosePermission])
+    def close(self, request, pk=None, **kwargs):
+        """Close an open forex position now at its executable price (as the monitor closes at market);
+        audited with the user and `reason`. Needs `change_position`."""
+        incoming = CloseRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        position = self.get_object()
+        try:
+            feed = desk_feed()
+            closed = close_position(position_id=position.pk, feed=feed, by=request.user,
+                                    reason=incoming.validated_data["reason"])
+        except FeedError as exc:
+            return Response({"detail": f"no market data to close at: {exc}"}, status=status.HTTP_409_CONFLICT)
+        except CloseRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(PositionSerializer(closed).data)
 
-class EquitySnapshotSerializer(serializers.ModelSerializer):
+
+class EquitySnapshotSerializer(RowSerializer):
     class Meta:
         model = EquitySnapshot
         exclude = ["id", "portfolio"]

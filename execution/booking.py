@@ -17,6 +17,7 @@ from decisions.agents import RealizedOutcome, learn
 from decisions.models import RiskDay, RiskLimits, RiskState
 from decisions.risk import apply_outcome, locked_rows, release_trade_slot, risk_day
 from scanners.models import Opportunity
+from trifecta_site import sql
 from trifecta_site.clock import ms_to_datetime
 
 from .events import announce_position, announce_trade
@@ -50,18 +51,22 @@ def balance_keys(opportunity: Opportunity, portfolio: Portfolio) -> set[tuple[st
 
 
 def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limits: RiskLimits,
-         risk_rows: tuple[RiskState, RiskDay] | None = None, risk: TradeRisk = TradeRisk()) -> Trade:
+         risk_rows: tuple[RiskState, RiskDay] | None = None, risk: TradeRisk = TradeRisk(),
+         writes: sql.Writes | None = None) -> Trade:
     """Book the plan in the caller's transaction and return its trade (a rejected one when the
     plan was rejected or the venues cannot fund it: no transfers are simulated).
 
     Locks are taken in one order everywhere: the risk rows (a trade that closes at once
     records its outcome there; `risk_rows`: those the caller holds already), then the
-    balances sorted by venue and currency."""
+    balances sorted by venue and currency. `writes`: the caller's writes held for one
+    statement (PostgreSQL), which the booking's join; the trade has its id once they are sent."""
     if plan.rejected is None:
         closes_now = plan.position is None
         opened_at = ms_to_datetime(plan.opened_ts)
         day = risk_day(opened_at, limits)
         if closes_now and (risk_rows is None or risk_rows[1].date != day):
+            if writes is not None:
+                writes.send()  # what is held is written before other risk rows are read
             risk_rows = locked_rows(day)
         try:
             balances = _locked_balances(plan, portfolio, settings)
@@ -75,24 +80,41 @@ def book(plan: Plan, *, portfolio: Portfolio, settings: ExecutionSettings, limit
                 trade.closed_ts, trade.closed_at = plan.opened_ts, opened_at
             else:
                 trade.status = Trade.OPEN
-            trade.save(force_insert=True)
-            Fill.objects.bulk_create(_fills(plan, trade))
-            Balance.objects.bulk_update(moved, ["free", "reserved", "total"])
-            Opportunity.objects.filter(pk=plan.opportunity.pk).update(status=Opportunity.EXECUTED)
+            if writes is None:
+                trade.save(force_insert=True)
+                Fill.objects.bulk_create(_fills(plan, trade))
+                Balance.objects.bulk_update(moved, ["free", "reserved", "total"])
+                Opportunity.objects.filter(pk=plan.opportunity.pk).update(status=Opportunity.EXECUTED)
+            else:
+                writes.insert([trade], signal=True)
+                writes.insert(_fills(plan, trade), parent=("trade", trade))
+                for balance in moved:
+                    writes.save(balance, ["free", "reserved", "total"], signal=False)
+                writes.update(Opportunity, plan.opportunity.pk, {"status": Opportunity.EXECUTED})
             if closes_now:
                 learn(RealizedOutcome(kind=trade.kind, route=trade.route, symbol=trade.symbol, direction=trade.direction,
                                       realized_pnl=trade.realized_pnl, expected_pnl=trade.expected_pnl_usd,
-                                      won=trade.realized_pnl > 0))
+                                      won=trade.realized_pnl > 0), writes=writes)
                 apply_outcome(*risk_rows, realized_pnl=trade.realized_pnl, at=trade.closed_at, limits=limits,
                               released_usd=risk.max_loss_usd or ZERO,
-                              approved_day=risk_day(risk.approved_at or opened_at, limits))
+                              approved_day=risk_day(risk.approved_at or opened_at, limits), writes=writes)
             else:
                 spec = {key: value for key, value in plan.position.items() if key != "spread"}
-                position = Position.objects.create(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
-                                                   reserved_usd=plan.reserve_usd, **spec)
-                announce_position(position)
-            announce_trade(trade)
+                position = Position(trade=trade, opened_ts=plan.opened_ts, checked_ts=plan.opened_ts,
+                                    reserved_usd=plan.reserve_usd, **spec)
+                if writes is None:
+                    position.save(force_insert=True)
+                    announce_position(position)
+                else:
+                    writes.insert([position], parent=("trade", trade), signal=True)
+                    writes.then(lambda: announce_position(position))
+            if writes is None:
+                announce_trade(trade)
+            else:
+                writes.then(lambda: announce_trade(trade))
             return trade
+    if writes is not None:
+        writes.send()  # the slot is given back by an increment: after the reservation held is written
     return book_rejected(plan, portfolio=portfolio, risk=risk)
 
 

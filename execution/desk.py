@@ -2,7 +2,8 @@
 
 `run_cycle` does at one feed time what the scan worker, the desk workers and beat do
 live: scan each kind, decide every stored opportunity, execute the approved ones, then
-look at the open positions. The same services run in both; only the scheduling differs.
+look at the open positions and the signals watched (`signals`). The same services run in
+both; only the scheduling differs.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from scanners.feeds.base import Feed, NotYetObserved
 from scanners.services import run_scan
 
 from .deciding import decide_opportunity, execute_opportunity
+from .models import ExecutionSettings
 from .monitor import monitor_positions
+from .signals import watch_signals
 
 
 def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary"), monitor: bool = True,
@@ -44,4 +47,5 @@ def run_cycle(*, feed: Feed, kinds=("arbitrage", "forex", "binary"), monitor: bo
                 on_decided(opportunity, outcome, trade)
     if monitor:
         counts.update(monitor_positions(feed=feed))
+        counts.update(watch_signals(feed=feed, now=feed.now(), settings=ExecutionSettings.get_solo()))
     return counts

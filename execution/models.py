@@ -213,7 +213,7 @@ class Position(models.Model):
     closed_ts = models.BigIntegerField(null=True, blank=True)
     exit_price = _money(null=True, blank=True)
     close_reason = models.CharField(max_length=16, blank=True,
-                                    help_text="stop_loss, take_profit, max_hold; win, loss, tie for binaries")
+                                    help_text="stop_loss, take_profit, max_hold, manual (an operator's close); win, loss, tie for binaries")
     realized_pnl = _money(null=True, blank=True)
     unrealized_pnl = _money(default=ZERO, help_text="as the monitor last marked it")
 
@@ -223,6 +223,24 @@ class Position(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.direction} {self.symbol} ({self.status})"
+
+
+class ManualClose(models.Model):
+    """An operator's close of an open position: who, why and when (the audit row). What it filled
+    at and on what price, with its age, is on the closing fill; one per position (unique)."""
+
+    position = models.OneToOneField(Position, on_delete=models.PROTECT, related_name="manual_close")
+    fill = models.OneToOneField(Fill, on_delete=models.PROTECT, related_name="+", help_text="the closing leg, with its evidence")
+    closed_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    reason = models.CharField(max_length=300, blank=True, help_text="why, as the operator gave it")
+    closed_at = models.DateTimeField(help_text="wall clock of the request")
+
+    class Meta:
+        verbose_name = "manual close"
+        ordering = ["-closed_at", "-id"]
+
+    def __str__(self):
+        return f"position #{self.position_id} closed by {self.closed_by or 'nobody'} at {self.closed_at:%Y-%m-%d %H:%M:%S}"
 
 
 class EquitySnapshot(models.Model):
@@ -250,3 +268,40 @@ class EquitySnapshot(models.Model):
 
     def __str__(self):
         return f"equity {self.equity} at {ms_to_datetime(self.minute_ts):%Y-%m-%d %H:%M} (market time)"
+
+
+class SignalWatch(models.Model):
+    """A forex or binary signal the desk decided but did not trade, followed as if it had been
+    (a position without money) until the rules close it: the agents learn from every decided
+    signal's outcome, not only from the few the desk traded. Same rules as `Position`."""
+
+    OPEN, SETTLED = "open", "settled"
+
+    opportunity = models.OneToOneField("scanners.Opportunity", on_delete=models.CASCADE, related_name="watch")
+    kind = models.CharField(max_length=16)
+    venue = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=64)
+    direction = models.CharField(max_length=8, help_text="BUY/SELL or CALL/PUT")
+    quantity = _money(default=ZERO, help_text="the nominal size its levels were planned at")
+    entry_price = _money(null=True, blank=True)
+    stop_loss = _money(null=True, blank=True)
+    take_profit = _money(null=True, blank=True)
+    spread = _money(default=ZERO, help_text="the spread at entry (a short's bid bars are shifted by it)")
+    expiry_ts = models.BigIntegerField(null=True, blank=True, help_text="binary: settles at this market time")
+    payout = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
+    opened_ts = models.BigIntegerField(help_text="market time of the entry it would have had")
+    checked_ts = models.BigIntegerField(help_text="market time it was last looked at")
+    status = models.CharField(max_length=8, default=OPEN, choices=[(OPEN, OPEN), (SETTLED, SETTLED)])
+    outcome = models.CharField(max_length=32, blank=True,
+                               help_text="take_profit, stop_loss, max_hold; win, loss, tie, void; or why it could not enter")
+    counted = models.BooleanField(default=False, help_text="an independent window the agent learns from: no counted "
+                                  "watch or open position of the same instrument and direction was open at its entry")
+    won = models.BooleanField(null=True, blank=True, help_text="the outcome: the target first, or in the money")
+    settled_ts = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_ts"]
+        indexes = [models.Index(fields=["status", "opened_ts"], name="signalwatch_status_opened")]
+
+    def __str__(self):
+        return f"watch {self.kind} {self.direction} {self.symbol} ({self.outcome or self.status})"

@@ -28,7 +28,7 @@ from django.db import transaction
 
 from decisions.agents import RealizedOutcome, learn
 from decisions.risk import record_outcome
-from scanners.feeds.base import TIMEFRAME_MS, Feed
+from scanners.feeds.base import TIMEFRAME_MS, Feed, Quote
 from trifecta_site.currency import usd_rates
 
 from . import portfolio as book_keeping
@@ -40,29 +40,33 @@ logger = logging.getLogger(__name__)
 ZERO, ONE = Decimal(0), Decimal(1)
 
 
-def record_close(*, trade: Trade, won: bool | None) -> None:
-    """Feed a realized outcome back, in the closing transaction: the agent of the kind learns,
-    the risk day counts it."""
-    learn(RealizedOutcome(kind=trade.kind, route=trade.route, symbol=trade.symbol, direction=trade.direction,
-                          realized_pnl=trade.realized_pnl, expected_pnl=trade.expected_pnl_usd, won=won,
-                          figures=trade.opportunity.figures))
+def record_close(*, trade: Trade, won: bool | None, teach: bool = True) -> None:
+    """Feed a realized outcome back, in the closing transaction: the agent of the kind learns
+    (unless not `teach`: an operator's close answers no prediction, see docs/operator.md), the
+    risk day counts it."""
+    if teach:
+        learn(RealizedOutcome(kind=trade.kind, route=trade.route, symbol=trade.symbol, direction=trade.direction,
+                              realized_pnl=trade.realized_pnl, expected_pnl=trade.expected_pnl_usd, won=won,
+                              figures=trade.opportunity.figures))
     record_outcome(realized_pnl=trade.realized_pnl, at=trade.closed_at, released_usd=trade.max_loss_usd or ZERO,
                    approved_at=trade.opened_at)
 
 
-def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl: Decimal, won: bool | None) -> None:
+def _close(position: Position, *, exit_price: Decimal, reason: str, ts: int, pnl: Decimal, won: bool | None,
+           teach: bool = True) -> None:
     pnl = stored(pnl)
     position.status, position.exit_price, position.close_reason = Position.CLOSED, exit_price, reason
     position.closed_ts, position.realized_pnl, position.unrealized_pnl = ts, pnl, ZERO
     position.save()
     trade = position.trade
     book_keeping.settle(trade=trade, realized_pnl=pnl, closed_ts=ts, release_usd=position.reserved_usd)
-    record_close(trade=trade, won=won)
+    record_close(trade=trade, won=won, teach=teach)
     announce_position(position)
     announce_trade(trade)
 
 
-def _forex_pnl(position: Position, exit_price: Decimal, rate: Decimal) -> Decimal:
+def forex_pnl(position: Position, exit_price: Decimal, rate: Decimal) -> Decimal:
+    """USD P&L of closing the position at `exit_price` (`rate`: USD per unit of its quote currency)."""
     sign = ONE if position.direction == "BUY" else -ONE
     return sign * (exit_price - position.entry_price) * position.quantity * rate
 
@@ -92,6 +96,44 @@ class Look:
     stale: bool = False
 
 
+@dataclass(frozen=True)
+class MarketPrice:
+    """Where a forex position closes at market now, and what that was measured on: the bid of the
+    latest quote for a long, its ask for a short (a bid bar's close, or a locked or crossed quote,
+    plus the spread at entry, as the entry paid it). `problem` says why there is none to act on."""
+
+    price: Decimal | None = None
+    rate: Decimal | None = None  # USD per unit of the quote currency
+    quote: Quote | None = None
+    bar_ms: int = 0
+    max_age_ms: int = 0  # the freshness allowance: the maximum quote age, plus a bar's period
+    problem: str = ""  # "no price", "stale price" or "no USD rate"
+
+    def age_ms(self, now: int) -> int | None:
+        return None if self.quote is None else max(0, now - self.quote.ts)
+
+
+def forex_market_price(position: Position, feed: Feed, now: int, settings: ExecutionSettings, *,
+                       spread: Decimal) -> MarketPrice:
+    """The executable price the monitor closes a forex position at (stop, max hold) and an operator
+    closes it at by hand; none on a price older than the maximum quote age. Pure."""
+    quote, bar_ms = feed.mark(position.venue, position.symbol)
+    allowance = settings.max_quote_age_ms + bar_ms
+    if quote is None:
+        return MarketPrice(max_age_ms=allowance, problem="no price")
+    if now - quote.ts > allowance:
+        return MarketPrice(quote=quote, bar_ms=bar_ms, max_age_ms=allowance, problem="stale price")
+    quote_ccy = position.symbol.split("/")[1]
+    rate = usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
+    if rate is None:
+        return MarketPrice(quote=quote, bar_ms=bar_ms, max_age_ms=allowance, problem="no USD rate")
+    if position.direction == "BUY":
+        price = quote.bid
+    else:
+        price = quote.ask if quote.ask > quote.bid else quote.bid + spread
+    return MarketPrice(price, rate, quote, bar_ms, allowance)
+
+
 def forex_look(position: Position, feed: Feed, now: int, settings: ExecutionSettings, *, spread: Decimal) -> Look:
     """The stop-loss/take-profit/max-hold rules on the bars since the last look, then the quote.
 
@@ -100,13 +142,10 @@ def forex_look(position: Position, feed: Feed, now: int, settings: ExecutionSett
     if now < position.opened_ts:  # a replay fills ahead of its clock (after the latency): nothing to judge yet
         return Look(unrealized=position.unrealized_pnl)
     venue, symbol = position.venue, position.symbol
-    quote, bar_ms = feed.mark(venue, symbol)
-    if quote is None or now - quote.ts > settings.max_quote_age_ms + bar_ms:
+    market = forex_market_price(position, feed, now, settings, spread=spread)
+    if market.problem:
         return Look(stale=True)
-    quote_ccy = symbol.split("/")[1]
-    rate = usd_rates(feed, {quote_ccy}).to_usd(ONE, quote_ccy)
-    if rate is None:
-        return Look(stale=True)
+    rate = market.rate
     long = position.direction == "BUY"
     spread = ZERO if long else spread
     stop, target = position.stop_loss, position.take_profit
@@ -121,17 +160,17 @@ def forex_look(position: Position, feed: Feed, now: int, settings: ExecutionSett
             target_hit = high >= target if long else low <= target
             if stop_hit:  # first, also when the same bar reached the target
                 price = min(stop, open_) if long else max(stop, open_)
-                return Look(_forex_exit("stop_loss", price, bar.ts + span, _forex_pnl(position, price, rate)))
+                return Look(_forex_exit("stop_loss", price, bar.ts + span, forex_pnl(position, price, rate)))
             if target_hit:
-                return Look(_forex_exit("take_profit", target, bar.ts + span, _forex_pnl(position, target, rate)))
-    exit_price = quote.bid if long else quote.ask
+                return Look(_forex_exit("take_profit", target, bar.ts + span, forex_pnl(position, target, rate)))
+    exit_price = market.price
     if (long and exit_price <= stop) or (not long and exit_price >= stop):
-        return Look(_forex_exit("stop_loss", exit_price, now, _forex_pnl(position, exit_price, rate)))
+        return Look(_forex_exit("stop_loss", exit_price, now, forex_pnl(position, exit_price, rate)))
     if (long and exit_price >= target) or (not long and exit_price <= target):
-        return Look(_forex_exit("take_profit", target, now, _forex_pnl(position, target, rate)))
+        return Look(_forex_exit("take_profit", target, now, forex_pnl(position, target, rate)))
     if now - position.opened_ts >= settings.max_holding_minutes * 60_000:
-        return Look(_forex_exit("max_hold", exit_price, now, _forex_pnl(position, exit_price, rate)))
-    return Look(unrealized=_forex_pnl(position, exit_price, rate))
+        return Look(_forex_exit("max_hold", exit_price, now, forex_pnl(position, exit_price, rate)))
+    return Look(unrealized=forex_pnl(position, exit_price, rate))
 
 
 def binary_exit(position: Position, feed: Feed, now: int, settings: ExecutionSettings, *, final: bool = False) -> Exit | None:
@@ -160,8 +199,11 @@ def binary_exit(position: Position, feed: Feed, now: int, settings: ExecutionSet
     return Exit("win" if won else "loss", settle_price, expiry, stake * position.payout if won else -stake, won)
 
 
-def _book_exit(position: Position, closing: Exit) -> str:
-    _close(position, exit_price=closing.price, reason=closing.reason, ts=closing.ts, pnl=closing.pnl, won=closing.won)
+def book_exit(position: Position, closing: Exit, *, teach: bool = True) -> str:
+    """Book a close in the caller's transaction: the position, its trade and cash, the risk day and
+    (`teach`) the agent's learning; announced once it commits."""
+    _close(position, exit_price=closing.price, reason=closing.reason, ts=closing.ts, pnl=closing.pnl, won=closing.won,
+           teach=teach)
     return closing.reason
 
 
@@ -170,7 +212,7 @@ def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSe
     if look.stale:
         return "stale"
     if look.exit is not None:
-        return _book_exit(position, look.exit)
+        return book_exit(position, look.exit)
     position.unrealized_pnl = stored(look.unrealized)
     position.checked_ts = now
     position.save(update_fields=["unrealized_pnl", "checked_ts"])
@@ -179,7 +221,7 @@ def _check_forex(position: Position, feed: Feed, now: int, settings: ExecutionSe
 
 def _check_binary(position: Position, feed: Feed, now: int, settings: ExecutionSettings) -> str | None:
     closing = binary_exit(position, feed, now, settings)
-    return None if closing is None else _book_exit(position, closing)
+    return None if closing is None else book_exit(position, closing)
 
 
 def final_exit(position: Position, feed: Feed, now: int, settings: ExecutionSettings, *, spread: Decimal) -> Exit:
@@ -197,7 +239,7 @@ def final_exit(position: Position, feed: Feed, now: int, settings: ExecutionSett
     price = None if quote is None else (quote.bid if position.direction == "BUY" else quote.ask)
     if price is None or rate is None:
         return Exit("void", position.entry_price, now, ZERO)
-    return _forex_exit("end_of_data", price, now, _forex_pnl(position, price, rate))
+    return _forex_exit("end_of_data", price, now, forex_pnl(position, price, rate))
 
 
 def close_remaining(*, feed: Feed, now: int) -> dict:
@@ -208,7 +250,7 @@ def close_remaining(*, feed: Feed, now: int) -> dict:
         with transaction.atomic():
             closing = final_exit(position, feed, now, settings,
                                  spread=Decimal(position.trade.edge.get("entry_spread", "0")))
-            reason = _book_exit(position, closing)
+            reason = book_exit(position, closing)
         counts[reason] = counts.get(reason, 0) + 1
     book_keeping.take_snapshot(ts=now, feed=feed)
     return counts

@@ -124,9 +124,10 @@ class Inventory:
     revaluation: Decimal = ZERO
 
 
-def inventory(portfolio: Portfolio, *, rows: list | None = None) -> Inventory:
+def inventory(portfolio: Portfolio, *, rows: list | None = None, arbitrage_realized: Decimal | None = None) -> Inventory:
     """The inventory's figures at its latest marks (a balance never marked: at its seed rate);
-    `rows`: its balances' (total, seed_usd, usd_mark, usd_at_seed) where the caller read them."""
+    `rows`: its balances' (total, seed_usd, usd_mark, usd_at_seed) and `arbitrage_realized`: the
+    closed arbitrage trades' realized P&L, where the caller read them."""
     if rows is None:
         rows = list(Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK)
                     .values_list("total", "seed_usd", "usd_mark", "usd_at_seed"))
@@ -134,8 +135,10 @@ def inventory(portfolio: Portfolio, *, rows: list | None = None) -> Inventory:
         return Inventory()
     seed = sum((seed_usd or ZERO for _, seed_usd, _, _ in rows), ZERO)
     market = sum((total * (mark if mark is not None else at_seed or ZERO) for total, _, mark, at_seed in rows), ZERO)
-    arbitrage = Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED, kind="arbitrage").aggregate(
-        total=Sum("realized_pnl"))["total"] or ZERO
+    arbitrage = arbitrage_realized
+    if arbitrage is None:
+        arbitrage = Trade.objects.filter(portfolio=portfolio, status=Trade.CLOSED, kind="arbitrage").aggregate(
+            total=Sum("realized_pnl"))["total"] or ZERO
     return Inventory(stored(seed), stored(market), stored(market - seed - arbitrage))
 
 

@@ -17,6 +17,7 @@ final equity is the starting value plus the realized P&L.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from dataclasses import dataclass, field
@@ -25,18 +26,21 @@ from typing import Callable
 
 import numpy as np
 
+from decisions.governor import EXECUTE
 from decisions.models import Decision
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
 from scanners.scanning import SCANNERS
-from scanners.services import SETTINGS_MODELS, forget_scan_state
+from scanners.services import SETTINGS_MODELS, forget_scan_state, scan_runs_inserted_together
 from scanners import models as scan_models
+from trifecta_site.models import one_configuration_reading
 from trifecta_site.schedule import DEFAULT_SCHEDULE
 
 from .desk import run_cycle
 from .planning import EXECUTORS, Rejected
-from .models import ExecutionSettings, Position, Trade
+from .models import ExecutionSettings, Position, SignalWatch, Trade
 from .monitor import binary_exit, close_remaining, final_exit, forex_look
 from .portfolio import current_portfolio, has_inventory, take_snapshot
+from .signals import WATCHED_KINDS
 
 KINDS = ("arbitrage", "forex", "binary")
 DEFAULT_INTERVALS_S = {
@@ -139,6 +143,7 @@ class Replay:
         self.settings = ExecutionSettings.get_solo()
         self._wakes: list[int] = []  # monitor times something is due (a binary expiry, a forex maximum hold)
         self._open_shadows: list[Shadow] = []
+        self._unwatched = False  # a signal decided and not traded waits for the monitor to start its watch
         self._event_times: dict[tuple[str, str], np.ndarray] = {}
         self._holds_inventory = False  # venue balances to mark to market between trades
         self._marked_minute: int | None = None
@@ -160,21 +165,34 @@ class Replay:
 
     def schedules(self) -> dict[str, Schedule]:
         """When each kind scans and the monitor looks: every interval, where it could find something."""
-        events = self.reader.event_times()
-        events = events[(events >= self.start) & (events <= self.end)]
+        observed = self.reader.event_times()
+        events = observed[(observed >= self.start) & (observed <= self.end)]
         self.result.market_events = int(len(events))
+        instruments = self.feed.instruments()
         plans = {}
         for kind in KINDS:
             scanner = SCANNERS[kind]
-            row = getattr(scan_models, SETTINGS_MODELS[kind]).get_solo()
-            plans[kind] = Schedule(int(self.intervals[kind] * 1000), scanner.fresh_window_ms(row.thresholds(scanner.thresholds_type)),
-                                   self._kind_events(events, scanner.asset_class), scanner.same_answer_until)
+            thresholds = getattr(scan_models, SETTINGS_MODELS[kind]).get_solo().thresholds(scanner.thresholds_type)
+            same_answer_until = None
+            if scanner.same_answer_until is not None:
+                same_answer_until = functools.partial(scanner.same_answer_until, instruments=instruments, events=observed,
+                                                      thresholds=thresholds)
+            plans[kind] = Schedule(int(self.intervals[kind] * 1000), scanner.fresh_window_ms(thresholds, instruments),
+                                   self._kind_events(events, scanner.asset_class), same_answer_until)
         every = int(self.intervals["monitor"] * 1000)
         plans["monitor"] = Schedule(every, every, events)
         return plans
 
     def run(self) -> ReplayResult:
-        """Replay to the end, or until interrupted (Ctrl-C): the result says how far it got."""
+        """Replay to the end, or until interrupted (Ctrl-C): the result says how far it got.
+
+        The replay is its database's only writer, so the configuration version is read once
+        (a change made here still reaches the next read: saving clears the kept rows) and
+        scan runs that kept nothing are inserted together."""
+        with one_configuration_reading(), scan_runs_inserted_together():
+            return self._run()
+
+    def _run(self) -> ReplayResult:
         result = self.result
         began = time.perf_counter()
         plans = self.schedules()
@@ -235,9 +253,12 @@ class Replay:
         """One step of the desk at `ts`; returns how many opportunities each kind stored."""
         result = self.result
         self.feed.at(ts)
-        positions = list(Position.objects.filter(status=Position.OPEN).only(
-            "kind", "venue", "symbol", "expiry_ts", "opened_ts", "checked_ts")) if monitor else []
-        look = any(self._needs_look(position, ts) for position in positions)
+        fields = ("kind", "venue", "symbol", "expiry_ts", "opened_ts", "checked_ts")
+        positions = [*Position.objects.filter(status=Position.OPEN).only(*fields),
+                     *SignalWatch.objects.filter(status=SignalWatch.OPEN).only(*fields)] if monitor else []
+        look = self._unwatched or any(self._needs_look(position, ts) for position in positions)
+        if look:
+            self._unwatched = False
         counts = run_cycle(feed=self.feed, kinds=kinds, monitor=look, on_decided=self._decided)
         found = counts["stored"]
         if monitor:
@@ -265,6 +286,9 @@ class Replay:
             heapq.heappush(self._wakes, position.opened_ts + self.settings.max_holding_minutes * 60_000)
 
     def _decided(self, opportunity, outcome, trade: Trade | None) -> None:
+        if trade is None and opportunity.kind in WATCHED_KINDS and outcome.verdict != EXECUTE:
+            self._unwatched = True  # the next monitor pass starts its watch (`signals`)
+            heapq.heappush(self._wakes, self.feed.now() + self.settings.fill_latency_ms())
         if trade is not None and trade.status == Trade.OPEN:
             self._due(trade.position)
         if trade is not None and trade.status != Trade.REJECTED:

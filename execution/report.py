@@ -17,6 +17,7 @@ from decisions.models import Controls, Decision, RiskDay, RiskLimits
 from scanners.models import ArbitrageSettings, BinarySettings, ForexSettings, Opportunity, ScanRun
 from trifecta_site.api import settings_serializer
 
+from .exports import TRADES
 from .models import Balance, EquitySnapshot, ExecutionSettings, Position, Trade
 from .portfolio import OUTCOMES, cash_account, current_portfolio, inventory, outcome_counts, outcome_of, win_rate
 from .replay import ReplayResult
@@ -126,8 +127,7 @@ def _calibration(points: list[tuple[Decimal, bool]]) -> dict:
 
 def build_report(*, result: ReplayResult, recording_name: str) -> dict:
     portfolio = current_portfolio()
-    trades = [_trade(t) for t in Trade.objects.filter(portfolio=portfolio).exclude(status=Trade.REJECTED)
-              .select_related("position").prefetch_related("fills").order_by("id")]
+    trades = [_trade(t) for t in executed_trades(portfolio).select_related("position").prefetch_related("fills")]
     traded = {t["opportunity"]: t for t in trades}
     rejected = dict(Trade.objects.filter(status=Trade.REJECTED).values_list("opportunity_id", "reject_reason"))
     decisions, governor = [], {}
@@ -235,6 +235,11 @@ def build_report(*, result: ReplayResult, recording_name: str) -> dict:
     }
 
 
+def executed_trades(portfolio):
+    """The report's trades: the portfolio's, open or closed (a rejected one is a reason on its opportunity), in id order."""
+    return Trade.objects.filter(portfolio=portfolio).exclude(status=Trade.REJECTED).order_by("id")
+
+
 def _inventory(portfolio, held) -> dict:
     """The venue balances at their seed value and at market: what their price moves did to equity."""
     rows = [{"venue": b.venue, "currency": b.currency, "quantity": money(b.total), "usd_at_seed": money(b.usd_at_seed),
@@ -259,6 +264,12 @@ def _hit(kind: str, trade: dict | None, shadow) -> bool | None:
     if kind == "binary":
         return {"win": True, "loss": False}.get(shadow.outcome)
     return shadow.outcome == "take_profit"
+
+
+def write_trades_csv(out_dir: Path) -> Path:
+    """trades.csv beside report.json: the report's trades with the columns of the API's trade export."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return TRADES.write(executed_trades(current_portfolio()), out_dir / "trades.csv")
 
 
 def write_report(report: dict, out_dir: Path) -> Path:

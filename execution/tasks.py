@@ -10,7 +10,8 @@ from scanners.feeds.base import FeedError, NotYetObserved
 from trifecta_site import events
 from trifecta_site.locks import exclusive
 
-from . import deciding, monitor
+from . import deciding, monitor, signals
+from .models import ExecutionSettings
 from .portfolio import equity_figures
 
 
@@ -62,11 +63,13 @@ def _until(pending: NotYetObserved) -> float:
 
 @shared_task(ignore_result=True, expires=10)
 def monitor_positions():
-    """Close what must close, mark the rest, and publish the portfolio's figures (`stats` event)."""
+    """Close what must close, mark the rest, follow the signals not traded (`signals`), and publish the portfolio's figures (`stats` event)."""
     with exclusive("monitor_positions", ttl_s=60) as mine:
         if mine:
             try:
-                monitor.monitor_positions(feed=desk_feed())
+                feed = desk_feed()
+                monitor.monitor_positions(feed=feed)
+                signals.watch_signals(feed=feed, now=feed.now(), settings=ExecutionSettings.get_solo())
             except NotYetObserved:
                 raise
             except FeedError as exc:  # the feed is down: said once, not a traceback every tick

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
 
+from .exports import OPPORTUNITIES
 from .models import (
     ArbitrageSettings,
     BinaryPayout,
@@ -36,6 +37,7 @@ class OpportunityAdmin(ReadOnlyAdmin):
     search_fields = ("symbol", "route")
     date_hierarchy = "detected_at"
     list_select_related = ("scan_run",)
+    actions = [OPPORTUNITIES.admin_action()]
 
 
 for settings_model in (ArbitrageSettings, ForexSettings, BinarySettings):

@@ -4,8 +4,10 @@ from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trifecta_site.api import SingletonSettingsView, epoch_ms_param, exact_filters, filter_param, settings_serializer, time_range
+from trifecta_site.api import DateTimeField, DecimalField, RowSerializer, SingletonSettingsView, epoch_ms_param, exact_filters, filter_param, settings_serializer, time_range
+from trifecta_site.exports import CsvExportMixin
 
+from .exports import OPPORTUNITIES
 from .models import ArbitrageSettings, BinarySettings, FeedState, ForexSettings, Opportunity, ScanRun
 
 KINDS = ["arbitrage", "forex", "binary"]
@@ -17,13 +19,13 @@ class DecisionTrailSerializer(serializers.Serializer):
     verdict = serializers.CharField()
     reasons = serializers.JSONField()
     level = serializers.CharField()
-    score = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
-    size_usd = serializers.DecimalField(max_digits=28, decimal_places=8, allow_null=True)
+    score = DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    size_usd = DecimalField(max_digits=28, decimal_places=8, allow_null=True)
     figures = serializers.JSONField()
-    decided_at = serializers.DateTimeField()
+    decided_at = DateTimeField()
 
 
-class OpportunitySerializer(serializers.ModelSerializer):
+class OpportunitySerializer(RowSerializer):
     decisions = DecisionTrailSerializer(source="decision_trail", many=True, read_only=True)  # prefetched by the view
 
     class Meta:
@@ -31,14 +33,16 @@ class OpportunitySerializer(serializers.ModelSerializer):
         exclude = ["scan_run"]
 
 
-OPPORTUNITY_FILTERS = [epoch_ms_param("since", "detected at or after"), epoch_ms_param("until", "detected before")]
+OPPORTUNITY_FILTERS = [epoch_ms_param("since", "detected at or after"), epoch_ms_param("until", "detected before"),
+                       filter_param("kind", KINDS), filter_param("status", [s for s, _ in Opportunity.STATUSES]), filter_param("symbol")]
 
 
-@extend_schema_view(list=extend_schema(parameters=[*OPPORTUNITY_FILTERS, filter_param("kind", KINDS), filter_param("status", [s for s, _ in Opportunity.STATUSES]), filter_param("symbol")]))
-class OpportunityViewSet(viewsets.ReadOnlyModelViewSet):
+@extend_schema_view(list=extend_schema(parameters=OPPORTUNITY_FILTERS), export=extend_schema(parameters=OPPORTUNITY_FILTERS))
+class OpportunityViewSet(CsvExportMixin, viewsets.ReadOnlyModelViewSet):
     """What the scanners found, newest first, each with its decision trail (why traded or not)."""
 
     serializer_class = OpportunitySerializer
+    export_table = OPPORTUNITIES
 
     def get_queryset(self):
         # One query for a page's decision trails, as a plain list on each opportunity (`to_attr`:
@@ -49,7 +53,7 @@ class OpportunityViewSet(viewsets.ReadOnlyModelViewSet):
         return time_range(self.request, "detected_at", rows)
 
 
-class ScanRunSerializer(serializers.ModelSerializer):
+class ScanRunSerializer(RowSerializer):
     class Meta:
         model = ScanRun
         fields = "__all__"
@@ -63,7 +67,7 @@ class ScanRunViewSet(viewsets.ReadOnlyModelViewSet):
         return exact_filters(self.request, ScanRun.objects.order_by("-started_at", "-id"), {"kind": "kind"})
 
 
-class FeedStateSerializer(serializers.ModelSerializer):
+class FeedStateSerializer(RowSerializer):
     class Meta:
         model = FeedState
         fields = "__all__"

@@ -34,7 +34,7 @@ from decimal import Decimal
 import numpy as np
 
 from .candidates import BINARY, Candidate, ScanResult
-from .feeds.base import TIMEFRAME_MS, Feed
+from .feeds.base import MID_GRID_MS, TIMEFRAME_MS, Feed, grid_step_ms
 from .forex import market_closed
 
 FOUR = Decimal("0.0001")
@@ -55,14 +55,43 @@ class BinaryThresholds:
     max_quote_age_ms: int = 10_000
 
 
+def series_timeframe(instrument) -> str | None:
+    """The bars a binary scan reads prices from: the finest of 60 s or less (instruments list their
+    timeframes finest first), or None for quote mids."""
+    return next((tf for tf in instrument.timeframes if TIMEFRAME_MS[tf] <= 60_000), None)
+
+
 def price_series(feed: Feed, instrument, *, now: int, lookback_ms: int):
     """(prices on a regular grid, source) or None: the finest bars at or below 1 minute, else quote mids."""
-    fine = [tf for tf in instrument.timeframes if TIMEFRAME_MS[tf] <= 60_000]
-    timeframe = fine[0] if fine else None
+    timeframe = series_timeframe(instrument)
     grid = feed.price_grid(instrument.venue, instrument.symbol, timeframe=timeframe, since=now - lookback_ms, now=now)
     if grid is None:
         return None
     return grid, f"{timeframe} closes" if timeframe else "quote mids every 1 s"
+
+
+def fresh_window_ms(thresholds: BinaryThresholds, instruments=None) -> int:
+    """How long after an instrument's last data a scan can still find an option: the quote age,
+    plus the bar its series reads (a bar is current until the next is due; `scan_binary`'s stale
+    rule). Without the instruments, a minute bar's allowance."""
+    if instruments is None:
+        return thresholds.max_quote_age_ms + 60_000 + 1
+    bars = [TIMEFRAME_MS[tf] for tf in map(series_timeframe, instruments) if tf]
+    return thresholds.max_quote_age_ms + max(bars, default=0) + 1
+
+
+def same_answer_until(ts: int, *, instruments, events: np.ndarray, thresholds: BinaryThresholds) -> int:
+    """After a scan at `ts` that stored nothing, and with no new market data, the first time a
+    scan could answer otherwise: the next step of the finest price grid (its newest point moves
+    on), or the next observation leaving the lookback window (`events`: every observation's time).
+    Before it every input of `scan_binary` is the same, but for ages that only grow (a stale quote
+    stays stale); a forex market opens and closes on the minute, a step of every grid."""
+    step = min((grid_step_ms(series_timeframe(i)) for i in instruments), default=MID_GRID_MS)
+    changes = [(ts // step + 1) * step]
+    leaving = int(np.searchsorted(events, ts - thresholds.lookback_ms, side="right"))
+    if leaving < len(events):
+        changes.append(int(events[leaving]) + thresholds.lookback_ms)
+    return min(changes)
 
 
 def pattern_outcomes(prices: np.ndarray, horizon: int):
@@ -72,9 +101,13 @@ def pattern_outcomes(prices: np.ndarray, horizon: int):
 
 
 def independent_windows(times: np.ndarray, horizon: int) -> int:
-    """How many non-overlapping stretches of `horizon` samples the matching samples fall in: each
-    outcome spans `horizon` samples, so neighbours share most of their move and count as one."""
-    return int(len(np.unique(times // horizon))) if len(times) else 0
+    """How many non-overlapping stretches of `horizon` samples the matching samples (`times`, in
+    order) fall in: each outcome spans `horizon` samples, so neighbours share most of their move
+    and count as one. Counted as the changes of stretch along the sorted times (no sort)."""
+    if not len(times):
+        return 0
+    stretches = times // horizon
+    return int(np.count_nonzero(stretches[1:] != stretches[:-1])) + 1
 
 
 def _pattern_samples(prices: np.ndarray, horizon: int):

@@ -226,6 +226,12 @@ def default_venues() -> str:
     return ",".join(settings.TRIFECTA_VENUES)
 
 
+def default_stream_venues() -> str:
+    from django.conf import settings
+
+    return ",".join(settings.TRIFECTA_STREAM_VENUES)
+
+
 def default_symbols() -> str:
     from django.conf import settings
 
@@ -252,6 +258,10 @@ class FeedSettings(SingletonSettings):
                                help_text="unified symbols, comma-separated, e.g. BTC/USDT,ETH/USDT")
     mt5_symbols = models.CharField(max_length=500, default=default_mt5_symbols,
                                    help_text="MetaTrader 5 names as in Market Watch, comma-separated")
+    stream_venues = models.CharField(
+        max_length=500, default=default_stream_venues, blank=True,
+        help_text="venues followed by WebSocket where ccxt streams them (REST polling otherwise, and while a "
+                  "stream is down), comma-separated; * for every venue, empty for none")
 
     class Meta:
         verbose_name = verbose_name_plural = "feed settings"
@@ -274,6 +284,9 @@ class FeedSettings(SingletonSettings):
         bad = [symbol for symbol in self.symbol_list() if not re.fullmatch(r"[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?", symbol)]
         if bad or not self.symbol_list():
             errors["symbols"] = f"not a unified symbol: {', '.join(bad)} (write BASE/QUOTE, e.g. BTC/USDT)" if bad else "at least one symbol"
+        unknown = [venue for venue in self.stream_venue_list() if venue != "*" and venue not in venues]
+        if unknown:
+            errors["stream_venues"] = f"not among the venues: {', '.join(unknown)}"
         bad = [symbol for symbol in self.mt5_symbol_list() if not re.fullmatch(r"[A-Za-z0-9._#-]+", symbol)]
         if bad:
             errors["mt5_symbols"] = f"not a MetaTrader symbol name: {', '.join(bad)}"
@@ -289,10 +302,13 @@ class FeedSettings(SingletonSettings):
     def mt5_symbol_list(self) -> list[str]:
         return _items(self.mt5_symbols)
 
+    def stream_venue_list(self) -> list[str]:
+        return _items(self.stream_venues)
+
     def universe(self, kind: str) -> tuple:
         """What a live feed of this kind is built from: when it changes, the feed is rebuilt."""
         if kind == "ccxt":
-            return tuple(self.venue_list()), tuple(self.symbol_list())
+            return tuple(self.venue_list()), tuple(self.symbol_list()), tuple(self.stream_venue_list())
         if kind == "mt5":
             return tuple(self.mt5_symbol_list())
         return ()

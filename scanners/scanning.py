@@ -41,11 +41,12 @@ class Scanner:
     thresholds_type: Callable[[], Any]
     run: Callable[..., ScanResult]  # run(feed, now=, thresholds=, state=) -> ScanResult
     new_state: Callable[[], Any] = lambda: None
-    fresh_window_ms: Callable[[Any], int] = lambda thresholds: 7 * 86_400_000  # data older than this is never used
-    # After a scan that found nothing, with no new market data of its asset class since, a
-    # scan finds nothing again until this time (None: no such promise, it must run again).
-    # A replay skips those scans; only time can change such an answer, never for the better.
-    same_answer_until: Callable[[int], int] | None = None
+    # fresh_window_ms(thresholds, instruments or None): data older than this is never used
+    fresh_window_ms: Callable[..., int] = lambda thresholds, instruments=None: 7 * 86_400_000
+    # same_answer_until(ts, instruments=, events=, thresholds=): after a scan at ts that stored
+    # nothing, with no new market data of its asset class since, a scan stores nothing again
+    # until this time (None: no such promise, it must run again). A replay skips those scans.
+    same_answer_until: Callable[..., int] | None = None
     asset_class: str | None = None  # the market data it reads (None: every instrument's)
 
     def thresholds_with(self, overrides: dict):
@@ -68,7 +69,7 @@ def _arbitrage() -> Scanner:
         )
 
     return Scanner("arbitrage", arbitrage.ArbitrageThresholds, run, arbitrage.RouteHistory,
-                   lambda thresholds: thresholds.max_quote_age_ms)
+                   lambda thresholds, instruments=None: thresholds.max_quote_age_ms)
 
 
 def _forex() -> Scanner:
@@ -76,16 +77,16 @@ def _forex() -> Scanner:
         return forex.scan_forex(feed, now=now, thresholds=thresholds, cache=state)
 
     return Scanner("forex", forex.ForexThresholds, run, dict,
-                   fresh_window_ms=lambda thresholds: 2 * 86_400_000 + thresholds.bar_grace_ms,  # a daily bar's window, and more
-                   same_answer_until=forex.next_market_change, asset_class="forex")
+                   fresh_window_ms=lambda thresholds, instruments=None: 2 * 86_400_000 + thresholds.bar_grace_ms,  # a daily bar's, and more
+                   same_answer_until=lambda ts, **market: forex.next_market_change(ts), asset_class="forex")
 
 
 def _binary() -> Scanner:
     def run(feed, *, now, thresholds, state, payouts=None):
         return binary.scan_binary(feed, now=now, thresholds=thresholds, payouts=payouts, cache=state)
 
-    return Scanner("binary", binary.BinaryThresholds, run, dict,
-                   fresh_window_ms=lambda thresholds: thresholds.max_quote_age_ms + 60_000)
+    return Scanner("binary", binary.BinaryThresholds, run, dict, fresh_window_ms=binary.fresh_window_ms,
+                   same_answer_until=binary.same_answer_until)
 
 
 class _Registry(dict):

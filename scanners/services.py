@@ -1,6 +1,8 @@
 """Services of the scan side: polling feeds, running scans and storing what they find."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -134,6 +136,30 @@ def signature(candidate) -> tuple:
     return route_of(candidate), candidate.observed_at, json.dumps(figures, sort_keys=True)
 
 
+_unstored_runs: contextvars.ContextVar = contextvars.ContextVar("unstored_scan_runs", default=None)
+RUNS_PER_INSERT = 500
+
+
+@contextlib.contextmanager
+def scan_runs_inserted_together():
+    """Inside the block, scan runs that kept nothing are inserted many at a time, in order,
+    before the next run that kept something and at the end: for a database's only writer
+    (a replay), where nobody reads them meanwhile."""
+    pending: list[ScanRun] = []
+    token = _unstored_runs.set(pending)
+    try:
+        yield
+    finally:
+        _unstored_runs.reset(token)
+        _insert_runs(pending)
+
+
+def _insert_runs(pending: list) -> None:
+    if pending:
+        ScanRun.objects.bulk_create(pending)
+        pending.clear()
+
+
 def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_status: dict, error: str = "",
                decide: bool = True, previous: set | None = None):
     """Store a scan run and its top N candidates in one transaction; after commit, announce them and
@@ -153,19 +179,28 @@ def store_scan(*, result, started_at: datetime, duration_ms, top_n: int, feed_st
             result.skipped["unchanged_repeat"] += sum(repeats)
             ranked = [pair for pair, repeat in zip(ranked, repeats) if not repeat]
     kept = [candidate for _, candidate in ranked]
+    run = ScanRun(
+        kind=result.kind,
+        started_at=started_at,
+        market_ts=result.ts,
+        duration_ms=Decimal(str(round(duration_ms, 3))),
+        instruments_seen=result.instruments_seen,
+        opportunities_found=len(result.candidates),
+        opportunities_kept=len(kept),
+        skipped=dict(result.skipped),
+        feed_status=feed_status,
+        error=error[:500],
+    )
+    pending = _unstored_runs.get()
+    if pending is not None:
+        if not kept:
+            pending.append(run)
+            if len(pending) >= RUNS_PER_INSERT:
+                _insert_runs(pending)
+            return run, []
+        _insert_runs(pending)  # the runs before this one keep their order
     with transaction.atomic() if kept else nullcontext():  # one insert alone needs no transaction of its own
-        run = ScanRun.objects.create(
-            kind=result.kind,
-            started_at=started_at,
-            market_ts=result.ts,
-            duration_ms=Decimal(str(round(duration_ms, 3))),
-            instruments_seen=result.instruments_seen,
-            opportunities_found=len(result.candidates),
-            opportunities_kept=len(kept),
-            skipped=dict(result.skipped),
-            feed_status=feed_status,
-            error=error[:500],
-        )
+        run.save(force_insert=True)
         rows = []
         for rank, candidate in ranked:
             f = candidate.figures

@@ -3,6 +3,8 @@ import os
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_RECORDINGS = ROOT.parent / "shared" / "recordings"
@@ -74,6 +76,21 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
             test["NAME"] = str(name.with_name(f"{name.stem}-{os.getpid()}{name.suffix}"))
     else:
         test["NAME"] = f"{test.get('NAME') or 'test_' + database['NAME']}_{os.getpid()}"
+
+
+class OneRoundPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's default hasher at one round: the tests make and check hundreds of passwords,
+    at about a quarter of a CPU second each at the default rounds. Its hashes name their
+    rounds, so the desk processes a test starts (default settings) check them as they are."""
+
+    iterations = 1
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashing():
+    with override_settings(PASSWORD_HASHERS=[f"{__name__}.OneRoundPBKDF2PasswordHasher",
+                                             "django.contrib.auth.hashers.PBKDF2PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -86,17 +86,7 @@ class VenueServer:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             app = web.Application(middlewares=[self._middleware])
-            app.router.add_get("/binance/api/v3/exchangeInfo", self.binance_exchange_info)
-            app.router.add_get("/binance/api/v3/ticker/24hr", self.binance_tickers)
-            app.router.add_get("/binance/api/v3/depth", self.binance_depth)
-            app.router.add_get("/binance/api/v3/klines", self.binance_klines)
-            app.router.add_get("/binance/api/v3/time", self.binance_time)
-            app.router.add_get("/kraken/0/public/AssetPairs", self.kraken_asset_pairs)
-            app.router.add_get("/kraken/0/public/Assets", self.kraken_assets)
-            app.router.add_get("/kraken/0/public/Ticker", self.kraken_ticker)
-            app.router.add_get("/kraken/0/public/Depth", self.kraken_depth)
-            app.router.add_get("/kraken/0/public/OHLC", self.kraken_ohlc)
-            app.router.add_get("/kraken/0/public/Time", self.kraken_time)
+            self.add_routes(app)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -112,6 +102,19 @@ class VenueServer:
         self._thread.start()
         ready.wait(10)
         return self
+
+    def add_routes(self, app) -> None:
+        app.router.add_get("/binance/api/v3/exchangeInfo", self.binance_exchange_info)
+        app.router.add_get("/binance/api/v3/ticker/24hr", self.binance_tickers)
+        app.router.add_get("/binance/api/v3/depth", self.binance_depth)
+        app.router.add_get("/binance/api/v3/klines", self.binance_klines)
+        app.router.add_get("/binance/api/v3/time", self.binance_time)
+        app.router.add_get("/kraken/0/public/AssetPairs", self.kraken_asset_pairs)
+        app.router.add_get("/kraken/0/public/Assets", self.kraken_assets)
+        app.router.add_get("/kraken/0/public/Ticker", self.kraken_ticker)
+        app.router.add_get("/kraken/0/public/Depth", self.kraken_depth)
+        app.router.add_get("/kraken/0/public/OHLC", self.kraken_ohlc)
+        app.router.add_get("/kraken/0/public/Time", self.kraken_time)
 
     def stop(self) -> None:
         if self._loop is not None:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -40,9 +42,10 @@ def _die_with_parent():
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def spawn(args: list[str], *, env: dict, name: str) -> subprocess.Popen:
-    """Start a child in its own process group, so stopping it also stops its own children."""
-    kwargs = {"env": env}
+def spawn(args: list[str], *, env: dict, name: str, **popen) -> subprocess.Popen:
+    """Start a child in its own process group, so stopping it also stops its own children
+    (`popen`: more of Popen's arguments, e.g. where its output goes)."""
+    kwargs = {"env": env, **popen}
     if os.name == "posix":
         kwargs["start_new_session"] = True
         kwargs["preexec_fn"] = _die_with_parent
@@ -54,10 +57,16 @@ def spawn(args: list[str], *, env: dict, name: str) -> subprocess.Popen:
 
 
 def stop(processes: list[subprocess.Popen], *, grace_s: float = 15.0) -> None:
-    """SIGTERM every child's group, wait up to `grace_s`, then SIGKILL what is left."""
+    """SIGTERM every child, wait up to `grace_s`, then SIGKILL its whole group (what is left).
+
+    The child alone is asked first: a Celery worker then finishes its tasks and stops its
+    pool itself; signalled as a group, its pool processes died mid-task (WorkerLostError)."""
     for process in processes:
         if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
+            if os.name == "posix":
+                process.terminate()
+            else:
+                _signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for process in processes:
         try:
@@ -153,6 +162,10 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class RedisExited(RuntimeError):
+    """The bundled redis-server stopped while starting (most often: its port was taken)."""
+
+
 def start_redis(*, directory: Path, port: int, env: dict, password: str | None = None) -> subprocess.Popen:
     """Start the bundled redis-server on loopback and wait until it answers.
 
@@ -179,15 +192,16 @@ def start_redis(*, directory: Path, port: int, env: dict, password: str | None =
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
     process = spawn([redis_server_binary(), str(config)], env=env, name="redis")
-    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=0.5)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=0.5, socket_timeout=0.5,
+                         retry=Retry(NoBackoff(), 0))  # one try a round: the loop retries, and sees our server exit
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"bundled redis-server exited with code {process.returncode} (see {directory / 'redis.log'})")
+            raise RedisExited(f"bundled redis-server exited with code {process.returncode} (see {directory / 'redis.log'})")
         try:
             client.ping()
             return process
-        except redis.ConnectionError:
-            time.sleep(0.05)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            time.sleep(0.05)  # not up yet, or another server on the port (refusing our password): ours will exit
     stop([process])
     raise RuntimeError("bundled redis-server did not answer within 15 s")

@@ -4,6 +4,8 @@ import copy
 import secrets
 
 from django.db import models
+from django.db.models import Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
@@ -83,11 +85,17 @@ def configuration_version() -> int:
     return ConfigurationVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
 
+def configuration_version_read():
+    """The version as an expression, for a caller that reads it in the same query as its own rows."""
+    return Coalesce(Subquery(ConfigurationVersion.objects.filter(pk=1).values("version")[:1]), 0)
+
+
 @contextlib.contextmanager
-def one_configuration_reading():
-    """Inside the block every configuration row is checked against one reading of the version:
-    one query instead of one per row, and every row from the same configuration."""
-    token = _pinned_version.set(configuration_version())
+def one_configuration_reading(*, version: int | None = None):
+    """Inside the block every configuration row is checked against one reading of the version
+    (`version`: where the caller read it, `configuration_version_read`): one query instead of
+    one per row, and every row from the same configuration."""
+    token = _pinned_version.set(configuration_version() if version is None else version)
     try:
         yield
     finally:

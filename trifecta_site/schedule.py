@@ -15,6 +15,7 @@ DEFAULT_SCHEDULE = {
     "monitor positions": ("execution.tasks.monitor_positions", 2),
     "decide pending": ("execution.tasks.decide_pending", 30),
     "prune history": ("scanners.tasks.prune_history", 3600),
+    "deliver pending notifications": ("notifications.tasks.deliver_pending", 60),
 }
 
 

@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "scanners",
     "decisions",
     "execution",
+    "notifications",
+    "sweeps",
 ]
 
 MIDDLEWARE = [
@@ -278,7 +280,8 @@ CACHES = {
 }
 
 # Celery: see trifecta_site/celery.py. Queues: `scan` (feeds and scanners, the only
-# processes that import ccxt) and `desk` (decisions, execution, monitor, heartbeat).
+# processes that import ccxt), `desk` (decisions, execution, monitor, heartbeat), `notify`
+# (sending notifications to the operator's channels) and `replay` (a sweep's replays, docs/sweeps.md).
 CELERY_BROKER_URL = REDIS_URL  # kombu's own Redis transport, chosen by the URL's scheme
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -287,6 +290,8 @@ CELERY_TASK_ROUTES = {
     "scanners.tasks.*": {"queue": "scan"},
     "execution.tasks.*": {"queue": "desk"},
     "trifecta_site.tasks.*": {"queue": "desk"},
+    "notifications.tasks.*": {"queue": "notify"},  # a slow channel never holds a desk worker
+    "sweeps.tasks.*": {"queue": "replay"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -315,6 +320,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # PostgreSQL connection is also renewed once older than CONN_MAX_AGE (celery.py).
 CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000000"))
 
+# Notifications (notifications/, docs/notifications.md): a failed delivery is tried again after
+# base × 2^(tries − 1) seconds (at most an hour), and given up after this many tries.
+NOTIFICATIONS_RETRY_BASE_S = float(os.environ.get("NOTIFICATIONS_RETRY_BASE_S", "30"))
+NOTIFICATIONS_MAX_ATTEMPTS = int(os.environ.get("NOTIFICATIONS_MAX_ATTEMPTS", "6"))
+
 # Market data.
 TRIFECTA_FEED = os.environ.get("TRIFECTA_FEED", "replay")
 TRIFECTA_RECORDING = os.environ.get("TRIFECTA_RECORDING", "")
@@ -325,6 +335,11 @@ CCXT_TIMEOUT_MS = int(os.environ.get("CCXT_TIMEOUT_MS", "10000"))
 # venue=base URL pairs: a venue's public API served elsewhere (a mirror, or the local
 # server the tests run), as `manage.py record --urls` takes them.
 CCXT_URLS = dict(item.split("=", 1) for item in env_list("CCXT_URLS", "") if "=" in item)
+# Streams (docs/streaming.md): the venues the ccxt feed follows by WebSocket where ccxt
+# offers it (first value of the admin's feed settings: `*` every venue, empty none), and
+# the longest wait between two reconnects of a dropped stream.
+TRIFECTA_STREAM_VENUES = env_list("TRIFECTA_STREAM_VENUES", "*")
+CCXT_STREAM_BACKOFF_MAX_S = float(os.environ.get("CCXT_STREAM_BACKOFF_MAX_S", "30"))
 MT5_SYMBOLS = env_list("MT5_SYMBOLS", "EURUSD,GBPUSD,USDJPY")
 
 # Opportunities and scan runs older than this are pruned (hourly).

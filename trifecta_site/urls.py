@@ -15,6 +15,7 @@ router.register("scans", scanners_api.ScanRunViewSet, basename="scan")
 router.register("feeds", scanners_api.FeedStateViewSet, basename="feed")
 router.register("decisions", decisions_api.DecisionViewSet, basename="decision")
 router.register("agents", decisions_api.AgentStateViewSet, basename="agent")
+router.register("pauses", decisions_api.PauseViewSet, basename="pause")
 router.register("trades", execution_api.TradeViewSet, basename="trade")
 router.register("positions", execution_api.PositionViewSet, basename="position")
 
@@ -36,6 +37,7 @@ urlpatterns = [
     path("favicon.ico", views.favicon, name="favicon"),
     path("dashboard/state/", views.dashboard_state, name="dashboard-state"),
     path("dashboard/prices/", views.dashboard_prices, name="dashboard-prices"),
+    path("sweeps/", include("sweeps.urls")),
     path("admin/", admin.site.urls),
     path("api/health/", views.HealthView.as_view(), name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -19,12 +19,15 @@ from rest_framework.views import APIView
 from execution.models import Fill, Position, Trade
 from execution.portfolio import current_portfolio
 from scanners.feeds import desk_feed
+from scanners.feeds.base import TIMEFRAME_MS
 
+from .clock import ms_to_datetime
 from .demo import is_demo
 from .health import desk_health
 
 logger = logging.getLogger(__name__)
 PRICE_WINDOW_MS = 2 * 3_600_000  # the price chart shows the last two hours of market time
+PRICE_GAP_MS = 5 * 60_000  # quotes older than this at the chart's end: the chart says there is a gap
 PRICE_POINTS = 720  # at most this many points (quote mids are thinned to one a bucket)
 
 
@@ -125,15 +128,22 @@ def dashboard_state(request):
     if feed is not None:
         try:
             market_ms = feed.now()
-            instruments = sorted({(i.venue, i.symbol) for i in feed.instruments()})
+            instruments = [{"venue": v, "symbol": s, "last_ms": _last_price_ms(feed, v, s)}
+                           for v, s in sorted({(i.venue, i.symbol) for i in feed.instruments()})]
         except Exception as exc:
             logger.debug("market view unavailable: %s", exc)
     return JsonResponse({
         "source": data_source(),
         "clock": {"market_ms": market_ms, "speed": data_source()["speed"]},
         "outcomes": _outcomes(),
-        "instruments": [{"venue": v, "symbol": s} for v, s in instruments],
+        "instruments": instruments,
     })
+
+
+def _last_price_ms(feed, venue: str, symbol: str) -> int | None:
+    """When the instrument last had a quote: the chart opens on one that is trading now."""
+    quote = feed.quote(venue, symbol)
+    return None if quote is None else quote.ts
 
 
 def _series(feed, venue: str, symbol: str, now: int) -> tuple[list[dict], str]:
@@ -197,5 +207,10 @@ def dashboard_prices(request):
         return JsonResponse({"venue": venue, "symbol": symbol, "series": [], "markers": [], "what": "",
                              "empty": f"no prices of {symbol} on {venue} in the feed yet"})
     since_ms = points[0]["time"] * 1000
-    return JsonResponse({"venue": venue, "symbol": symbol, "series": points, "what": what,
+    last_ms = points[-1]["time"] * 1000
+    timeframe = what.split(" ")[0]  # "1h closes": a bar series' last point is its last closed bar's open
+    allowed = 2 * TIMEFRAME_MS[timeframe] if timeframe in TIMEFRAME_MS else PRICE_GAP_MS
+    gap = "" if now - last_ms <= allowed else (
+        f"no price since {ms_to_datetime(last_ms):%H:%M:%S} UTC ({(now - last_ms) // 60_000} min of market time): a gap in the data")
+    return JsonResponse({"venue": venue, "symbol": symbol, "series": points, "what": what, "gap": gap,
                          "markers": _markers(venue, symbol, since_ms), "empty": ""})

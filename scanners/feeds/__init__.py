@@ -1,6 +1,6 @@
 """Market feeds: one interface (`base.Feed`), three implementations.
 
-`replay` reads a recording, `exchanges` polls ccxt venues (public data only),
+`replay` reads a recording, `exchanges` streams and polls ccxt venues (public data only),
 `metatrader` reads MetaTrader 5 on Windows. `build_feed()` makes the one the
 settings name; scan workers keep one per process (`current_feed()`); desk workers read
 `desk_feed()`.
@@ -42,11 +42,12 @@ def build_feed(kind: str | None = None) -> Feed:
     if kind == "ccxt":
         from scanners.models import FeedSettings  # models need Django set up; the live probe imports this package before
 
-        from .exchanges import CcxtFeed  # only a process that polls venues imports ccxt (desk workers never do)
+        from .exchanges import Backoff, CcxtFeed  # only a process that polls venues imports ccxt (desk workers never do)
 
         universe = FeedSettings.get_solo()
         return CcxtFeed(venues=universe.venue_list(), symbols=universe.symbol_list(), timeout_ms=settings.CCXT_TIMEOUT_MS,
-                        urls=settings.CCXT_URLS)
+                        urls=settings.CCXT_URLS, stream_venues=universe.stream_venue_list(),
+                        backoff=Backoff(cap_s=settings.CCXT_STREAM_BACKOFF_MAX_S))
     if kind == "mt5":
         from scanners.models import FeedSettings  # models need Django set up; the live probe imports this package before
 

@@ -132,6 +132,14 @@ class PriceGrid:
         return self.values[self.lo:self.hi + 1]
 
 
+MID_GRID_MS = 1000  # quote mids are put on a 1 s grid
+
+
+def grid_step_ms(timeframe: str | None) -> int:
+    """The step of a price grid of `timeframe`'s bar closes (None: quote mids)."""
+    return TIMEFRAME_MS[timeframe] if timeframe else MID_GRID_MS
+
+
 def price_grid_of(stamps, values, *, now: int, step: int) -> PriceGrid | None:
     """The grid from the first observation's step boundary to `now` over (stamps, values) (None: no data)."""
     import numpy as np
@@ -266,12 +274,10 @@ class Feed(ABC):
     def price_grid(self, venue: str, symbol: str, *, timeframe: str | None, since: int, now: int) -> PriceGrid | None:
         """Bar closes of `timeframe` (quote mids every second when None) that appeared in (since, now], on a grid."""
         if timeframe:
-            step = TIMEFRAME_MS[timeframe]
             stamps, values = self.close_history(venue, symbol, timeframe, since=since)
         else:
-            step = 1000
             stamps, values = self.mid_history(venue, symbol, since=since)
-        return price_grid_of(stamps, values, now=now, step=step)
+        return price_grid_of(stamps, values, now=now, step=grid_step_ms(timeframe))
 
     def book_after(self, venue: str, symbol: str, ts: int) -> Book | None:
         """The market's depth at `ts` (a fill after latency): the state in force once the clock reaches `ts`."""
@@ -324,6 +330,11 @@ class Feed(ABC):
         """Bring cached market state up to date; True when that brought new state (live
         feeds poll here, at most as often as they allow; a replay has nothing to fetch)."""
         return False
+
+    def streamed_updates(self) -> list[Quote | Book]:
+        """Quotes and books that arrived by stream since the last call, oldest first, for a
+        recorder (a feed that only polls, or was not asked to keep them, has none)."""
+        return []
 
     def close(self) -> None:
         """Release connections and files."""

@@ -67,8 +67,20 @@ def test_binary_probability_starts_at_a_coin_and_is_corrected_by_realized_outcom
     for index in range(20):
         agent.learn_expiry("BTC/USD", "CALL", 60, predicted=D("0.8"), won=index % 10 < 7)  # 14 of 20 against 0.5 each
     verdict = agent.evaluate("BTC/USD", "CALL", 60, D("0.8"), payout=D("0.85"))
-    # kind's bias (14 − 10) / (20 + 10) = 0.1333; key's (14 − 10 + 10 × 0.1333) / (20 + 10) = 0.1778
-    assert verdict.probability == D("0.6778") and verdict.score == D("0.6778")
+    # no other signal of the kind: the key's bias (14 − 10 + 30 × 0) / (20 + 30) = 0.08
+    assert verdict.probability == D("0.5800") and verdict.score == D("0.5800")
+    # a signal with no outcomes of its own takes the others' bias: (0 + 30 × (14 − 10) / (20 + 30)) / (0 + 30)
+    assert agent.evaluate("BTC/USD", "PUT", 60, D("0.8")).probability == D("0.5800")
+
+
+def test_a_signal_s_own_outcomes_count_once_not_again_through_its_kind():
+    """Ten straight wins on a kind's only signal: 0.5 + 5 / (10 + 30) = 0.625. Counted in the
+    kind's bias too, they gave 0.5 + (5 + 30 × 5 / 40) / 40 = 0.7188, and a run of luck on a quiet
+    night (fx-histdata-eurusd-ticks) was stated at 0.65 while it realized 0.51."""
+    agent = BinaryAgent()
+    for _ in range(10):
+        agent.learn_expiry("EUR/USD", "CALL", 60, predicted=D("0.7"), won=True)
+    assert agent.evaluate("EUR/USD", "CALL", 60, D("0.7")).probability == D("0.6250")
 
 
 def test_a_forex_prior_within_the_holding_time_is_below_the_odds_without_one():
@@ -79,6 +91,15 @@ def test_a_forex_prior_within_the_holding_time_is_below_the_odds_without_one():
     limited, _, _ = forex_prior(figures, horizon_ms=4 * 3_600_000)
     assert unlimited == D("0.3333") and D(0) < limited < D("0.2")
     assert forex_prior({**figures, "prior_probability": "0.12"}, horizon_ms=1)[0] == D("0.12")  # as decided
+
+
+def test_a_forex_prior_is_of_the_exit_side_price_a_spread_behind_the_entry():
+    """BUY at the ask 1.1000 with a spread of 2 pips: the bid that stops or takes profit starts at
+    1.0998, 22 pips below the target and 8 above the stop: 8 / 30 = 0.2667 (not 10 / 30)."""
+    figures = {"entry": "1.1000", "stop_loss": "1.0990", "take_profit": "1.1020", "spread": "0.0002"}
+    prior, win, loss = forex_prior(figures)
+    assert prior == D("0.2667")
+    assert (win, loss) == (D("0.0020") / D("1.1000"), D("0.0010") / D("1.1000"))  # what a fill wins or loses
 
 
 def test_calibration_converges_on_a_seeded_sequence_of_outcomes():
@@ -103,7 +124,8 @@ def test_the_forex_agent_vetoes_a_signal_without_positive_expected_pnl_once_it_h
     for _ in range(60):
         agent.update_signal_result("EUR/USD", "BUY", False, prior=D(1) / D(3))
     after = ForexAgent().evaluate_signal("EUR/USD", "BUY", D("0.8"), figures)
-    assert after.probability == D("0.0100")  # 1/3 − 0.3311, floored at 0.01
+    # no other signal of the kind: the signal's bias (0 − 20 + 30 × 0) / (60 + 30) = −0.2222
+    assert after.probability == D("0.1111")  # 1/3 − 2/9 = 1/9, at 2 : 1 a loss of 2/3 R per trade
     assert not after.approved and after.reasons == ["NEGATIVE_EXPECTED_PNL"]
 
 

@@ -43,6 +43,7 @@ def test_an_opportunity_that_passes_everything_executes():
 @pytest.mark.parametrize("overrides, reasons", [
     ({"controls": controls(kill_switch=True)}, ["KILL_SWITCH"]),
     ({"controls": controls(arbitrage_enabled=False)}, ["KIND_DISABLED"]),
+    ({"pause": {"id": 1, "scope": "pair", "target": "BTC/USD", "until": None}, "age": None}, ["PAUSED"]),
     ({"age": None}, ["NO_QUOTE"]),
     ({"age": 5001}, ["STALE_DATA"]),
     ({"agent": AgentVerdict(False, D("0.1"), D("0"), ["AGENT_LOW_SCORE"])}, ["AGENT_SKIP", "AGENT_LOW_SCORE"]),

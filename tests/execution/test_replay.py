@@ -5,6 +5,7 @@ database; command tests run `manage.py replay` as a user does (its own process, 
 in-memory database); the real recordings of ../shared are replayed where present.
 """
 import csv
+import io
 import json
 import os
 import pty
@@ -30,8 +31,9 @@ from scanners.feeds.replay import RecordingReader
 from scanners.models import Opportunity
 
 from ..conftest import shared_recording
+from ..site.test_api import client_for
 from ..waiting import wait_for
-from .synthetic import write_market
+from .synthetic import START, write_market
 
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 PERMISSIVE = {
@@ -193,8 +195,9 @@ def sqlite_pass():
 def test_the_command_writes_the_same_report_twice_and_never_touches_the_live_database(market, tmp_path, sqlite_pass):
     overrides = tmp_path / "settings.json"
     overrides.write_text(json.dumps(PERMISSIVE))
-    first = run_replay("--recording", market, "--settings-file", overrides, "--report", tmp_path / "one")
-    run_replay("--recording", market, "--settings-file", overrides, "--report", tmp_path / "two")
+    window = ["--to", START + 20 * 60_000]  # the forex lead hour and 20 minutes of all three kinds: twice
+    first = run_replay("--recording", market, "--settings-file", overrides, *window, "--report", tmp_path / "one")
+    run_replay("--recording", market, "--settings-file", overrides, *window, "--report", tmp_path / "two")
     one, two = (tmp_path / "one" / "report.json").read_bytes(), (tmp_path / "two" / "report.json").read_bytes()
     assert one == two
     report = json.loads(one)
@@ -204,6 +207,13 @@ def test_the_command_writes_the_same_report_twice_and_never_touches_the_live_dat
     assert "replay complete" in first.stdout and "report.json" in first.stdout
     for name in ("report.html", "equity.png", "drawdown.png", "calibration.png", "pnl_by_route.png"):
         assert (tmp_path / "one" / name).is_file(), name
+    trades_csv = (tmp_path / "one" / "trades.csv").read_text(encoding="utf-8")
+    assert trades_csv == (tmp_path / "two" / "trades.csv").read_text(encoding="utf-8")
+    header, *rows = csv.reader(io.StringIO(trades_csv))
+    api_export = client_for(staff=False).get("/api/trades/export/")
+    assert header == next(csv.reader(io.StringIO(b"".join(api_export.streaming_content).decode())))
+    assert [int(row[0]) for row in rows] == [trade["id"] for trade in report["trades"]]
+    assert [row[header.index("realized_pnl")] for row in rows] == [trade["realized_pnl"] or "" for trade in report["trades"]]
     assert not Opportunity.objects.exists()
 
 

@@ -8,7 +8,8 @@ from . import processes
 @pytest.fixture(scope="module")
 def desk_processes(django_db_setup, tmp_path_factory):
     """A real web process and a real worker (both queues) on the test database and Redis,
-    started once for the tests of a module (a start costs seconds; the tests reset what they share)."""
+    started once for the tests of a module that one test process runs (a start costs seconds; the
+    tests reset what they share)."""
     logs = tmp_path_factory.mktemp("desk")
     env = processes.desk_env()
     port = embedded.free_port()

@@ -3,7 +3,10 @@ finding 1): it listens on loopback only, refuses a client without the password t
 command generated (kept in var/, 0600, handed to the desk's processes in REDIS_URL), and
 refuses CONFIG SET, SAVE and the other file- or code-loading commands even with it. The
 desk itself still works through it (health green: web, worker and beat all reach it)."""
+import io
+import os
 import re
+import socket
 import stat
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import redis
 from django.db import connection
 
 from trifecta_site import embedded
+from trifecta_site.management.commands.run import Command
 
 from .test_run_command import RunningDesk, base_env, stop_desk
 
@@ -39,8 +43,10 @@ def test_the_bundled_redis_refuses_clients_without_the_password_and_config_set_w
     env = base_env(tmp_path)
     desk = RunningDesk(env, embedded.free_port())
     try:
-        port = int(desk.wait_for(r"Starting the bundled Redis on 127\.0\.0\.1:(\d+)", 120).group(1))
+        desk.wait_for(r"Starting the bundled Redis on 127\.0\.0\.1:(\d+)", 120)
         health = desk.wait_healthy(180)
+        # the last port tried is the one serving (an earlier one may have been taken meanwhile)
+        port = int(re.findall(r"Starting the bundled Redis on 127\.0\.0\.1:(\d+)", desk.output)[-1])
         assert health["checks"]["broker"]["status"] == "ok" and health["checks"]["worker"]["status"] == "ok"
 
         if Path("/proc/net/tcp").exists():
@@ -91,3 +97,27 @@ def _command_lines() -> list[bytes]:
             except OSError:
                 continue  # gone meanwhile
     return lines
+
+
+def test_a_bundled_redis_port_taken_between_the_check_and_the_bind_is_retried_on_another(tmp_path, monkeypatch, settings):
+    """Two desks starting at once both find 6390 free; the one whose server loses the bind
+    starts its own on another port rather than failing (or sharing the other's)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        offered = iter([taken_port])
+        free_port = embedded.free_port
+        monkeypatch.setattr(embedded, "free_port", lambda preferred=None: next(offered, None) or free_port())
+        settings.VAR_DIR = tmp_path
+        command = Command(stdout=io.StringIO())
+        command.children = []
+        env = dict(os.environ)
+        try:
+            command.start_bundled_redis(env)
+            url = redis.Redis.from_url(env["REDIS_URL"])
+            assert url.connection_pool.connection_kwargs["port"] != taken_port
+            assert url.ping()
+            assert command.stdout.getvalue().count("Starting the bundled Redis") == 2
+        finally:
+            embedded.stop(command.children)

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connections
 
-from decisions.models import Controls, RiskLimits
+from decisions.models import Controls, Pause, RiskLimits
 from execution.models import ExecutionSettings, Trade
 from scanners.models import ArbitrageSettings
 from scanners.tasks import poll_feeds, scan_arbitrage
@@ -63,7 +63,8 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     eager_desk()
     operator = get_user_model().objects.create_user("operator", password="pw-for-tests-1", is_staff=True)
-    operator.user_permissions.add(Permission.objects.get(codename="change_controls", content_type__app_label="decisions"))
+    operator.user_permissions.add(*Permission.objects.filter(codename__in=["change_controls", "add_pause", "delete_pause"],
+                                                             content_type__app_label="decisions"))
     poll_feeds.delay()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
@@ -99,6 +100,17 @@ def test_an_operator_watches_and_steers_the_desk(desk, monkeypatch):
         processes.wait_for_idle_queues(settings.REDIS_URL)  # and the decisions those scans queued
         assert Trade.objects.count() == halted_at
         assert Controls.get_solo().kill_switch is True
+
+        page.fill("#pause-form input[name=target]", "btc/usdt")  # pause a pair, see it listed, lift it (two clicks)
+        page.fill("#pause-form input[name=reason]", "browser test")
+        page.click("#pause-form button[type=submit]")
+        page.wait_for_function(f"() => {rows('pauses')} === 1 && document.querySelector('#pauses tbody').textContent.includes('BTC/USDT')")
+        pause = Pause.objects.get()
+        page.click(f"#lift-{pause.pk}")
+        page.click(f"#lift-{pause.pk}")
+        page.wait_for_function(f"() => {rows('pauses')} === 0")
+        pause.refresh_from_db()
+        assert (pause.created_by, pause.lifted_by, pause.reason) == (operator, operator, "browser test")
 
         phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
         phone.context.add_cookies(page.context.cookies())

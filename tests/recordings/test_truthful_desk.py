@@ -4,56 +4,55 @@ Every recording directory under TRIFECTA_RECORDINGS (default ../shared/recording
 once by the replay command, as a user runs it, and its report is held to what a trader must
 be able to trust: prices no older than the maximum age, losses within the risk budget, forex
 stops clear of the spread, probabilities no worse than the base rate, an expected P&L on
-every trade. Long: marker `recordings`, run by `make test-recordings` (and CI), not `make test`.
+every trade. Each report is also held to the one the code gave before a change (`golden.json`:
+a digest per report section), so a change meant to make the desk faster shows whatever it
+changed. Long: marker `recordings`, run by `make test-recordings` (and CI), not `make test`.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import platform
+import warnings
 import subprocess
 import sys
 from collections import defaultdict
 from decimal import Decimal as D
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS = Path(os.environ.get("TRIFECTA_RECORDINGS", ROOT.parent / "shared" / "recordings"))
 FOREX_BARS = ("fx-gbpusd-1m-2012-02", "fx-eurusd-1h-2014-2015")  # the desk must trade on minute and hourly forex
-TIMEOUT_S = int(os.environ.get("TRIFECTA_RECORDING_TIMEOUT_S", "1500"))
+TIMEOUT_S = int(os.environ.get("TRIFECTA_RECORDING_TIMEOUT_S", "3600"))  # a replay on a slow, busy machine
+GOLDEN = Path(__file__).resolve().parent / "golden.json"
+WRITE_GOLDEN = os.environ.get("TRIFECTA_WRITE_GOLDEN") == "1"  # a change whose differences were each explained
 
 pytestmark = [pytest.mark.shared, pytest.mark.recordings]
 
 
-def recordings() -> list[Path]:
-    if not RECORDINGS.is_dir():
-        return []
-    return sorted(p for p in RECORDINGS.iterdir() if (p / "manifest.json").is_file())
+def recordings() -> list:
+    found = sorted(p for p in RECORDINGS.iterdir() if (p / "manifest.json").is_file()) if RECORDINGS.is_dir() else []
+    return found or [pytest.param(None, id="none", marks=pytest.mark.skip(
+        reason=f"no recordings at {RECORDINGS} (set TRIFECTA_RECORDINGS or check out ../shared)"))]
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    """Each recording's report, replayed once per run (skipped with a reason where there are none)."""
-    if not recordings():
-        pytest.skip(f"no recordings at {RECORDINGS} (set TRIFECTA_RECORDINGS or check out ../shared)")
-    return {}
-
-
-def report_of(reports: dict, recording: Path, tmp_path_factory) -> dict:
-    if recording.name not in reports:
-        out = tmp_path_factory.mktemp(recording.name)
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        done = subprocess.run([sys.executable, "manage.py", "replay", "--recording", str(recording), "--report", str(out)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-        assert done.returncode == 0, done.stderr[-3000:]
-        reports[recording.name] = json.loads((out / "report.json").read_text())
-    return reports[recording.name]
+def replayed(recording: Path, out: Path) -> dict:
+    """The recording's report, replayed by the command as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    done = subprocess.run([sys.executable, "manage.py", "replay", "--recording", str(recording), "--report", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "report.json").read_text())
 
 
 @pytest.mark.parametrize("recording", recordings(), ids=lambda p: p.name)
-def test_a_replay_with_default_settings_gives_numbers_a_trader_can_act_on(recording, reports, tmp_path_factory):
-    report = report_of(reports, recording, tmp_path_factory)
+def test_a_replay_with_default_settings_gives_numbers_a_trader_can_act_on(recording, tmp_path):
+    report = replayed(recording, tmp_path)
     settings = report["settings"]
     max_age = int(settings["execution"]["max_quote_age_ms"])
     limit = D(str(settings["limits"]["max_daily_loss"]))
@@ -86,9 +85,54 @@ def test_a_replay_with_default_settings_gives_numbers_a_trader_can_act_on(record
 
     if recording.name in FOREX_BARS:
         assert forex, f"no forex trade on {recording.name} with default settings"
+    same_as_before(recording.name, report)
 
 
 def day_of(ms: int) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).date().isoformat()
+
+
+def section_digests(report: dict) -> dict:
+    """A digest of each top-level section of a report, from its canonical JSON."""
+    return {name: hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+            for name, value in sorted(report.items())}
+
+
+def platform_of() -> dict:
+    """What float results can depend on: the interpreter, numpy and the C library, and whether
+    the processor has the AVX-512 paths numpy's vectorised math takes (ulps may differ)."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return {"python": ".".join(platform.python_version_tuple()[:2]), "numpy": np.__version__,
+            "libc": "-".join(platform.libc_ver()), "machine": platform.machine(), "avx512f": "avx512f" in flags}
+
+
+def same_as_before(name: str, report: dict) -> None:
+    """The same recording and settings give the same report, section by section, as the code the
+    digests were taken from (in the test that replayed it: one replay per recording), on the
+    platform they were taken on (elsewhere a float may round otherwise: a warning, not a failure).
+    `TRIFECTA_WRITE_GOLDEN=1 make test-recordings` takes them again, once every difference is
+    explained in the commit that changes them."""
+    digests = section_digests(report)
+    if WRITE_GOLDEN:
+        with open(GOLDEN.with_suffix(".lock"), "w") as lock:  # xdist workers write in turn, each rereading the file
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+            golden["platform"] = platform_of()
+            golden.setdefault("reports", {})[name] = digests
+            GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+        return
+    golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+    if name not in golden.get("reports", {}):
+        return  # a recording the digests were not taken on (a held-out one): the checks above are its test
+    if golden["platform"] != platform_of():  # another platform may round a float differently: not a change of ours
+        warnings.warn(f"{name}: report digests not compared: taken on {golden['platform']}, this is {platform_of()}")
+        return
+    golden = golden["reports"]
+    changed = sorted(key for key in set(digests) | set(golden[name]) if digests.get(key) != golden[name].get(key))
+    assert not changed, f"{name}: report sections changed since the digests were taken: {changed}"

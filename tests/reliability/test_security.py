@@ -89,7 +89,7 @@ API_PUBLIC = {"/api/health/", "/favicon.ico"}
 def kind_of(path: str) -> str:
     if path in ADMIN_PUBLIC or path in API_PUBLIC:
         return "public"
-    if path.startswith("/dashboard/"):
+    if path.startswith("/dashboard/") or path == "/sweeps/":
         return "dashboard"  # the dashboard's own reads: any signed-in desk account, GET only
     if path.startswith("/admin/") or path == "/":
         return "page"
@@ -298,9 +298,10 @@ FORBIDDEN_CALL = re.compile(
     r"|fetch_balance|fetchBalance|fetch_\w*orders?|fetch\w*Orders?|fetch_order_(?:trades|status)|fetchOrder(?:Trades|Status)"
     r"|fetch_(?:my_\w+|deposit\w*|withdrawal\w*|ledger|positions?)|fetch(?:My\w+|Deposit\w*|Withdrawal\w*|Ledger|Positions?)"
     r"|withdraw\w*|transfer\w*|set_leverage|setLeverage|set_margin_mode|setMarginMode"
-    r"|order_send|order_check|positions_get|orders_get|account_info)$"  # and MetaTrader 5's trading calls
+    r"|watch_(?:balance|orders|my_trades|positions)|watch(?:Balance|Orders|MyTrades|Positions)"  # ccxt.pro's private streams
+    r"|order_send|order_check|positions_get|orders_get|account_info)(?:_ws|Ws)?$"  # MetaTrader 5's trading calls; ccxt.pro's *_ws
 )
-SOURCE_DIRS = ("scanners", "decisions", "execution", "trifecta_site", "bench")
+SOURCE_DIRS = ("scanners", "decisions", "execution", "notifications", "sweeps", "trifecta_site", "bench")
 
 
 def test_no_source_file_calls_an_order_or_account_method():

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from scanners.binary import BinaryThresholds, PatternIndex, pattern_outcomes, scan_binary
+from scanners.binary import (BinaryThresholds, PatternIndex, fresh_window_ms, independent_windows, pattern_outcomes,
+                             same_answer_until, scan_binary)
 from scanners.feeds.base import Bar, Instrument
 from scanners.feeds.replay import RecordingReader, ReplayClock, ReplayFeed
+from scanners.forex import market_closed
 from tests.conftest import shared_recording
 
 from .market import D, MemoryMarket
@@ -69,6 +71,48 @@ def test_crossed_and_stale_quotes_are_skipped():
     market = market_with_closes([float(100 + i) for i in range(400)])
     later = NOW + 120_000
     assert scan_binary(market, now=later, thresholds=BinaryThresholds()).skipped["stale_quote"] == 1
+
+
+def test_the_freshness_window_a_replay_schedules_by_is_the_scan_s_own_stale_rule():
+    """A replay runs no binary scan later than this window after the last market data: the scan
+    would only say `stale_quote` (quote age 5 s, plus the finest bar of 60 s or less)."""
+    thresholds = BinaryThresholds(expiries=(60,), min_probability=D("0"), max_quote_age_ms=5000)
+    quotes_only = Instrument("v", "EUR/USD", "forex", has_quotes=True)
+    hourly = Instrument("v", "EUR/USD", "forex", has_quotes=True, timeframes=("1h",))
+    seconds = Instrument("v", "BTC/USD", "crypto", has_quotes=True, timeframes=("1s", "1m"))
+    assert fresh_window_ms(thresholds, [quotes_only]) == fresh_window_ms(thresholds, [hourly]) == 5000 + 1
+    assert fresh_window_ms(thresholds, [quotes_only, seconds]) == 5000 + 1000 + 1
+    assert fresh_window_ms(thresholds) == 5000 + 60_000 + 1  # instruments unknown: a minute bar's allowance
+    market = market_with_closes([float(100 + i) for i in range(400)])  # 1 s bars, a quote at NOW
+    window = fresh_window_ms(thresholds, market.instruments())
+    last_fresh = scan_binary(market, now=NOW + window - 1, thresholds=thresholds)
+    assert last_fresh.skipped["stale_quote"] == 0 and last_fresh.candidates
+    assert scan_binary(market, now=NOW + window, thresholds=thresholds).skipped["stale_quote"] == 1
+
+
+def test_a_scan_that_stored_nothing_answers_the_same_until_its_grid_or_window_moves():
+    """Minute bars: the grid's newest point moves on at the next minute; an observation leaves
+    the 6 h window at its time + 6 h. A replay runs no binary scan before the first of these
+    unless new market data comes (a forex market opens and closes on a minute: a grid step)."""
+    thresholds = BinaryThresholds()
+    minute = Instrument("v", "BTC/USD", "crypto", has_quotes=True, timeframes=("1m", "1h"))
+    ts = NOW + 5_000  # 5 s into a minute
+    events = np.array([NOW - 6 * 3_600_000 + 30_000, NOW], dtype=np.int64)
+    assert same_answer_until(ts, instruments=[minute], events=events, thresholds=thresholds) == NOW + 30_000
+    assert same_answer_until(ts, instruments=[minute], events=events[1:], thresholds=thresholds) == NOW + 60_000
+    quotes = Instrument("v", "BTC/USD", "crypto", has_quotes=True)  # mids on a 1 s grid
+    assert same_answer_until(ts, instruments=[minute, quotes], events=events[1:], thresholds=thresholds) == NOW + 6_000
+    friday = 1_700_254_800_000 - 10_000  # 2023-11-17 20:59:50 UTC, 10 s before the close
+    fx = Instrument("v", "EUR/USD", "forex", has_quotes=True, timeframes=("1m",))
+    assert same_answer_until(friday, instruments=[fx], events=events[:0], thresholds=thresholds) == friday + 10_000
+    assert market_closed(friday + 10_000) and not market_closed(friday + 9_999)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=-100, max_value=500), max_size=60), st.integers(1, 20))
+def test_independent_windows_are_the_distinct_stretches_the_samples_fall_in(samples, horizon):
+    times = np.array(sorted(samples), dtype=np.int64)
+    assert independent_windows(times, horizon) == len(set(int(t) // horizon for t in samples))
 
 
 @settings(max_examples=40, deadline=None)

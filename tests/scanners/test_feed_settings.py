@@ -54,3 +54,28 @@ def test_a_change_rebuilds_the_live_feed_at_its_next_use(operator, settings):
         assert second is not first and second.venue_names == ["binance", "kraken"] and second.wanted == ["BTC/USDT", "ETH/USDT"]
     finally:
         reset_current_feed()
+
+
+def test_stream_venues_come_from_the_environment_and_must_be_among_the_venues(operator, settings):
+    settings.TRIFECTA_STREAM_VENUES = ["*"]
+    assert FeedSettings.get_solo().stream_venue_list() == ["*"]
+    response = operator.post(URL, form(venues="binance", stream_venues="kraken"))
+    assert response.status_code == 200
+    assert "not among the venues: kraken" in " ".join(response.context["adminform"].form.errors["stream_venues"])
+
+
+def test_a_stream_venues_change_rebuilds_the_feed_with_its_streams(operator, settings):
+    settings.TRIFECTA_FEED, settings.CCXT_STREAM_BACKOFF_MAX_S = "ccxt", 12.0
+    reset_current_feed()
+    try:
+        FeedSettings.objects.update_or_create(pk=1, defaults={"venues": "binance,kraken", "symbols": "BTC/USDT",
+                                                              "stream_venues": "*"})
+        first = current_feed()
+        assert first.stream_venues == {"binance", "kraken"} and first.backoff.cap_s == 12.0
+        assert operator.post(URL, form(stream_venues="kraken")).status_code == 302
+        second = current_feed()
+        assert second is not first and second.stream_venues == {"kraken"}
+        assert operator.post(URL, form(stream_venues="")).status_code == 302
+        assert current_feed().stream_venues == set()  # REST polling only
+    finally:
+        reset_current_feed()

@@ -59,6 +59,7 @@ def test_record_command_writes_a_valid_recording(tmp_path):
         call_command(
             "record", "--feed", "ccxt", "--venues", "binance", "--symbols", "BTC/USDT,ETH/USDT", "--duration", "1s",
             "--interval", "200ms", "--depth", "3", "--out", str(tmp_path / "cmd"), "--urls", f"binance={server.urls()['binance']}",
+            "--stream", "",  # this server speaks REST only (streams are recorded in test_streaming_feed)
         )
     reader = RecordingReader(tmp_path / "cmd")
     assert reader.load_all() > 0

@@ -308,6 +308,21 @@ def test_a_looping_clock_shifts_every_lap_forward_so_the_desk_never_goes_back():
         assert all(b.ts + 60_000 <= now for b in feed.bars("binance", "BTC/USDT", "1m"))
 
 
+
+def test_a_look_back_from_a_later_lap_sees_the_market_of_the_lap_it_asks_about():
+    """An execution decided near a lap's end and run laps later (a busy worker) fills on the
+    market at its own time, not on the recording's beginning (which would hold no quote yet)."""
+    reader = RecordingReader(TINY)
+    wall = FakeWall(0)
+    span = reader.end - reader.start + 1
+    feed = ReplayFeed(reader, ReplayClock.realtime(reader.start, reader.end, speed=1, anchor_wall_ms=0, loop=True, wall_clock=wall))
+    wall.ms = span + 5000
+    in_this_lap = feed.quote_after("binance", "BTC/USDT", span + 5000)
+    wall.ms = 3 * span + 10
+    assert feed.quote_after("binance", "BTC/USDT", span + 5000) == in_this_lap
+    assert feed.book_after("kraken", "BTC/USDT", span + 5000).ts == span + 2500
+    assert feed.quote_after("binance", "BTC/USDT", 5000).ts == 5000  # the first lap, unshifted
+
 # --- the writer round trip -------------------------------------------------
 
 

@@ -48,6 +48,27 @@ def test_the_same_opportunity_on_unchanged_market_data_is_stored_once(django_cap
     assert changed[0].route == "xv:BTC/USD:a>c" and changed[0].rank == 1 and changed[0].net_pct == Decimal("2.500000")
 
 
+
+def test_scan_runs_that_kept_nothing_are_inserted_together_in_order_before_one_that_kept_something():
+    """A replay's empty scans wait to be inserted: at the next scan that stores an
+    opportunity (before it, so the rows keep their order) and at the block's end."""
+    market = spread_market()
+    with services.scan_runs_inserted_together():
+        _, first = services.run_scan(kind="arbitrage", feed=market, decide=False)
+        services.run_scan(kind="arbitrage", feed=market, decide=False)  # a repeat: kept nothing
+        services.run_scan(kind="forex", feed=market, decide=False)  # no forex here: kept nothing
+        assert ScanRun.objects.count() == 1
+        market.set_quote("c", "BTC/USD", "102.5", "103", "1", "1", ts=NOW)
+        _, changed = services.run_scan(kind="arbitrage", feed=market, decide=False)
+        assert ScanRun.objects.count() == 4 and changed
+        services.run_scan(kind="binary", feed=market, decide=False)
+        assert ScanRun.objects.count() == 4
+    runs = list(ScanRun.objects.order_by("id"))
+    assert [(r.kind, r.opportunities_kept) for r in runs] == [
+        ("arbitrage", 2), ("arbitrage", 0), ("forex", 0), ("arbitrage", len(changed)), ("binary", 0)]
+    assert runs[1].skipped["unchanged_repeat"] == 2
+    assert changed[0].scan_run_id == runs[3].pk
+
 def test_thresholds_changed_in_the_database_apply_to_the_next_scan():
     market = spread_market()
     services.run_scan(kind="arbitrage", feed=market)

@@ -80,7 +80,11 @@ def test_every_api_write_needs_the_model_permission_admin_asks_for(users):
         assert snapshot() == before  # nothing changed by any of them
         superuser = api_client(users["superuser"])
         current = superuser.get(path).json()
-        assert getattr(superuser, method)(path, current if method == "put" else {}, format="json").status_code == 200, (method, path)
+        status = getattr(superuser, method)(path, current if method == "put" else {}, format="json").status_code
+        if getattr(resolve(path).func.cls, "model", None) in SINGLETONS:
+            assert status == 200, (method, path)
+        else:  # a pause or a close: an empty body or a sample id is refused as such (400, 404), never as a permission
+            assert status in (400, 404), (method, path, status)
 
 
 def test_staff_holding_exactly_the_change_permission_may_write_that_model_and_no_other():

@@ -31,7 +31,7 @@ def communicator(path="/ws/stream/", headers=()):
 
 
 async def connect_and_settle(comm):
-    connected, code = await comm.connect()
+    connected, code = await comm.connect(timeout=5)  # the token check and axes' lookup: over 1 s on a busy 2-core box
     if connected:
         subscribed = await comm.receive_json_from(timeout=2)
         assert subscribed["type"] == "subscribed"

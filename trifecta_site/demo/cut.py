@@ -21,7 +21,9 @@ FROM_MS = 1399001700000  # 2014-05-02T03:35:00Z: ticks from here
 HISTORY_FROM_MS = 1398945600000  # 2014-05-01T12:00:00Z: minute quotes and bars from here (60 bars of 15 minutes)
 TO_MS = 1399037400000  # 2014-05-02T13:30:00Z (exclusive)
 BEGIN_MS = 1399002000000  # 2014-05-02T03:40:00Z: where `make run` starts the clock (history behind it)
-SPEED = 10  # simulated seconds per wall second: twenty minutes of market in two minutes
+SPEED = 5  # simulated seconds per wall second: ten minutes of market in two. The desk's own latency
+# (scan, Celery hops, decision) counts in market time times SPEED against the 5 s quote age: at 10 a
+# busy machine judged most 60 s binaries STALE_DATA before they reached the governor
 LICENCE = (
     "QuantConnect LEAN sample data (repository QuantConnect/Lean, Apache-2.0); the prices were licensed to "
     "QuantConnect by FXCM and OANDA: check their terms before redistributing this slice outside Trifecta"

@@ -18,13 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from decisions.models import Controls, RiskLimits
 from execution.models import ExecutionSettings
 from execution.replay import DEFAULT_INTERVALS_S, Replay
-from execution.report import THRESHOLD_ROWS, build_report, write_report
+from execution.replay_database import migrated_database
+from execution.report import THRESHOLD_ROWS, build_report, write_report, write_trades_csv
 from execution.report_html import write_html_report
 from scanners.feeds.base import FeedError
 from scanners.feeds.replay import RecordingReader
@@ -172,7 +172,7 @@ class Command(BaseCommand):
         parser.add_argument("--to", dest="to_ts", help="end: epoch ms or ISO 8601 time (default: the recording's end)")
         parser.add_argument("--settings-file", help="JSON overrides: controls, limits, execution, thresholds.{kind}, intervals_s, payouts")
         parser.add_argument("--speed", default="max", help="`max` (default) or simulated seconds per wall-clock second")
-        parser.add_argument("--report", required=True, help="directory to write report.json, report.html and charts into")
+        parser.add_argument("--report", required=True, help="directory to write report.json, trades.csv, report.html and charts into")
 
     def handle(self, *args, recording, from_ts, to_ts, settings_file, speed, report, **options):
         start = None if from_ts is None else parse_ts(from_ts)
@@ -204,7 +204,7 @@ class Command(BaseCommand):
 
     def replay(self, recording, start, end, pace, overrides, intervals, out_dir: Path) -> None:
 
-        call_command("migrate", verbosity=0, interactive=False)
+        migrated_database()
         apply_settings(overrides)
         try:
             reader = RecordingReader(recording)
@@ -219,7 +219,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc))
         progress.finish()
         report = build_report(result=result, recording_name=reader.name)
-        written = [write_report(report, out_dir), *write_html_report(report, out_dir)]
+        written = [write_report(report, out_dir), write_trades_csv(out_dir), *write_html_report(report, out_dir)]
         state = "complete" if result.complete else "PARTIAL (interrupted)"
         self.stdout.write(
             f"replay {state}: {result.market_events} market events, {result.opportunities} opportunities, "

@@ -70,3 +70,10 @@ class ReplayClock:
     def now(self) -> int:
         position, shift = self.position()
         return position + shift
+
+    def shift_at(self, ts: int) -> int:
+        """The shift of the lap that desk time `ts` falls in (a look back may reach an earlier lap)."""
+        if self.is_stepped or not self.loop or ts <= self.end:
+            return 0
+        span = self.end - self.start + 1
+        return (ts - self.start) // span * span

@@ -6,6 +6,7 @@ Real quirks are served as recorded: locked or crossed quotes come back as they a
 from __future__ import annotations
 
 import bisect
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..base import (
     PriceGrid,
     Quote,
     Venue,
+    grid_step_ms,
     wall_ms,
 )
 from .clock import ReplayClock
@@ -47,6 +49,7 @@ class ReplayFeed(Feed):
     def __init__(self, reader: RecordingReader, clock: ReplayClock):
         self.reader = reader
         self.clock = clock
+        self._bars_made: dict[tuple, dict[int, Bar]] = {}  # a bar is parsed once, however often it is served
 
     def at(self, ts: int) -> ReplayFeed:
         """Move a stepped clock to `ts`; returns the feed so `feed.at(t).quote(...)` reads naturally."""
@@ -105,6 +108,7 @@ class ReplayFeed(Feed):
         when, shift = self.clock.position()
         if not self.clock.is_stepped and when + shift < ts:
             raise NotYetObserved(ts, when + shift)
+        shift = self.clock.shift_at(ts)
         return ts - shift, shift
 
     def book_after(self, venue: str, symbol: str, ts: int) -> Book | None:
@@ -145,10 +149,14 @@ class ReplayFeed(Feed):
             return []
         when, shift = self.clock.position()
         last = series.index_at(when - TIMEFRAME_MS[timeframe])
+        made = self._bars_made.setdefault((venue, symbol, timeframe), {})
         result = []
         for index in range(max(0, last - limit + 1), last + 1):
-            open_, high, low, close, volume = series.decimals(index)
-            result.append(Bar(series.ts[index] + shift, open_, high, low, close, volume))
+            bar = made.get(index)
+            if bar is None:
+                open_, high, low, close, volume = series.decimals(index)
+                bar = made[index] = Bar(series.ts[index], open_, high, low, close, volume)
+            result.append(replace(bar, ts=bar.ts + shift) if shift else bar)
         return result
 
     def quote_history(self, venue: str, symbol: str, since: int) -> list[Quote]:
@@ -186,7 +194,7 @@ class ReplayFeed(Feed):
     def price_grid(self, venue: str, symbol: str, *, timeframe: str | None, since: int, now: int) -> PriceGrid | None:
         """A window of the whole recording's grid, built once per instrument (`stable`: scanners may keep
         what they derive from it); the same values as `Feed.price_grid` computes from the window alone."""
-        step = TIMEFRAME_MS[timeframe] if timeframe else 1000
+        step = grid_step_ms(timeframe)
         full = self.reader.price_grid(venue, symbol, timeframe, step)
         _, shift = self.clock.position()
         if full is None or now - shift > full.first_ts + (len(full.values) - 1) * step:

@@ -22,11 +22,15 @@ class Command(BaseCommand):
         parser.add_argument("--interval", default="1s", help="time between polls (default 1s)")
         parser.add_argument("--timeframes", default="1m", help="bar timeframes, comma-separated (default 1m)")
         parser.add_argument(
+            "--stream", default="*",
+            help="venues to follow by WebSocket where ccxt streams them, comma-separated (* all, '' none: REST only)",
+        )
+        parser.add_argument(
             "--urls", default="",
             help="venue=URL pairs pointing venues at a local server that speaks their public API (for testing)",
         )
 
-    def handle(self, *args, feed, venues, symbols, duration, out, depth, interval, timeframes, urls, **options):
+    def handle(self, *args, feed, venues, symbols, duration, out, depth, interval, timeframes, stream, urls, **options):
         from scanners.feeds.recorder import record
 
         try:
@@ -40,7 +44,8 @@ class Command(BaseCommand):
                 from scanners.feeds.exchanges import CcxtFeed
 
                 source = CcxtFeed(venue_list, symbol_list, urls=overrides, book_depth=depth or 1,
-                                  timeframes=tuple(csv_list(timeframes)), min_refresh_ms=0)
+                                  timeframes=tuple(csv_list(timeframes)), min_refresh_ms=0,
+                                  stream_venues=csv_list(stream), keep_updates=True)
             else:
                 from scanners.feeds.metatrader import MetaTraderFeed
 

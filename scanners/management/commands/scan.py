@@ -52,7 +52,8 @@ class Command(BaseCommand):
             reader = RecordingReader(recording)
             if every is not None:
                 times = scan_times(reader.start, reader.end, parse_duration(every))
-                times = times_with_fresh_data(times, reader.event_times(), scanner.fresh_window_ms(thresholds)).tolist()
+                times = times_with_fresh_data(times, reader.event_times(),
+                                              scanner.fresh_window_ms(thresholds, reader.instruments())).tolist()
             else:
                 times = [at]
             feed = ReplayFeed(reader, ReplayClock.stepped(times[0] if times else reader.start))

@@ -4,6 +4,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ from trifecta_site import embedded
 from trifecta_site.demo import DEMO_RECORDING, demo_manifest, is_demo
 
 PROBE_TIMEOUT_S = 4
+REDIS_ATTEMPTS = 3
+WEB_START_TIMEOUT_S = 120
 DEMO_STARTUP_S = 20  # the demo's clock reaches its `begin` this long after the probe: when the worker scans
 
 
@@ -41,7 +44,7 @@ def describe_source(source: dict) -> list[str]:
 
 
 class Command(BaseCommand):
-    help = "Start the whole desk: ASGI web server, Celery worker (scan + desk queues) and Celery beat."
+    help = "Start the whole desk: ASGI web server, Celery worker (scan, desk, notify and replay queues) and Celery beat."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("TRIFECTA_HOST", "127.0.0.1"))
@@ -63,25 +66,54 @@ class Command(BaseCommand):
             os.umask(0o077)  # what the desk writes (database, logs, Redis files) is this account's alone
             embedded.owner_only_directory(settings.VAR_DIR)
             if settings.EMBEDDED_REDIS:
-                redis_port = embedded.free_port(6390)
-                self.stdout.write(f"Starting the bundled Redis on 127.0.0.1:{redis_port} …")
-                # A password kept in var/ (0600): no other account on the machine can drive it.
-                password = embedded.owner_only_file(settings.VAR_DIR / "redis_password")
-                self.children.append(embedded.start_redis(
-                    directory=settings.VAR_DIR / "redis", port=redis_port, env=env, password=password))
-                env["REDIS_URL"] = embedded.redis_url(redis_port, password)
-                env["TRIFECTA_EMBEDDED_REDIS"] = "1"
+                self.start_bundled_redis(env)
             call_command("migrate", interactive=False, verbosity=0)
             login = self.ensure_superuser()
             source = self.choose_data(env)
             FeedState.objects.all().delete()  # the previous run's venues: this run's poll writes its own
             self.start_children(env, host=host, port=port, concurrency=concurrency)
+            self.wait_for_web(host, port)
             self.announce(host, port, login, source)
             return self.supervise()
         except (RuntimeError, OSError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
             self.shutdown()
+
+    def start_bundled_redis(self, env: dict) -> None:
+        """The bundled Redis on 6390, or on a free port when another desk took that one
+        between our check and the server's bind (a second attempt, never a shared server)."""
+        # A password kept in var/ (0600): no other account on the machine can drive it.
+        password = embedded.owner_only_file(settings.VAR_DIR / "redis_password")
+        for attempt in range(REDIS_ATTEMPTS):
+            redis_port = embedded.free_port(6390 if attempt == 0 else None)
+            self.stdout.write(f"Starting the bundled Redis on 127.0.0.1:{redis_port} …")
+            self.stdout.flush()
+            try:
+                self.children.append(embedded.start_redis(
+                    directory=settings.VAR_DIR / "redis", port=redis_port, env=env, password=password))
+                break
+            except embedded.RedisExited:
+                if attempt == REDIS_ATTEMPTS - 1:
+                    raise
+        env["REDIS_URL"] = embedded.redis_url(redis_port, password)
+        env["TRIFECTA_EMBEDDED_REDIS"] = "1"
+
+    def wait_for_web(self, host: str, port: int) -> None:
+        """The addresses are announced only once the web server accepts connections."""
+        address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        deadline = time.monotonic() + WEB_START_TIMEOUT_S
+        while time.monotonic() < deadline and not self.stopping:
+            for child in self.children:
+                if child.poll() is not None:
+                    raise CommandError(f"{child.trifecta_name} exited with code {child.returncode} while the desk started")
+            try:
+                with socket.create_connection((address, port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        if not self.stopping:
+            raise CommandError(f"the web server did not accept connections on {address}:{port} within {WEB_START_TIMEOUT_S} s")
 
     def choose_data(self, env: dict) -> dict:
         """Which market data this run uses, written into the children's environment.
@@ -140,7 +172,7 @@ class Command(BaseCommand):
         python = sys.executable
         worker = [
             python, "-m", "celery", "-A", "trifecta_site", "worker",
-            "-Q", "scan,desk", "-n", "desk@%h", "--loglevel", "INFO", "--concurrency", str(concurrency),
+            "-Q", "scan,desk,notify,replay", "-n", "desk@%h", "--loglevel", "INFO", "--concurrency", str(concurrency),
         ]
         if os.name == "nt":
             worker += ["--pool", "solo"]

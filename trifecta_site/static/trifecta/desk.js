@@ -8,7 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const LW = window.LightweightCharts;
   const desk = { controls: null, feeds: [], scans: [], state: null, stream: "connecting", selected: null, instrument: null };
-  window.trifecta = desk; // read by the browser tests and handy in the console
+  window.trifecta = desk; // read by the browser tests and handy in the console (desk.refresh(["positions"]) redraws a panel)
 
   async function api(path, options) {
     const response = await fetch(path, Object.assign({ credentials: "same-origin", headers: { "Accept": "application/json" } }, options || {}));
@@ -227,9 +227,76 @@
       const binary = p.kind === "binary";
       tr.append(cell(marketTime(p.opened_ts)), cell(p.kind), cell(p.symbol + " · " + p.venue), cell(p.direction), cell(p.entry_price, "num"),
         cell(binary ? null : (p.stop_loss || "—") + " / " + (p.take_profit || "—"), "num"), cell(binary ? marketTime(p.expiry_ts) : null),
-        cell(money(p.reserved_usd), "num"), cell(signed(p.unrealized_pnl), "num " + signClass(p.unrealized_pnl)));
+        cell(money(p.reserved_usd), "num"), cell(signed(p.unrealized_pnl), "num " + signClass(p.unrealized_pnl)),
+        actionCell(can.close && !binary ? "Close" : null, "close-" + p.id, () => closePosition(p)));
     });
     emptyStates();
+  }
+
+  // The operator's hands: close a position now, pause a pair or a route, lift a pause ----------------
+  const can = { close: document.body.dataset.canClose === "true", pause: document.body.dataset.canPause === "true",
+    lift: document.body.dataset.canLift === "true" };
+  async function send(path, method, body) {  // the server's own message on a refusal, said in the header
+    const response = await fetch(path, { method, credentials: "same-origin", body: body ? JSON.stringify(body) : undefined,
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, "Accept": "application/json" } });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = data.detail || Object.entries(data).map(([k, v]) => k + ": " + [].concat(v).join(" ")).join("; ");
+      say("Not done: " + (detail || response.status));
+      return null;
+    }
+    say(null);
+    return data;
+  }
+  function say(text) { $("notice").textContent = text || ""; $("notice").hidden = !text; }
+  const armed = {};  // button id -> when its first click armed it: kept while the table redraws under it
+  const ARMED_MS = 8000;
+  function actionCell(label, id, act) {  // a button that asks once more before it acts
+    const td = cell(null);
+    if (!label) return td;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = id;
+    const arm = () => { button.dataset.armed = "true"; button.textContent = "Confirm " + label.toLowerCase(); button.className = "danger"; };
+    button.textContent = label;
+    if (Date.now() - (armed[id] || 0) < ARMED_MS) arm();
+    button.addEventListener("click", () => {
+      if (!(Date.now() - (armed[id] || 0) < ARMED_MS)) { armed[id] = Date.now(); arm(); return; }
+      delete armed[id];
+      button.disabled = true;
+      act();
+    });
+    td.replaceChildren(button);
+    return td;
+  }
+  async function closePosition(p) {
+    const closed = await send("/api/positions/" + p.id + "/close/", "POST", { reason: "closed from the dashboard" });
+    if (closed) say(null);
+    refresh(["positions", "trades", "portfolio", "risk"]);
+  }
+  async function loadPauses() {
+    const page = await api("/api/pauses/?in_force=true");
+    desk.pauses = page.results;
+    fill($("pauses"), page.results, (tr, p) => {
+      tr.append(cell(p.scope), cell(p.target), cell(p.until ? p.until.replace("T", " ").slice(0, 19) + " UTC" : "until lifted"),
+        cell(p.reason || null), cell(p.created_by), actionCell(can.lift ? "Lift" : null, "lift-" + p.id, () => liftPause(p)));
+    });
+    empty("pauses-empty", page.results.length ? null : "<b>No pause.</b> " + (can.pause ? "Pause a pair or a route with the form above." : "A staff user can pause a pair or a route."));
+  }
+  async function liftPause(p) {
+    await send("/api/pauses/" + p.id + "/", "DELETE");
+    refresh(["pauses"]);
+  }
+  if (can.pause) {
+    $("pause-form").hidden = false;
+    $("pause-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const f = e.target.elements;
+      const body = { scope: f.scope.value, target: f.target.value, reason: f.reason.value };
+      if (f.minutes.value) body.minutes = Number(f.minutes.value);
+      if (await send("/api/pauses/", "POST", body)) e.target.reset();
+      refresh(["pauses"]);
+    });
   }
   async function loadTrades() {
     const [page, closed] = await Promise.all([api("/api/trades/"), api("/api/positions/?status=closed")]);
@@ -361,7 +428,9 @@
     select.dataset.keys = keys.join(",");
     select.replaceChildren(...list.map((i) => { const o = document.createElement("option"); o.value = i.venue + "|" + i.symbol; o.textContent = i.symbol + " · " + i.venue; return o; }));
     if (!desk.instrument && list.length) {
-      const preferred = list.find((i) => (desk.opportunities || []).some((o) => o.symbol === i.symbol && o.venues[0] === i.venue)) || list[0];
+      const freshest = list.reduce((best, i) => ((i.last_ms || 0) > (best.last_ms || 0) ? i : best), list[0]);
+      const trading = (i) => (i.last_ms || 0) >= (freshest.last_ms || 0) - 5 * 60_000;  // not in a gap of its data
+      const preferred = list.find((i) => trading(i) && (desk.opportunities || []).some((o) => o.symbol === i.symbol && o.venues[0] === i.venue)) || freshest;
       desk.instrument = preferred.venue + "|" + preferred.symbol;
     }
     if (desk.instrument) select.value = desk.instrument;
@@ -381,7 +450,7 @@
     const data = await api("/dashboard/prices/?venue=" + encodeURIComponent(venue) + "&symbol=" + encodeURIComponent(symbol));
     if (desk.instrument !== venue + "|" + symbol) return;
     desk.prices = data;
-    $("price-what").textContent = data.what ? data.what + " · last 2 h of market time" : "";
+    $("price-what").textContent = data.what ? data.what + " · last 2 h of market time" + (data.gap ? " · " + data.gap : "") : "";
     empty("price-empty", data.empty ? "<b>No prices yet:</b> " + esc(data.empty) + "." : null);
     const precision = Math.min(8, Math.max(2, ...data.series.slice(-50).map((p) => (p.value.split(".")[1] || "").length)));
     desk.pricePrecision = precision;
@@ -477,7 +546,7 @@
 
   // Refreshing ---------------------------------------------------------------------
   const loaders = { controls: loadControls, state: loadState, opportunities: loadOpportunities, positions: loadPositions, trades: loadTrades,
-    portfolio: loadPortfolio, risk: loadRisk, feeds: loadFeeds, scans: loadScans, prices: loadPrices };
+    portfolio: loadPortfolio, risk: loadRisk, feeds: loadFeeds, scans: loadScans, prices: loadPrices, pauses: loadPauses };
   const affects = { opportunity: ["opportunities", "scans"], decision: ["opportunities", "risk"],
     trade: ["trades", "portfolio", "risk", "opportunities", "state", "prices", "positions"], position: ["positions", "portfolio", "prices", "trades", "state"],
     stats: ["positions"], feed: ["feeds", "state"], controls: ["controls"] };
@@ -494,6 +563,7 @@
       if (desk.selected && due.includes("opportunities")) showTrail(desk.selected).catch(() => {});
     }, 250);
   }
+  desk.refresh = refresh;
   function connect(delay) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(scheme + "://" + location.host + "/ws/stream/");
@@ -513,7 +583,7 @@
   makeCharts();
   refresh(Object.keys(loaders));
   setInterval(tickClock, 1000);
-  setInterval(() => refresh(["state", "feeds", "scans", "prices", "risk"]), 10000);
+  setInterval(() => refresh(["state", "feeds", "scans", "prices", "risk", "pauses"]), 10000);
   setInterval(() => refresh(["portfolio"]), 30000);
   connect(1000);
 })();
