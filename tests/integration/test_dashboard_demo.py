@@ -105,6 +105,8 @@ def test_the_demo_dashboard_at_desktop_and_phone_width(demo_desk):
         assert page.text_content("#badge").startswith("DEMO")
         assert "Demo data: real EUR/USD ticks of 2014-05-02" in page.text_content("#source-words")
         assert "TRIFECTA_FEED=ccxt" in page.text_content("#source-switch")
+        # the clock comes with the state, which a busy machine may answer after the feeds
+        page.wait_for_function("() => document.getElementById('clock').textContent.includes('UTC')", timeout=60_000)
         assert re.fullmatch(r"2014-05-02 \d\d:\d\d:\d\d UTC \(demo · ×\d+(\.\d+)?\)", page.text_content("#clock")), page.text_content("#clock")
 
         # Empty states say why and what to do.

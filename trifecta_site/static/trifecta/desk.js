@@ -559,7 +559,8 @@
       const due = [...pending];
       pending.clear();
       timer = null;
-      await Promise.all(due.map((name) => loaders[name]().catch((err) => console.warn(name, err))));
+      // a load that failed (a busy server, a restart) is tried again in 2 s, not at the next event or tick
+      await Promise.all(due.map((name) => loaders[name]().catch((err) => { console.warn(name, err); setTimeout(() => refresh([name]), 2000); })));
       if (desk.selected && due.includes("opportunities")) showTrail(desk.selected).catch(() => {});
     }, 250);
   }
