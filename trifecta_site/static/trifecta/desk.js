@@ -96,6 +96,7 @@
     if (staff) {
       $("toggle-auto").textContent = c.auto_execute ? "Switch to display only" : "Switch to auto-execute";
       $("kill-switch").textContent = c.kill_switch ? "Release kill switch" : "Kill switch";
+      $("toggle-auto").disabled = $("kill-switch").disabled = false;  // disabled in the page until the controls are known
     }
     emptyStates();
   }
