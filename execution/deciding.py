@@ -88,8 +88,8 @@ def decide_opportunity(*, opportunity_id: int, feed: Feed, execute: bool = False
     edge = edge_per_usd(opportunity, agent, feed=feed)
     exposure = book.asset_exposure
     would = make_decision(opportunity, agent, RiskVerdict(True, "LOW", []), **governor_inputs)
-    try:
-        with transaction.atomic():
+    try:  # configuration read while deciding (the receivers of the rows' saves too) is of the version read above
+        with one_configuration_reading(version=opportunity.configuration_version), transaction.atomic():
             risk_rows = locked_rows(risk_day(at, limits))
             writes = sql.Writes() if sql.hand_written() else None  # PostgreSQL: every write below in one statement
             risk = assess_trade(size, value, kind=opportunity.kind, now=at, reserve=would.verdict == EXECUTE,

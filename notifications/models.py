@@ -10,7 +10,10 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
+
+from trifecta_site.models import configuration_changed, kept_configuration
 
 ZERO = Decimal(0)
 
@@ -101,6 +104,18 @@ class Subscription(models.Model):
                 tests.append(Decimal(data.get("size_usd") or ZERO) >= self.min_size_usd)
             return any(tests) if tests else True
         return True
+
+
+def subscribed_events() -> frozenset[str]:
+    """The events some active subscription of an active channel hears, kept per process until the
+    configuration changes: the desk's trade closes cost no query while nobody subscribes to them."""
+    return kept_configuration("notification subscriptions", lambda: frozenset(
+        Subscription.objects.filter(active=True, channel__active=True).values_list("event", flat=True)))
+
+
+for _model in (Channel, Subscription):  # a change is a new configuration version (`kept_configuration`)
+    post_save.connect(configuration_changed, sender=_model, dispatch_uid=f"configuration-{_model.__name__}-saved")
+    post_delete.connect(configuration_changed, sender=_model, dispatch_uid=f"configuration-{_model.__name__}-deleted")
 
 
 class Delivery(models.Model):

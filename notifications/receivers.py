@@ -21,7 +21,7 @@ from scanners.feeds.base import DOWN
 from scanners.models import FeedState
 
 from . import notices
-from .models import FeedOutage
+from .models import FeedOutage, Subscription, subscribed_events
 from .services import notify_after_commit
 
 _kill_switch_before: dict[int, bool | None] = {}  # id(instance) -> the stored value, between pre_save and post_save
@@ -76,6 +76,8 @@ def feed_state_saved(sender, instance, raw=False, **_signal):
 @receiver(post_save, sender=Trade, dispatch_uid="notifications.trade_closed")
 def trade_saved(sender, instance, created=False, raw=False, update_fields=None, **_signal):
     if raw or instance.status != Trade.CLOSED or not (created or (update_fields and "status" in update_fields)):
+        return
+    if Subscription.TRADE_CLOSED not in subscribed_events():
         return
     figures = {"trade_id": instance.pk, "kind": instance.kind, "symbol": instance.symbol, "venues": instance.venues,
                "direction": instance.direction, "size_usd": instance.size_usd, "realized_pnl": instance.realized_pnl}

@@ -130,6 +130,24 @@ def test_a_trade_closed_above_a_size_or_a_p_and_l_fires_only_those_subscriptions
     assert Trade.objects.get(pk=big.pk).status == Trade.CLOSED
 
 
+def test_a_subscription_added_while_the_desk_runs_hears_the_next_close(django_capture_on_commit_callbacks):
+    """Trade closes skip the subscriptions' query while nobody listens; a channel subscribed (or
+    switched off) in admin is a new configuration version, heard from the next close on."""
+    first, second, third = (trade(opportunity(route=f"r{n}"), size_usd=D("100")) for n in range(3))
+    with django_capture_on_commit_callbacks(execute=True):
+        book_keeping.settle(trade=first, realized_pnl=D("1"), closed_ts=first.opened_ts + 1000)
+    assert not Delivery.objects.exists()
+    every = subscribe("every close", Subscription.TRADE_CLOSED)
+    with django_capture_on_commit_callbacks(execute=True):
+        book_keeping.settle(trade=second, realized_pnl=D("2"), closed_ts=second.opened_ts + 1000)
+    assert [d.data["trade"] for d in delivered(every)] == [second.pk]
+    every.channel.active = False
+    every.channel.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        book_keeping.settle(trade=third, realized_pnl=D("3"), closed_ts=third.opened_ts + 1000)
+    assert [d.data["trade"] for d in delivered(every)] == [second.pk]
+
+
 def test_a_trade_opened_or_rejected_is_no_close(every_event, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         trade(opportunity(route="open"), size_usd=D("1000"))
