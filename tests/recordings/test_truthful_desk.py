@@ -35,8 +35,15 @@ WRITE_GOLDEN = os.environ.get("TRIFECTA_WRITE_GOLDEN") == "1"  # a change whose 
 pytestmark = [pytest.mark.shared, pytest.mark.recordings]
 
 
+def data_size(recording: Path) -> int:
+    return sum(f.stat().st_size for f in recording.rglob("*") if f.is_file())
+
+
 def recordings() -> list:
-    found = sorted(p for p in RECORDINGS.iterdir() if (p / "manifest.json").is_file()) if RECORDINGS.is_dir() else []
+    """The recordings, largest first: xdist hands tests out in this order, so the longest replays
+    start at once instead of last (the run ends when its slowest replay does)."""
+    found = [p for p in RECORDINGS.iterdir() if (p / "manifest.json").is_file()] if RECORDINGS.is_dir() else []
+    found.sort(key=lambda p: (-data_size(p), p.name))
     return found or [pytest.param(None, id="none", marks=pytest.mark.skip(
         reason=f"no recordings at {RECORDINGS} (set TRIFECTA_RECORDINGS or check out ../shared)"))]
 

@@ -12,7 +12,7 @@
 
   async function api(path, options) {
     const response = await fetch(path, Object.assign({ credentials: "same-origin", headers: { "Accept": "application/json" } }, options || {}));
-    if (!response.ok) throw new Error(path + ": " + response.status);
+    if (!response.ok) throw Object.assign(new Error(path + ": " + response.status), { status: response.status });
     return response.json();
   }
 
@@ -560,8 +560,9 @@
       const due = [...pending];
       pending.clear();
       timer = null;
-      // a load that failed (a busy server, a restart) is tried again in 2 s, not at the next event or tick
-      await Promise.all(due.map((name) => loaders[name]().catch((err) => { console.warn(name, err); setTimeout(() => refresh([name]), 2000); })));
+      // a load that failed on the way or on the server (busy, restarting) is tried again in 2 s, not at the next event or tick
+      const again = (name, err) => { console.warn(name, err); if (!(err.status >= 400 && err.status < 500)) setTimeout(() => refresh([name]), 2000); };
+      await Promise.all(due.map((name) => loaders[name]().catch((err) => again(name, err))));
       if (desk.selected && due.includes("opportunities")) showTrail(desk.selected).catch(() => {});
     }, 250);
   }
