@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from scanners.admin import OpportunityAdmin
 from scanners.models import Opportunity
-from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
+from trifecta_site.admin import ReadOnlyAdmin, ReadOnlyInline, SingletonAdmin
 
 from .exports import DECISIONS
 from .models import AgentState, Controls, Decision, Pause, RiskDay, RiskLimits, RiskState
@@ -108,17 +108,11 @@ class DecisionAdmin(ReadOnlyAdmin):
     actions = [DECISIONS.admin_action()]
 
 
-class DecisionInline(admin.TabularInline):
+class DecisionInline(ReadOnlyInline):
     """The decision trail on each opportunity: why it was traded or not."""
 
     model = Decision
     fields = ("layer", "verdict", "reasons", "level", "score", "size_usd", "figures", "decided_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class OpportunityWithDecisionsAdmin(OpportunityAdmin):

@@ -6,7 +6,7 @@ from django.urls import path
 
 from scanners.feeds import desk_feed
 from scanners.feeds.base import FeedError
-from trifecta_site.admin import ReadOnlyAdmin, SingletonAdmin
+from trifecta_site.admin import ReadOnlyAdmin, ReadOnlyInline, SingletonAdmin
 
 from . import portfolio as book_keeping
 from .exports import TRADES
@@ -16,15 +16,9 @@ from .models import Balance, EquitySnapshot, ExecutionSettings, Fill, ManualClos
 admin.site.register(ExecutionSettings, SingletonAdmin)
 
 
-class FillInline(admin.TabularInline):
+class FillInline(ReadOnlyInline):
     model = Fill
     fields = ("leg", "venue", "symbol", "side", "requested", "quantity", "price", "notional", "fee", "fee_rate", "evidence", "filled_ts")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Trade)

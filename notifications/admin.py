@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from trifecta_site.admin import ReadOnlyAdmin
+from trifecta_site.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from . import services
 from .models import Channel, Delivery, DeliveryAttempt, FeedOutage, RiskHalt, Subscription, parsed_url
@@ -71,15 +71,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
     list_filter = ("event", "active", "channel")
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
     fields = ("started_at", "finished_at", "ok", "error")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Delivery)

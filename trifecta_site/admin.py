@@ -19,6 +19,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """A record's parts shown on it (`fields`, all read-only): never added, changed or deleted there."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class SingletonAdmin(admin.ModelAdmin):
     """One row of settings: it can be changed, never added twice or deleted; every change is audited."""
 
