@@ -196,6 +196,27 @@ def test_the_admin_action_asks_why_then_closes(desk_replay, client):
 # --- exactly once against a concurrent close -----------------------------------------------------
 
 
+def at_once(recording, *actions) -> list:
+    """Each action in a thread of its own (its own database connection and feed on `recording`),
+    all let go at the same instant; what each returned."""
+    barrier, outcomes = threading.Barrier(len(actions)), []
+
+    def run(action):
+        try:
+            own_feed = ReplayFeed(RecordingReader(recording), ReplayClock.stepped(T0 + 1000))
+            barrier.wait()
+            outcomes.append(action(own_feed))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_closes_at_once_close_exactly_once(tmp_path):
     """Two threads (two database connections) close the same position at the same moment: one
@@ -205,24 +226,15 @@ def test_two_closes_at_once_close_exactly_once(tmp_path):
     realism("optimistic")
     feed = forex_market(tmp_path, quotes=[("fx", "EUR/USD", T0 + 1000, "1.1010", "1.1012")])
     position = Position.objects.get(trade=open_forex(feed))
-    barrier, outcomes = threading.Barrier(2), []
 
-    def close():
+    def close(own_feed):
         try:
-            own_feed = ReplayFeed(RecordingReader(tmp_path), ReplayClock.stepped(T0 + 1000))  # one per thread
-            barrier.wait()
             close_position(position_id=position.pk, feed=own_feed)
-            outcomes.append("closed")
+            return "closed"
         except AlreadyClosed:
-            outcomes.append("refused")
-        finally:
-            connections.close_all()
+            return "refused"
 
-    threads = [threading.Thread(target=close) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(tmp_path, close, close)
     assert sorted(outcomes) == ["closed", "refused"]
     assert (ManualClose.objects.count(), Fill.objects.filter(trade=position.trade).count()) == (1, 2)
     assert cash_account(current_portfolio()).total == D("100008")
@@ -237,32 +249,15 @@ def test_a_close_racing_the_monitor_closes_exactly_once(tmp_path):
     realism("optimistic")
     feed = forex_market(tmp_path, quotes=[("fx", "EUR/USD", T0 + 1000, "1.0985", "1.0987")])
     position = Position.objects.get(trade=open_forex(feed))
-    barrier, outcomes = threading.Barrier(2), []
 
-    def by_hand():
+    def by_hand(own_feed):
         try:
-            own_feed = ReplayFeed(RecordingReader(tmp_path), ReplayClock.stepped(T0 + 1000))
-            barrier.wait()
             close_position(position_id=position.pk, feed=own_feed)
-            outcomes.append("manual")
+            return "manual"
         except AlreadyClosed:
-            outcomes.append("refused")
-        finally:
-            connections.close_all()
+            return "refused"
 
-    def monitor():
-        try:
-            own_feed = ReplayFeed(RecordingReader(tmp_path), ReplayClock.stepped(T0 + 1000))
-            barrier.wait()
-            outcomes.append(monitor_positions(feed=own_feed))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=by_hand), threading.Thread(target=monitor)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(tmp_path, by_hand, lambda own_feed: monitor_positions(feed=own_feed))
     position.refresh_from_db()
     closes = {"manual": 1, "stop_loss": 1}
     assert sum(outcome.get("stop_loss", 0) if isinstance(outcome, dict) else outcome == "manual" for outcome in outcomes) == 1
