@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -147,14 +147,15 @@ def has_inventory(portfolio: Portfolio | None = None) -> bool:
     return Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK).exists()
 
 
-def mark_inventory(feed, *, ts: int, portfolio: Portfolio | None = None) -> int:
+def mark_inventory(feed, *, ts: int, portfolio: Portfolio | None = None) -> list[tuple]:
     """Value each inventory balance at the feed's latest USD rate of its currency (one the feed
-    cannot price keeps its last mark). Writes only the marks; returns how many moved."""
+    cannot price keeps its last mark). Writes only the marks; returns the balances as marked,
+    as `inventory` reads them: (total, seed_usd, usd_mark, usd_at_seed)."""
     portfolio = portfolio or current_portfolio()
     balances = list(Balance.objects.filter(portfolio=portfolio).exclude(venue=Balance.DESK)
-                    .only("currency", "usd_mark", "marked_ts"))
+                    .only("currency", "usd_mark", "marked_ts", "total", "seed_usd", "usd_at_seed"))
     if not balances:
-        return 0
+        return []
     rates = usd_rates(feed, {b.currency for b in balances})
     moved = []
     for balance in balances:
@@ -163,7 +164,7 @@ def mark_inventory(feed, *, ts: int, portfolio: Portfolio | None = None) -> int:
             balance.usd_mark, balance.marked_ts = stored(rate), ts
             moved.append(balance)
     Balance.objects.bulk_update(moved, ["usd_mark", "marked_ts"])
-    return len(moved)
+    return [(b.total, b.seed_usd, b.usd_mark, b.usd_at_seed) for b in balances]
 
 
 def asset_exposure(portfolio: Portfolio, symbol: str) -> Decimal:
@@ -199,30 +200,35 @@ def take_snapshot(*, ts: int, portfolio: Portfolio | None = None, feed=None) -> 
     drawdown is not hidden by capital added): a few indexed reads, however long the history.
     """
     portfolio = portfolio or current_portfolio()
-    if feed is not None:
-        mark_inventory(feed, ts=ts, portfolio=portfolio)
+    marked = None if feed is None else mark_inventory(feed, ts=ts, portfolio=portfolio)
     cash = cash_account(portfolio).total
     realized = cash - portfolio.starting_value
     open_positions = Position.objects.filter(trade__portfolio=portfolio, status=Position.OPEN).aggregate(
         unrealized=Sum("unrealized_pnl"), count=Count("id"))
     unrealized = open_positions["unrealized"] or ZERO
-    held = inventory(portfolio)
+    held = inventory(portfolio, rows=marked)
     start = portfolio.starting_value + held.seed_value
     equity = start + realized + unrealized + held.revaluation
+    minute = ts - ts % MINUTE_MS
     previous = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").values_list(
-        "peak_equity", "starting_value").first()
+        "pk", "minute_ts", "peak_equity", "starting_value").first()
     peak = max(equity, start)
     if previous is not None:  # inventory seeded since lifts the peak by its seed value: capital added is no gain
-        peak = max(peak, previous[0] + start - (previous[1] if previous[1] is not None else portfolio.starting_value))
+        peak = max(peak, previous[2] + start - (previous[3] if previous[3] is not None else portfolio.starting_value))
     drawdown = ((peak - equity) / peak * 100).quantize(Decimal("0.0001")) if peak else ZERO
-    snapshot, _ = EquitySnapshot.objects.update_or_create(
-        portfolio=portfolio, minute_ts=ts - ts % MINUTE_MS,
-        defaults={
-            "taken_at": timezone.now(), "cash": cash, "realized_pnl": realized, "unrealized_pnl": unrealized,
-            "starting_value": start, "inventory_usd": held.market_value, "inventory_revaluation": held.revaluation,
-            "equity": equity, "peak_equity": peak, "drawdown_pct": drawdown, "open_positions": open_positions["count"],
-        },
-    )
+    point = {"taken_at": timezone.now(), "cash": cash, "realized_pnl": realized, "unrealized_pnl": unrealized,
+             "starting_value": start, "inventory_usd": held.market_value, "inventory_revaluation": held.revaluation,
+             "equity": equity, "peak_equity": peak, "drawdown_pct": drawdown, "open_positions": open_positions["count"]}
+    if previous is not None and previous[1] == minute:  # a later look in the same minute: one guarded write
+        if EquitySnapshot.objects.filter(pk=previous[0]).update(**point):
+            return EquitySnapshot(pk=previous[0], portfolio=portfolio, minute_ts=minute, **point)
+    elif previous is None or previous[1] < minute:  # the minute's first point: one insert
+        try:
+            with transaction.atomic():
+                return EquitySnapshot.objects.create(portfolio=portfolio, minute_ts=minute, **point)
+        except IntegrityError:
+            pass  # another monitor wrote this minute first: the latest look wins, as below
+    snapshot, _ = EquitySnapshot.objects.update_or_create(portfolio=portfolio, minute_ts=minute, defaults=point)
     return snapshot
 
 

@@ -47,9 +47,14 @@ def talks_to_the_broker(module) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark `backend` every test whose behaviour depends on the database or the broker (the
-    PostgreSQL pass of `make test` runs only those: `-m "backend and not reliability"`)."""
+    PostgreSQL pass of `make test` runs only those: `-m "backend and not reliability"`).
+
+    A `replay_database` test is not: a replay always runs on its own in-memory SQLite (replay
+    settings), so on PostgreSQL it would only test a combination the desk never runs."""
     backend = pytest.mark.backend
     for item in items:
+        if item.get_closest_marker("replay_database"):
+            continue
         fixtures = set(getattr(item, "fixturenames", ()))
         if (item.get_closest_marker("django_db") or item.get_closest_marker("integration")
                 or fixtures & (DATABASE_FIXTURES | BACKEND_FIXTURES)

@@ -35,6 +35,8 @@ from ..site.test_api import client_for
 from ..waiting import wait_for
 from .synthetic import START, write_market
 
+# A replay runs on its own in-memory SQLite whatever DATABASE_URL says: the SQLite pass runs these.
+pytestmark = pytest.mark.replay_database
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 PERMISSIVE = {
     "limits": {"max_trades_per_day": 10_000, "max_daily_loss": "1000000", "max_consecutive_losses": 1000,

@@ -11,7 +11,7 @@ from tests.execution.synthetic import START, write_market
 from tests.execution.test_replay import PERMISSIVE, replay_report
 from trifecta_site.models import forget_settings
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.replay_database]  # a replay runs on its own SQLite: the SQLite pass
 SETTINGS = PERMISSIVE
 FEW_FOREX_SCANS = {"forex": 86_400}  # arbitrage and binaries trade on both sides: a shorter replay
 
