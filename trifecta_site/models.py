@@ -1,10 +1,7 @@
-from __future__ import annotations
-
 import contextlib
 import contextvars
 import copy
 import secrets
-from dataclasses import dataclass
 
 from django.db import models
 from django.db.models import Subquery
@@ -81,18 +78,10 @@ _settings_rows: dict[object, tuple[int, object]] = {}
 _pinned_version: contextvars.ContextVar = contextvars.ContextVar("pinned_configuration_version", default=None)
 
 
-@dataclass
-class PinnedVersion:
-    """One reading of the version (`one_configuration_reading`), inside the reading it is nested in."""
-
-    version: int
-    outer: PinnedVersion | None = None
-
-
 def configuration_version() -> int:
     pinned = _pinned_version.get()
     if pinned is not None:
-        return pinned.version
+        return pinned
     return ConfigurationVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
 
@@ -106,7 +95,7 @@ def one_configuration_reading(*, version: int | None = None):
     """Inside the block every configuration row is checked against one reading of the version
     (`version`: where the caller read it, `configuration_version_read`): one query instead of
     one per row, and every row from the same configuration."""
-    token = _pinned_version.set(PinnedVersion(configuration_version() if version is None else version, _pinned_version.get()))
+    token = _pinned_version.set(configuration_version() if version is None else version)
     try:
         yield
     finally:
@@ -121,11 +110,7 @@ def forget_settings() -> None:
 def configuration_changed(**_signal) -> None:
     """A configuration row changed: a new version in the same transaction (this process also forgets at once)."""
     _settings_rows.clear()
-    version = secrets.randbits(62) + 1
-    ConfigurationVersion.objects.update_or_create(pk=1, defaults={"version": version})
-    pinned = _pinned_version.get()
-    while pinned is not None:  # every reading pinned here, nested ones too, follows this process's own change:
-        pinned.version, pinned = version, pinned.outer  # else rows are kept under two versions, reloaded in turn
+    ConfigurationVersion.objects.update_or_create(pk=1, defaults={"version": secrets.randbits(62) + 1})
 
 
 def kept_configuration(key, load):

@@ -69,24 +69,6 @@ def test_one_reading_checks_every_row_against_one_version():
     assert count == 0
 
 
-def test_a_change_inside_a_nested_reading_moves_the_readings_around_it_too():
-    """A replay pins one reading for its run and each decision one inside it: a row created or
-    saved inside the inner one must not leave the outer one at the old version, where every
-    row would be reloaded each time the two readings take turns."""
-    RiskLimits.get_solo()
-    with site_models.one_configuration_reading():
-        with site_models.one_configuration_reading(version=site_models.configuration_version()):
-            limits = RiskLimits.get_solo()
-            limits.max_trades_per_day = 9
-            limits.save()
-            inner = site_models.configuration_version()
-        assert site_models.configuration_version() == inner == ConfigurationVersion.objects.get(pk=1).version
-        RiskLimits.get_solo()
-        _, count = queries(lambda: (RiskLimits.get_solo(), RiskLimits.get_solo()))
-    assert count == 0
-    assert RiskLimits.get_solo().max_trades_per_day == 9
-
-
 def test_runtime_state_is_always_read_from_the_database():
     RiskState.get_solo()
     _, count = queries(RiskState.get_solo)
