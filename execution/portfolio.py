@@ -210,19 +210,21 @@ def take_snapshot(*, ts: int, portfolio: Portfolio | None = None, feed=None) -> 
     start = portfolio.starting_value + held.seed_value
     equity = start + realized + unrealized + held.revaluation
     minute = ts - ts % MINUTE_MS
-    previous = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").values_list(
+    previous = EquitySnapshot.objects.filter(portfolio=portfolio).order_by("-minute_ts").values(
         "pk", "minute_ts", "peak_equity", "starting_value").first()
     peak = max(equity, start)
     if previous is not None:  # inventory seeded since lifts the peak by its seed value: capital added is no gain
-        peak = max(peak, previous[2] + start - (previous[3] if previous[3] is not None else portfolio.starting_value))
+        before = previous["starting_value"] if previous["starting_value"] is not None else portfolio.starting_value
+        peak = max(peak, previous["peak_equity"] + start - before)
     drawdown = ((peak - equity) / peak * 100).quantize(Decimal("0.0001")) if peak else ZERO
     point = {"taken_at": timezone.now(), "cash": cash, "realized_pnl": realized, "unrealized_pnl": unrealized,
              "starting_value": start, "inventory_usd": held.market_value, "inventory_revaluation": held.revaluation,
              "equity": equity, "peak_equity": peak, "drawdown_pct": drawdown, "open_positions": open_positions["count"]}
-    if previous is not None and previous[1] == minute:  # a later look in the same minute: one guarded write
-        if EquitySnapshot.objects.filter(pk=previous[0]).update(**point):
-            return EquitySnapshot(pk=previous[0], portfolio=portfolio, minute_ts=minute, **point)
-    elif previous is None or previous[1] < minute:  # the minute's first point: one insert
+    latest = None if previous is None else previous["minute_ts"]
+    if latest == minute:  # a later look in the same minute: one guarded write
+        if EquitySnapshot.objects.filter(pk=previous["pk"]).update(**point):
+            return EquitySnapshot(pk=previous["pk"], portfolio=portfolio, minute_ts=minute, **point)
+    elif latest is None or latest < minute:  # the minute's first point: one insert
         try:
             with transaction.atomic():
                 return EquitySnapshot.objects.create(portfolio=portfolio, minute_ts=minute, **point)

@@ -3,6 +3,7 @@ drawdown and the stats, so their price risk shows. Numbers to check by hand."""
 from decimal import Decimal as D
 
 import pytest
+from django.db import connection
 
 from execution import deciding
 from execution.models import Balance, EquitySnapshot
@@ -11,6 +12,7 @@ from execution.portfolio import current_portfolio, desk_exposure, desk_stats, in
 
 from .recorded import recorded_market
 from .test_executors import CROSS, T0, opportunity, realism
+from .test_manual_close import at_once
 
 pytestmark = pytest.mark.django_db
 CENT = D("0.01")
@@ -70,3 +72,19 @@ def test_without_inventory_equity_is_cash_and_positions():
     point = take_snapshot(ts=T0)
     assert (point.starting_value, point.inventory_usd, point.inventory_revaluation) == (D("100000"), 0, 0)
     assert point.equity == D("100000") and desk_stats()["inventory_value"] == "0.00"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_monitors_taking_a_minute_s_first_point_at_once_leave_one_point_and_both_go_on(tmp_path):
+    """Each inserts the minute's first point; the one that comes second finds it written and
+    updates it (the latest look wins), without an error and without a second point."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a unique index waited on across connections: run on PostgreSQL (DATABASE_URL)")
+    moving_market(tmp_path)
+    take_snapshot(ts=T0 - 60_000)  # an earlier minute: in each round both see an older latest point
+    for minute in range(5):
+        ts = T0 + minute * 60_000
+        outcomes = at_once(tmp_path, *[lambda own_feed: take_snapshot(ts=ts, feed=own_feed)] * 2)
+        assert len(outcomes) == 2, "a monitor failed"
+        points = EquitySnapshot.objects.filter(minute_ts=ts - ts % 60_000)
+        assert points.count() == 1 and points.get().equity == D("100000")
