@@ -1,7 +1,10 @@
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import copy
 import secrets
+from dataclasses import dataclass
 
 from django.db import models
 from django.db.models import Subquery
@@ -78,10 +81,18 @@ _settings_rows: dict[object, tuple[int, object]] = {}
 _pinned_version: contextvars.ContextVar = contextvars.ContextVar("pinned_configuration_version", default=None)
 
 
+@dataclass
+class PinnedVersion:
+    """One reading of the version (`one_configuration_reading`), inside the reading it is nested in."""
+
+    version: int
+    outer: PinnedVersion | None = None
+
+
 def configuration_version() -> int:
     pinned = _pinned_version.get()
     if pinned is not None:
-        return pinned
+        return pinned.version
     return ConfigurationVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
 
@@ -95,7 +106,7 @@ def one_configuration_reading(*, version: int | None = None):
     """Inside the block every configuration row is checked against one reading of the version
     (`version`: where the caller read it, `configuration_version_read`): one query instead of
     one per row, and every row from the same configuration."""
-    token = _pinned_version.set(configuration_version() if version is None else version)
+    token = _pinned_version.set(PinnedVersion(configuration_version() if version is None else version, _pinned_version.get()))
     try:
         yield
     finally:
@@ -110,7 +121,11 @@ def forget_settings() -> None:
 def configuration_changed(**_signal) -> None:
     """A configuration row changed: a new version in the same transaction (this process also forgets at once)."""
     _settings_rows.clear()
-    ConfigurationVersion.objects.update_or_create(pk=1, defaults={"version": secrets.randbits(62) + 1})
+    version = secrets.randbits(62) + 1
+    ConfigurationVersion.objects.update_or_create(pk=1, defaults={"version": version})
+    pinned = _pinned_version.get()
+    while pinned is not None:  # every reading pinned here, nested ones too, follows this process's own change:
+        pinned.version, pinned = version, pinned.outer  # else rows are kept under two versions, reloaded in turn
 
 
 def kept_configuration(key, load):
@@ -163,8 +178,17 @@ class SingletonSettings(models.Model):
     def get_solo(cls):
         """The row (created with its defaults on first use); a copy the caller may change and save."""
         if not cls.audited:
-            return cls.objects.get_or_create(pk=1)[0]
-        return copy.copy(kept_configuration(cls, lambda: cls.objects.get_or_create(pk=1)[0]))
+            return cls.row()
+        return copy.copy(kept_configuration(cls, cls.row))
+
+    @classmethod
+    def row(cls):
+        """The row as the database holds it: one created here is read back, so a default of 0.85 is
+        0.8500 from its first use on, as every later read gives it (an opportunity's figures too)."""
+        row, created = cls.objects.get_or_create(pk=1)
+        if created:
+            row.refresh_from_db()
+        return row
 
     def thresholds(self, thresholds_type):
         """The scanner's thresholds dataclass, with every field this row has taken from the row."""

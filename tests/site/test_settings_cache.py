@@ -7,6 +7,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from decisions.models import RiskLimits, RiskState
+from scanners.models import BinarySettings
 from trifecta_site import models as site_models
 from trifecta_site.models import ConfigurationVersion
 
@@ -67,6 +68,34 @@ def test_one_reading_checks_every_row_against_one_version():
     with site_models.one_configuration_reading():
         _, count = queries(lambda: (RiskLimits.get_solo(), RiskLimits.get_solo()))
     assert count == 0
+
+
+def test_a_change_inside_a_nested_reading_moves_the_readings_around_it_too():
+    """A replay pins one reading for its run and each decision one inside it: a row created or
+    saved inside the inner one must not leave the outer one at the old version, where every
+    row would be reloaded each time the two readings take turns."""
+    RiskLimits.get_solo()
+    with site_models.one_configuration_reading():
+        with site_models.one_configuration_reading(version=site_models.configuration_version()):
+            limits = RiskLimits.get_solo()
+            limits.max_trades_per_day = 9
+            limits.save()
+            inner = site_models.configuration_version()
+        assert site_models.configuration_version() == inner == ConfigurationVersion.objects.get(pk=1).version
+        RiskLimits.get_solo()
+        _, count = queries(lambda: (RiskLimits.get_solo(), RiskLimits.get_solo()))
+    assert count == 0
+    assert RiskLimits.get_solo().max_trades_per_day == 9
+
+
+def test_a_row_s_first_use_gives_its_values_as_every_later_read_does():
+    """A row created on first use is read back: its default payout 0.85 is 0.8500 at once, so a
+    binary's figures (and the signature that tells a new opportunity from a repeat) do not change
+    between the first scan and the next."""
+    first = BinarySettings.get_solo()
+    site_models.forget_settings()
+    again = BinarySettings.get_solo()
+    assert str(first.default_payout) == str(again.default_payout) == "0.8500"
 
 
 def test_runtime_state_is_always_read_from_the_database():
