@@ -186,9 +186,7 @@ class SingletonSettings(models.Model):
         """The row as the database holds it: one created here is read back, so a default of 0.85 is
         0.8500 from its first use on, as every later read gives it (an opportunity's figures too)."""
         row, created = cls.objects.get_or_create(pk=1)
-        if created:
-            row.refresh_from_db()
-        return row
+        return cls.objects.get(pk=1) if created else row
 
     def thresholds(self, thresholds_type):
         """The scanner's thresholds dataclass, with every field this row has taken from the row."""
